@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import pino from 'pino'
+import { formatProblem, hasErrors, sortProblems } from '../src/config/problem.js'
+import { loadConfig } from '../src/config/load.js'
+import { compile } from '../src/compile/compile.js'
+import { readConfigInputs } from '../plugins/config-files.js'
+import { ConfigError, startGateway } from '../plugins/gateway.js'
+
+const USAGE = `Usage:
+  meshgate [run] --config PATH [--config PATH…] [options]
+  meshgate validate [--strict] PATH…
+
+Run options (each also read from the environment variable shown):
+  -c, --config PATH        config file or directory of *.yaml (MESHGATE_CONFIG, comma-separated)
+      --host ADDR          address the listeners bind to (MESHGATE_HOST, default 0.0.0.0)
+      --mesh-port N        mesh listener port, 'off' to disable (MESHGATE_MESH_PORT, default 15001)
+      --port-map P=N       bind Gateway server port P on port N instead (MESHGATE_PORT_MAP, comma-separated)
+      --mesh-namespace NS  namespace short Host names resolve in on the mesh (MESHGATE_MESH_NAMESPACE, default default)
+      --access-log DEST    access log: a file, 'stdout', 'stderr' or 'off' (MESHGATE_ACCESS_LOG, default stdout)
+      --log-level LEVEL    trace|debug|info|warn|error|fatal (MESHGATE_LOG_LEVEL, default info)
+      --strict             treat warnings (references that cannot work) as errors (MESHGATE_STRICT=1)
+  -h, --help               this text
+
+validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 and every problem
+with file, line, column, resource and field path.`
+
+/** Entry point; returns the process exit code (or never returns while serving). */
+export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const args = argv[0] === 'run' ? argv.slice(1) : argv
+  if (args[0] === 'validate') return validate(args.slice(1))
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c', multiple: true },
+        host: { type: 'string' },
+        'mesh-port': { type: 'string' },
+        'port-map': { type: 'string', multiple: true },
+        'mesh-namespace': { type: 'string' },
+        'access-log': { type: 'string' },
+        'log-level': { type: 'string' },
+        strict: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    })
+  } catch (err) {
+    process.stderr.write(`meshgate: ${(err as Error).message}\n\n${USAGE}\n`)
+    return 2
+  }
+  const v = parsed.values
+  if (v.help === true) { process.stdout.write(USAGE + '\n'); return 0 }
+  const config = v.config ?? splitList(env.MESHGATE_CONFIG)
+  if (config.length === 0) {
+    process.stderr.write(`meshgate: no configuration given: pass --config PATH (or set MESHGATE_CONFIG)\n\n${USAGE}\n`)
+    return 2
+  }
+  const log = pino({ level: v['log-level'] ?? env.MESHGATE_LOG_LEVEL ?? 'info', base: { name: 'meshgate' } }, pino.destination(2))
+  const meshPortRaw = v['mesh-port'] ?? env.MESHGATE_MESH_PORT ?? '15001'
+  let portMap: Record<number, number>
+  try {
+    portMap = parsePortMap([...(v['port-map'] ?? splitList(env.MESHGATE_PORT_MAP))])
+  } catch (err) {
+    process.stderr.write(`meshgate: ${(err as Error).message}\n`)
+    return 2
+  }
+  try {
+    const gw = await startGateway({
+      config,
+      strict: v.strict ?? env.MESHGATE_STRICT === '1',
+      host: v.host ?? env.MESHGATE_HOST ?? '0.0.0.0',
+      meshPort: meshPortRaw === 'off' ? null : Number(meshPortRaw),
+      portMap,
+      meshNamespace: v['mesh-namespace'] ?? env.MESHGATE_MESH_NAMESPACE ?? 'default',
+      accessLog: v['access-log'] ?? env.MESHGATE_ACCESS_LOG ?? 'stdout',
+      onProblems: problems => { for (const p of problems) log.warn(formatProblem(p)) }
+    })
+    for (const l of gw.listeners) log.info({ listener: l.name, url: l.url }, `${l.kind} listener ready`)
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'shutting down')
+      gw.close().then(() => process.exit(0), () => process.exit(1))
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+    return await new Promise<number>(() => {})
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(formatProblem(p) + '\n')
+      process.stderr.write(`meshgate: not started: ${err.message}\n`)
+      return 1
+    }
+    process.stderr.write(`meshgate: ${(err as Error).message}\n`)
+    return 1
+  }
+}
+
+/** `meshgate validate PATH…`: every problem, then exit 1 on errors. */
+async function validate (args: string[]): Promise<number> {
+  const strict = args.includes('--strict')
+  const paths = args.filter(a => a !== '--strict')
+  if (paths.length === 0) { process.stderr.write('meshgate validate: give at least one file or directory\n'); return 2 }
+  const { inputs, problems: io } = await readConfigInputs(paths)
+  const loaded = loadConfig(inputs, { strict })
+  let problems = [...io, ...loaded.problems]
+  if (!hasErrors(problems)) {
+    const c = compile(loaded.set)
+    problems = [...problems, ...c.problems.map(p => strict && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
+  }
+  problems = sortProblems(problems)
+  for (const p of problems) process.stdout.write(formatProblem(p) + '\n')
+  const count = loaded.set.gateways.length + loaded.set.virtualServices.length + loaded.set.destinationRules.length +
+    loaded.set.serviceEntries.length + loaded.set.workloadEntries.length
+  if (hasErrors(problems)) {
+    process.stdout.write(`Error: ${problems.filter(p => p.severity === 'Error').length} error(s) in ${inputs.length} file(s)\n`)
+    return 1
+  }
+  process.stdout.write(`✔ ${count} resource(s) in ${inputs.length} file(s) valid${problems.length > 0 ? ` (${problems.length} warning(s))` : ''}\n`)
+  return 0
+}
+
+function splitList (s: string | undefined): string[] {
+  return s === undefined || s === '' ? [] : s.split(',').map(x => x.trim()).filter(x => x !== '')
+}
+
+function parsePortMap (items: string[]): Record<number, number> {
+  const out: Record<number, number> = {}
+  for (const item of items) {
+    const m = /^(\d+)=(\d+)$/.exec(item)
+    if (m === null) throw new Error(`--port-map "${item}": expected SERVERPORT=BINDPORT, e.g. 8080=18080`)
+    out[Number(m[1])] = Number(m[2])
+  }
+  return out
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => { process.stderr.write(String(err?.stack ?? err) + '\n'); process.exitCode = 1 })
+}

@@ -1,0 +1,128 @@
+import pino from 'pino'
+
+/**
+ * The per-request facts the access log needs, filled in as the request goes through the proxy.
+ * One JSON line per request with Envoy/ASM field names (DESIGN.md "Access log"); `-` where absent.
+ */
+export interface AccessLogContext {
+  startTime: number
+  /** High-resolution start, for durations. */
+  startHr: bigint
+  authority: string
+  method: string
+  path: string
+  protocol: string
+  requestId: string
+  userAgent: string
+  xForwardedFor: string
+  traceId: string
+  downstreamLocal: string
+  downstreamRemote: string
+  bytesReceived: number
+  bytesSent: number
+  responseFlags: string
+  routeName: string
+  upstreamCluster: string
+  upstreamHost: string
+  upstreamLocal: string
+  /** Milliseconds from sending upstream to its response headers, or -1. */
+  upstreamServiceTime: number
+  upstreamTransportFailureReason: string
+  fallbackPath: string
+  fallbackFinalCluster: string
+  fallbackResult: string
+  /** Which listener served it (not logged; used by metrics). */
+  listener: string
+}
+
+export function newAccessLogContext (): AccessLogContext {
+  return {
+    startTime: 0,
+    startHr: 0n,
+    authority: '-',
+    method: '-',
+    path: '-',
+    protocol: '-',
+    requestId: '-',
+    userAgent: '-',
+    xForwardedFor: '-',
+    traceId: '-',
+    downstreamLocal: '-',
+    downstreamRemote: '-',
+    bytesReceived: 0,
+    bytesSent: 0,
+    responseFlags: '-',
+    routeName: '-',
+    upstreamCluster: '-',
+    upstreamHost: '-',
+    upstreamLocal: '-',
+    upstreamServiceTime: -1,
+    upstreamTransportFailureReason: '-',
+    fallbackPath: '-',
+    fallbackFinalCluster: '-',
+    fallbackResult: '-',
+    listener: '-'
+  }
+}
+
+/** The JSON object of one access-log line, keys in DESIGN.md order, values as strings like ASM's. */
+export function accessLogRecord (c: AccessLogContext, responseCode: number, durationMs: number): Record<string, string> {
+  return {
+    authority: c.authority,
+    bytes_received: String(c.bytesReceived),
+    bytes_sent: String(c.bytesSent),
+    downstream_local_address: c.downstreamLocal,
+    downstream_remote_address: c.downstreamRemote,
+    duration: String(durationMs),
+    fallback_final_cluster_name: c.fallbackFinalCluster,
+    fallback_path: c.fallbackPath,
+    fallback_result: c.fallbackResult,
+    method: c.method,
+    path: c.path,
+    protocol: c.protocol,
+    request_id: c.requestId,
+    response_code: String(responseCode),
+    response_flags: c.responseFlags,
+    route_name: c.routeName,
+    start_time: new Date(c.startTime).toISOString(),
+    trace_id: c.traceId,
+    upstream_cluster: c.upstreamCluster,
+    upstream_host: c.upstreamHost,
+    upstream_local_address: c.upstreamLocal,
+    upstream_service_time: c.upstreamServiceTime < 0 ? '-' : String(c.upstreamServiceTime),
+    upstream_transport_failure_reason: c.upstreamTransportFailureReason,
+    user_agent: c.userAgent,
+    x_forwarded_for: c.xForwardedFor
+  }
+}
+
+/** Where access-log lines go: a file path, `-`/`stdout`, `stderr`, `off`, or a function (tests). */
+export type AccessLogTarget = string | ((line: string) => void)
+
+export interface AccessLogWriter {
+  write: (record: Record<string, string>) => void
+  flush: () => void
+  close: () => Promise<void>
+}
+
+/**
+ * An access-log writer. Files and stdout go through pino's asynchronous SonicBoom destination,
+ * so writing a line never blocks the event loop on disk I/O.
+ */
+export function createAccessLogWriter (target: AccessLogTarget): AccessLogWriter {
+  if (typeof target === 'function') {
+    return { write: r => target(JSON.stringify(r)), flush: () => {}, close: async () => {} }
+  }
+  if (target === 'off') return { write: () => {}, flush: () => {}, close: async () => {} }
+  const fd = target === '-' || target === 'stdout' ? 1 : target === 'stderr' ? 2 : undefined
+  const dest = pino.destination({ dest: fd ?? target, sync: false, minLength: fd === undefined ? 4096 : 0, mkdir: true })
+  return {
+    write: r => { dest.write(JSON.stringify(r) + '\n') },
+    flush: () => { try { dest.flushSync() } catch { /* not ready yet: the async write completes on its own */ } },
+    close: () => new Promise(resolve => {
+      if (fd !== undefined) { try { dest.flushSync() } catch { /* ignore */ } resolve(); return }
+      dest.once('close', () => resolve())
+      dest.end()
+    })
+  }
+}

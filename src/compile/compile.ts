@@ -1,0 +1,314 @@
+import type { Destination, HTTPRoute, ResourceSet, VirtualService } from '../config/model.js'
+import { resourceId } from '../config/model.js'
+import { type Problem, Codes, formatPath } from '../config/problem.js'
+import { intersectHosts, meshAliases, toFqdn } from '../config/hosts.js'
+import { compileHeaders } from '../routing/headers.js'
+import { compileMatch } from '../routing/match.js'
+import { compileRewrite } from '../routing/rewrite.js'
+import { buildClusters, buildRegistry, type Registry } from './services.js'
+import {
+  type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
+  type ListenerSpec, type Snapshot, type VirtualHost, clusterName
+} from './snapshot.js'
+
+export interface CompileOptions {
+  /** Generation number to stamp on the snapshot. */
+  generation?: number
+  /** Namespace the mesh listener's callers live in: short Host names resolve against it. */
+  meshNamespace?: string
+  now?: () => number
+}
+
+export interface CompileResult {
+  snapshot: Snapshot
+  problems: Problem[]
+}
+
+/** Protocols whose servers meshgate serves as plain HTTP/1.1 (and h2c) listeners. */
+const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB'])
+
+/**
+ * Compile a validated resource set into an immutable snapshot: listeners with their host
+ * index and ordered routes, and clusters with their endpoints. Pure; never throws on a set
+ * that passed validation.
+ */
+export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileResult {
+  const problems: Problem[] = []
+  const meshNamespace = opts.meshNamespace ?? 'default'
+  const reg = buildRegistry(set)
+  const clusters = buildClusters(reg)
+  const routesOf = new RouteCompiler(reg)
+
+  // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
+  interface PortGroup { protocol: string; servers: Array<{ gateway: string; gwNamespace: string; hosts: string[] }> }
+  const ports = new Map<number, PortGroup>()
+  for (const gw of set.gateways) {
+    const gwName = `${gw.metadata.namespace}/${gw.metadata.name}`
+    gw.spec.servers.forEach((s, i) => {
+      const protocol = s.port.protocol.toUpperCase()
+      if (!HTTP_PROTOCOLS.has(protocol)) {
+        problems.push(problemAt(gw, ['spec', 'servers', i, 'port', 'protocol'], 'Warning', Codes.NotSupported,
+          `protocol ${protocol} is not served yet by meshgate; server on port ${s.port.number} skipped`))
+        return
+      }
+      let g = ports.get(s.port.number)
+      if (g === undefined) { g = { protocol, servers: [] }; ports.set(s.port.number, g) }
+      g.servers.push({ gateway: gwName, gwNamespace: gw.metadata.namespace, hosts: s.hosts })
+    })
+  }
+
+  const gateways: ListenerSpec[] = []
+  for (const [port, group] of [...ports.entries()].sort((a, b) => a[0] - b[0])) {
+    const gatewayNames = [...new Set(group.servers.map(s => s.gateway))]
+    const vhosts = new Map<string, CompiledRoute[]>()
+    for (const vs of set.virtualServices) {
+      for (const server of group.servers) {
+        const routes = routesOf.forListener(vs, server.gateway)
+        if (routes.length === 0) continue
+        for (const raw of server.hosts) {
+          const { ns, host } = splitServerHost(raw, server.gwNamespace)
+          if (ns !== '*' && ns !== vs.metadata.namespace) continue
+          for (const h of vs.spec.hosts ?? []) {
+            const domain = intersectHosts(toFqdn(h, vs.metadata.namespace), host.toLowerCase())
+            if (domain === undefined) continue
+            const list = vhosts.get(domain) ?? []
+            for (const r of routes) if (!list.includes(r)) list.push(r)
+            vhosts.set(domain, list)
+          }
+        }
+      }
+    }
+    const hosts = [...vhosts.entries()].map(([domain, routes]): VirtualHost => ({
+      name: `${domain}:${port}`,
+      domains: [domain],
+      routes: Object.freeze(catchAllsLast(routes))
+    }))
+    gateways.push(Object.freeze({
+      name: `0.0.0.0_${port}`,
+      kind: 'gateway' as const,
+      port,
+      protocol: group.protocol,
+      gatewayNames,
+      hosts: buildHostIndex(hosts)
+    }))
+  }
+
+  // ---- mesh listener: one virtual host per service, replaced by the first VirtualService for it
+  const meshHosts = new Map<string, VirtualHost>()
+  const meshOwner = new Map<string, string>()
+  for (const vs of set.virtualServices) {
+    const routes = routesOf.forListener(vs, 'mesh')
+    if (routes.length === 0) continue
+    for (const h of vs.spec.hosts ?? []) {
+      const fqdn = toFqdn(h, vs.metadata.namespace)
+      const owner = meshOwner.get(fqdn)
+      if (owner !== undefined) {
+        problems.push(problemAt(vs, ['spec', 'hosts'], 'Warning', Codes.Duplicate,
+          `host "${fqdn}" is already routed for the mesh by VirtualService ${owner}; as in Istio sidecars, only the first VirtualService for a host applies`))
+        continue
+      }
+      meshOwner.set(fqdn, `${vs.metadata.namespace}/${vs.metadata.name}`)
+      meshHosts.set(fqdn, { name: fqdn, domains: meshAliases(fqdn, meshNamespace), routes: Object.freeze(catchAllsLast(routes)) })
+    }
+  }
+  for (const svc of reg.services.values()) {
+    if (meshHosts.has(svc.fqdn)) continue
+    meshHosts.set(svc.fqdn, {
+      name: svc.fqdn,
+      domains: meshAliases(svc.fqdn, meshNamespace),
+      routes: [routesOf.defaultRoute(svc.fqdn)]
+    })
+  }
+  const mesh: ListenerSpec = Object.freeze({
+    name: 'mesh',
+    kind: 'mesh' as const,
+    port: 0,
+    protocol: 'HTTP',
+    gatewayNames: [],
+    hosts: buildHostIndex([...meshHosts.values()])
+  })
+
+  const snapshot: Snapshot = Object.freeze({
+    generation: opts.generation ?? 1,
+    createdAt: (opts.now ?? Date.now)(),
+    gateways: Object.freeze(gateways),
+    mesh,
+    clusters,
+    problems: Object.freeze([...problems])
+  })
+  return { snapshot, problems }
+}
+
+/** `ns/host` of a Gateway server host; no namespace part means any namespace, `.` the Gateway's own. */
+function splitServerHost (raw: string, gwNamespace: string): { ns: string; host: string } {
+  const slash = raw.indexOf('/')
+  if (slash < 0) return { ns: '*', host: raw }
+  const ns = raw.slice(0, slash)
+  return { ns: ns === '.' ? gwNamespace : ns, host: raw.slice(slash + 1) }
+}
+
+/** Istio `SortVHostRoutes`: catch-all routes move to the end, order otherwise kept. */
+function catchAllsLast (routes: CompiledRoute[]): CompiledRoute[] {
+  return [...routes.filter(r => !r.match.catchAll), ...routes.filter(r => r.match.catchAll)]
+}
+
+function buildHostIndex (vhosts: VirtualHost[]): HostIndex {
+  const exact = new Map<string, VirtualHost>()
+  const wild: Array<readonly [string, VirtualHost]> = []
+  let any: VirtualHost | undefined
+  for (const vh of vhosts) {
+    for (const d of vh.domains) {
+      if (d === '*') any ??= vh
+      else if (d.startsWith('*.')) { if (!wild.some(([s]) => s === d.slice(1))) wild.push([d.slice(1), vh]) } else if (!exact.has(d)) exact.set(d, vh)
+    }
+  }
+  wild.sort((a, b) => b[0].length - a[0].length)
+  return Object.freeze({ exact, wildcards: Object.freeze(wild), any, all: Object.freeze(vhosts) })
+}
+
+/** Look up a virtual host: exact, then longest wildcard suffix, then `*`. Ports are ignored. */
+export function lookupHost (index: HostIndex, host: string): VirtualHost | undefined {
+  const e = index.exact.get(host)
+  if (e !== undefined) return e
+  for (let i = 0; i < index.wildcards.length; i++) {
+    const [suffix, vh] = index.wildcards[i]
+    if (host.length > suffix.length && host.endsWith(suffix)) return vh
+  }
+  return index.any
+}
+
+function problemAt (
+  r: VirtualService | ResourceSet['gateways'][number],
+  path: Array<string | number>,
+  severity: Problem['severity'],
+  code: string,
+  message: string
+): Problem {
+  const { line, column } = r.locate(path)
+  return { severity, code, message, file: r.source.file, line, column, resource: resourceId(r), path: formatPath(path) }
+}
+
+/**
+ * Compiles each VirtualService's routes once, and hands out the subset that applies at a
+ * listener (by the match blocks' effective `gateways`). Each match block is its own route, so a
+ * rewrite is relative to the block that matched; routes after a catch-all are dropped.
+ */
+class RouteCompiler {
+  private readonly cache = new Map<VirtualService, Array<{ route: CompiledRoute; gateways: Set<string> }>>()
+  private readonly listenerCache = new Map<string, CompiledRoute[]>()
+
+  constructor (private readonly reg: Registry) {}
+
+  forListener (vs: VirtualService, gateway: string): CompiledRoute[] {
+    const key = `${vs.metadata.namespace}/${vs.metadata.name}\u0000${gateway}`
+    let out = this.listenerCache.get(key)
+    if (out !== undefined) return out
+    out = []
+    for (const { route, gateways } of this.all(vs)) {
+      if (!gateways.has(gateway)) continue
+      out.push(route)
+      if (route.match.catchAll) break
+    }
+    this.listenerCache.set(key, out)
+    return out
+  }
+
+  defaultRoute (fqdn: string): CompiledRoute {
+    const dest: CompiledDestination = { ...this.target({ host: fqdn }, 'default'), weight: 1 }
+    return {
+      name: 'default',
+      virtualService: '-',
+      httpIndex: 0,
+      matchIndex: 0,
+      match: compileMatch(undefined),
+      destinations: [dest],
+      totalWeight: 1
+    }
+  }
+
+  private all (vs: VirtualService): Array<{ route: CompiledRoute; gateways: Set<string> }> {
+    let out = this.cache.get(vs)
+    if (out !== undefined) return out
+    out = []
+    const ns = vs.metadata.namespace
+    const vsGateways = normalizeGateways(vs.spec.gateways, ns)
+    ;(vs.spec.http ?? []).forEach((http, i) => {
+      const blocks = http.match !== undefined && http.match.length > 0 ? http.match : [undefined]
+      const shared = this.action(http, ns)
+      blocks.forEach((m, j) => {
+        const match = compileMatch(m)
+        const name = routeName(http.name, m?.name)
+        const route: CompiledRoute = {
+          name,
+          virtualService: `${ns}/${vs.metadata.name}`,
+          httpIndex: i,
+          matchIndex: j,
+          match,
+          ...shared
+        }
+        const gateways = m?.gateways !== undefined && m.gateways.length > 0 ? normalizeGateways(m.gateways, ns) : vsGateways
+        out!.push({ route: Object.freeze(route), gateways })
+      })
+    })
+    this.cache.set(vs, out)
+    return out
+  }
+
+  private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight'> {
+    const headers = compileHeaders(http.headers)
+    const rewrite = compileRewrite(http.rewrite, headers?.hostRewrite)
+    const list = http.route ?? []
+    const destinations: CompiledDestination[] = []
+    for (const d of list) {
+      // With several destinations a weight of 0 (or none) gets no traffic; a single one takes all.
+      const weight = list.length === 1 ? 1 : (d.weight ?? 0)
+      if (weight <= 0) continue
+      const dh = compileHeaders(d.headers)
+      const dest: CompiledDestination = { ...this.target(d.destination, ns), weight }
+      if (dh !== undefined) dest.headers = dh
+      if (d.fallback !== undefined) dest.fallback = this.target(d.fallback.target, ns)
+      destinations.push(Object.freeze(dest))
+    }
+    const totalWeight = destinations.reduce((s, d) => s + d.weight, 0)
+    return {
+      ...(rewrite !== undefined ? { rewrite } : {}),
+      ...(headers !== undefined ? { headers } : {}),
+      destinations: Object.freeze(destinations),
+      totalWeight
+    }
+  }
+
+  /** Resolve a Destination to cluster names (fixed, or by the port the caller addressed). */
+  private target (d: Destination, ns: string): DestinationTarget {
+    const host = toFqdn(d.host, ns)
+    const subset = d.subset ?? ''
+    const svc = this.reg.services.get(host)
+    if (d.port?.number !== undefined) return { host, subset, cluster: clusterName(d.port.number, subset, host) }
+    if (svc === undefined || svc.ports.length === 0) return { host, subset }
+    if (svc.ports.length === 1) return { host, subset, cluster: clusterName(svc.ports[0].number, subset, host) }
+    return {
+      host,
+      subset,
+      byPort: new Map(svc.ports.map(p => [p.number, clusterName(p.number, subset, host)])),
+      fallbackPortCluster: clusterName(svc.ports[0].number, subset, host)
+    }
+  }
+}
+
+function normalizeGateways (gws: string[] | undefined, ns: string): Set<string> {
+  if (gws === undefined || gws.length === 0) return new Set(['mesh'])
+  return new Set(gws.map(g => (g === 'mesh' ? 'mesh' : g.includes('/') ? g : `${ns}/${g}`)))
+}
+
+/** Istio's route name: `route.match` when both are named, else whichever is, else '-'. */
+function routeName (route: string | undefined, match: string | undefined): string {
+  if (route !== undefined && route !== '' && match !== undefined && match !== '') return `${route}.${match}`
+  if (route !== undefined && route !== '') return route
+  if (match !== undefined && match !== '') return match
+  return '-'
+}
+
+/** The cluster a destination resolves to for the port the caller addressed. */
+export function clusterFor (t: DestinationTarget, port: number): string {
+  return t.cluster ?? t.byPort?.get(port) ?? t.fallbackPortCluster ?? clusterName(port, t.subset, t.host)
+}

@@ -1,0 +1,117 @@
+import type { Resolution, TrafficPolicy } from '../config/model.js'
+import type { Problem } from '../config/problem.js'
+import type { CompiledHeaders } from '../routing/headers.js'
+import type { CompiledMatch } from '../routing/match.js'
+import type { CompiledRewrite } from '../routing/rewrite.js'
+
+/**
+ * The compiled, frozen configuration. Built once per load; the request path only reads it.
+ * Mutable state (health, balancer cursors, breakers) lives in src/runtime, keyed by the names here.
+ */
+export interface Snapshot {
+  generation: number
+  /** Epoch milliseconds when compiled. */
+  createdAt: number
+  /** One ingress listener per Gateway server port. */
+  gateways: readonly ListenerSpec[]
+  /** The mesh listener (sidecar outbound routes). */
+  mesh: ListenerSpec
+  /** Every cluster by Istio name `outbound|port|subset|host`. */
+  clusters: ReadonlyMap<string, ClusterSpec>
+  /** Problems found while compiling (warnings; errors prevent a snapshot). */
+  problems: readonly Problem[]
+}
+
+export interface ListenerSpec {
+  /** `0.0.0.0_8080` for gateway ports, `mesh` for the mesh listener. */
+  name: string
+  kind: 'gateway' | 'mesh'
+  /** The port the configuration names (the Gateway server port); the bind port may differ. */
+  port: number
+  protocol: string
+  /** `ns/name` of the Gateways with servers on this port (empty for mesh). */
+  gatewayNames: readonly string[]
+  hosts: HostIndex
+}
+
+/** Virtual-host lookup: exact host, then longest wildcard suffix, then `*` (Envoy's order). */
+export interface HostIndex {
+  exact: ReadonlyMap<string, VirtualHost>
+  /** `[suffix with leading dot, vhost]`, longest suffix first. */
+  wildcards: ReadonlyArray<readonly [string, VirtualHost]>
+  any?: VirtualHost
+  /** Every virtual host once, for the admin API. */
+  all: readonly VirtualHost[]
+}
+
+export interface VirtualHost {
+  /** e.g. `bookinfo-gateway:8080:*` or `reviews.default.svc.cluster.local:9080`. */
+  name: string
+  domains: readonly string[]
+  routes: readonly CompiledRoute[]
+}
+
+export interface CompiledRoute {
+  /** `%ROUTE_NAME%`: route name, `route.match` when the match block is named too, or '-'. */
+  name: string
+  /** `namespace/name` of the VirtualService this route came from (or `-` for default routes). */
+  virtualService: string
+  /** Index in the VirtualService's `http` list and in that route's `match` list. */
+  httpIndex: number
+  matchIndex: number
+  match: CompiledMatch
+  rewrite?: CompiledRewrite
+  headers?: CompiledHeaders
+  destinations: readonly CompiledDestination[]
+  /** Sum of the destination weights; destinations with weight 0 are dropped at compile time. */
+  totalWeight: number
+}
+
+/** Where one weighted destination goes, resolved to cluster names at compile time. */
+export interface DestinationTarget {
+  /** FQDN of the destination host. */
+  host: string
+  subset: string
+  /** Cluster name when the port is known at compile time. */
+  cluster?: string
+  /** Port → cluster name, when the cluster depends on the port the caller addressed (mesh). */
+  byPort?: ReadonlyMap<number, string>
+  /** Cluster used when the addressed port is not one of the service's ports. */
+  fallbackPortCluster?: string
+}
+
+export interface CompiledDestination extends DestinationTarget {
+  weight: number
+  headers?: CompiledHeaders
+  /** ASM fallback target (never followed further: fallback does not cascade). */
+  fallback?: DestinationTarget
+}
+
+export interface EndpointSpec {
+  /** `address:port`: the endpoint's identity across reloads. */
+  key: string
+  address: string
+  port: number
+  labels: Readonly<Record<string, string>>
+  weight: number
+}
+
+export interface ClusterSpec {
+  name: string
+  /** Service FQDN. */
+  host: string
+  /** Service port. */
+  port: number
+  subset: string
+  resolution: Resolution
+  endpoints: readonly EndpointSpec[]
+  /** The effective traffic policy (DR level merged with subset level, port level applied). */
+  policy: TrafficPolicy
+  /** `namespace/name` of the DestinationRule that shaped it, if any. */
+  destinationRule?: string
+}
+
+/** Istio's cluster name. */
+export function clusterName (port: number, subset: string, host: string): string {
+  return `outbound|${port}|${subset}|${host}`
+}

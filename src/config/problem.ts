@@ -1,0 +1,68 @@
+/**
+ * Config problems: collected, never thrown, and all reported at once.
+ * Printed in the shape `istioctl analyze` uses:
+ *   Error [IST0106] (VirtualService default/reviews gateway-config/reviews.yaml:12:9) spec.http[0].route[0].weight: must be >= 0
+ */
+export type Severity = 'Error' | 'Warning' | 'Info'
+
+export interface Problem {
+  severity: Severity
+  /** Istio analyzer code where one exists (IST0101 referenced resource not found, IST0106 schema), else MG####. */
+  code: string
+  message: string
+  file: string
+  line: number
+  column: number
+  /** `Kind namespace/name`, when the problem belongs to a resource. */
+  resource?: string
+  /** Field path inside the resource, e.g. `spec.http[0].route[1].destination.subset`. */
+  path?: string
+}
+
+/** Codes used by meshgate. Istio's analyzer codes where the meaning is the same. */
+export const Codes = {
+  /** Referenced resource not found (host, subset, gateway). Istio: IST0101. */
+  ReferencedResourceNotFound: 'IST0101',
+  /** Schema validation error. Istio: IST0106. */
+  SchemaValidationError: 'IST0106',
+  /** YAML syntax error. */
+  YamlSyntax: 'MG0001',
+  /** A kind meshgate does not handle: skipped. */
+  UnknownKind: 'MG0002',
+  /** A field Istio accepts but meshgate does not implement yet. */
+  NotSupported: 'MG0003',
+  /** A field accepted with no effect outside Kubernetes. */
+  NoEffect: 'MG0004',
+  /** Two resources with the same kind, namespace and name. */
+  Duplicate: 'MG0005',
+  /** Problem reading a file. */
+  Io: 'MG0006'
+} as const
+
+/** Field path array → `spec.http[0].route[1].destination.subset`. */
+export function formatPath (path: ReadonlyArray<string | number>): string {
+  let out = ''
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`
+    else out += out === '' ? p : `.${p}`
+  }
+  return out
+}
+
+/** One line per problem, istioctl-analyze style. */
+export function formatProblem (p: Problem): string {
+  const where = `${p.file}:${p.line}:${p.column}`
+  const scope = p.resource !== undefined ? `${p.resource} ${where}` : where
+  const field = p.path !== undefined && p.path !== '' ? `${p.path}: ` : ''
+  return `${p.severity} [${p.code}] (${scope}) ${field}${p.message}`
+}
+
+/** Problems sorted by file, line, column; errors and warnings kept in that order within a line. */
+export function sortProblems (problems: Problem[]): Problem[] {
+  return [...problems].sort((a, b) =>
+    a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.column - b.column)
+}
+
+export function hasErrors (problems: readonly Problem[]): boolean {
+  return problems.some(p => p.severity === 'Error')
+}

@@ -1,0 +1,47 @@
+/**
+ * The one table of request errors: code → HTTP status, Envoy response flag, body.
+ * Flags and bodies follow Envoy (docs: configuration/observability/access_log/usage.rst);
+ * the rows are DESIGN.md's error table.
+ */
+export interface ErrorSpec {
+  status: number
+  /** Envoy response flag, as logged in `response_flags`. */
+  flag: string
+  /** Response body, `text/plain`, as Envoy's local replies. */
+  body: string
+  /** `%RESPONSE_CODE_DETAILS%` as Envoy logs it. */
+  details: string
+}
+
+export const Errors = {
+  /** No virtual host or no route matched. */
+  NoRoute: { status: 404, flag: 'NR', body: '', details: 'route_not_found' },
+  /** The route names a host or subset that no ServiceEntry/DestinationRule defines. */
+  NoCluster: { status: 503, flag: 'NC', body: '', details: 'cluster_not_found' },
+  /** The destination has no healthy endpoint, and no usable fallback. */
+  NoHealthyUpstream: { status: 503, flag: 'UH', body: 'no healthy upstream', details: 'no_healthy_upstream' },
+  /** Connect failure, refused, or reset before any response byte. */
+  UpstreamConnectFailure: {
+    status: 503,
+    flag: 'UF',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure',
+    details: 'upstream_reset_before_response_started{connection_failure}'
+  },
+  /** The upstream reset the stream before sending headers (connection was established). */
+  UpstreamReset: {
+    status: 503,
+    flag: 'UC',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+    details: 'upstream_reset_before_response_started{connection_termination}'
+  },
+  /** Circuit breaker open, or connection-pool overflow. */
+  Overflow: { status: 503, flag: 'UO', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', details: 'upstream_reset_before_response_started{overflow}' },
+  /** Route or per-try timeout. */
+  UpstreamTimeout: { status: 504, flag: 'UT', body: 'upstream request timeout', details: 'upstream_response_timeout' },
+  /** The request target cannot be processed (malformed path or escape). */
+  BadRequest: { status: 400, flag: 'DPE', body: 'Bad Request', details: 'path_normalization_failed' },
+  /** The upstream answered something that is not valid HTTP. */
+  UpstreamProtocolError: { status: 502, flag: 'UPE', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', details: 'upstream_reset_before_response_started{protocol_error}' }
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof Errors
