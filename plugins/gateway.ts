@@ -1,6 +1,5 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { Agent } from 'undici'
 import { compile } from '../src/compile/compile.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
 import { loadConfig, type LoadInput } from '../src/config/load.js'
@@ -10,6 +9,9 @@ import { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogTarget, createAccessLogWriter } from './access-log.js'
 import { readConfigInputs } from './config-files.js'
 import { createListener } from './proxy.js'
+import { Forwarder } from './forwarder.js'
+import { HealthChecker } from './health.js'
+import { ClusterPools } from './pools.js'
 
 /** Thrown when the configuration has errors: carries every problem. */
 export class ConfigError extends Error {
@@ -52,6 +54,13 @@ export interface RunningGateway {
   runtime: RuntimeState
   /** Problems (warnings) of the loaded configuration. */
   problems: Problem[]
+  health: HealthChecker
+  pools: ClusterPools
+  /**
+   * Re-read the configuration (or load the given one) and swap it in atomically. On any
+   * error the running snapshot stays and ConfigError is thrown with every problem.
+   */
+  reload: (config?: GatewayOptions['config']) => Promise<{ snapshot: Snapshot; problems: Problem[] }>
   close: () => Promise<void>
 }
 
@@ -87,14 +96,17 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const { snapshot, problems } = await loadSnapshot(opts.config, opts)
   opts.onProblems?.(problems)
   const store = new SnapshotStore(snapshot)
-  const runtime = new RuntimeState(snapshot)
-  store.onSwap(next => runtime.reconcile(next))
-  // Istio has no route timeout by default, so neither header nor body timeouts here.
-  const dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 10_000 }, keepAliveTimeout: 60_000 })
+  const runtime = new RuntimeState(snapshot, opts.now)
+  const pools = new ClusterPools()
+  const health = new HealthChecker(runtime)
+  runtime.onRemoved(names => pools.release(names))
+  store.onSwap(next => { runtime.reconcile(next); health.sync() })
+  health.sync()
+  const forwarder = new Forwarder(runtime, pools, opts.random ?? Math.random)
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, runtime, dispatcher, accessLog, random: opts.random, now: opts.now }
+  const common = { store, forwarder, accessLog, random: opts.random, now: opts.now }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -111,7 +123,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     }
   } catch (err) {
     await Promise.allSettled(apps.map(a => a.app.close()))
-    await dispatcher.close()
+    health.close()
+    await pools.close()
     throw err
   }
   return {
@@ -119,9 +132,21 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     store,
     runtime,
     problems,
+    health,
+    pools,
+    reload: async (config = opts.config) => {
+      const next = await loadSnapshot(config, { ...opts, generation: store.current.generation + 1 })
+      const ports = (s: Snapshot): string => s.gateways.map(g => g.port).join(',')
+      if (ports(next.snapshot) !== ports(store.current)) {
+        throw new ConfigError([{ severity: 'Error', code: 'MG0007', message: `the set of Gateway ports changed (${ports(store.current)} → ${ports(next.snapshot)}); listeners are fixed until restart`, file: '-', line: 1, column: 1 }])
+      }
+      store.swap(next.snapshot)
+      return next
+    },
     close: async () => {
+      health.close()
       await Promise.allSettled(apps.map(a => a.app.close()))
-      await dispatcher.close()
+      await pools.close()
       await accessLog.close()
     }
   }

@@ -1,20 +1,20 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { Transform } from 'node:stream'
+import type { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
-import replyFrom from '@fastify/reply-from'
-import type { Dispatcher } from 'undici'
 import type { ListenerSpec, Snapshot } from '../src/compile/snapshot.js'
-import { Errors, type ErrorSpec } from '../src/errors.js'
-import { buildFacts } from '../src/routing/facts.js'
+import { parseDurationMs } from '../src/config/duration.js'
+import { type ErrorSpec, Errors } from '../src/errors.js'
+import { buildFacts, headerValue, queryParams, type RequestFacts } from '../src/routing/facts.js'
 import { applyHeaderOps, type HeaderMap } from '../src/routing/headers.js'
 import { canonicalTarget } from '../src/routing/path.js'
 import { rewritePath } from '../src/routing/rewrite.js'
 import { pickDestination, selectRoute } from '../src/routing/select.js'
-import { resolveFallback, type ClusterHealthView } from '../src/resilience/fallback.js'
-import type { RuntimeState } from '../src/runtime/state.js'
+import { retryPolicy } from '../src/resilience/retry.js'
+import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
+import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,9 +27,7 @@ export interface ListenerOptions {
   /** The Gateway server port this listener serves (its routes); the bind port may differ. */
   configPort: number
   store: SnapshotStore
-  runtime: RuntimeState
-  /** undici dispatcher with one keep-alive pool per endpoint origin. */
-  dispatcher: Dispatcher
+  forwarder: Forwarder
   accessLog: AccessLogWriter
   random?: () => number
   now?: () => number
@@ -37,13 +35,10 @@ export interface ListenerOptions {
   serverOptions?: Record<string, unknown>
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']
-
 /**
  * Build the Fastify instance of one listener (a Gateway port or the mesh). Proxying runs in the
- * `onRequest` hook: nothing is routed by Fastify, no body is parsed, and the request stream is
- * handed to reply-from as is, so bodies stream in both directions.
+ * `onRequest` hook: nothing is routed by Fastify and no body is parsed; the request stream goes
+ * to the upstream as is, so bodies stream in both directions.
  */
 export async function createListener (opts: ListenerOptions): Promise<FastifyInstance> {
   const random = opts.random ?? Math.random
@@ -51,35 +46,33 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const isMesh = opts.kind === 'mesh'
   const app = Fastify({
     logger: false,
-    disableRequestLogging: true,
     return503OnClosing: true,
     // Forward-proxy style requests (absolute-form, as HTTP_PROXY clients send them) carry the
     // authority in the target: RFC 9112 §3.2.2 says it replaces Host.
     rewriteUrl: isMesh ? absoluteFormToOrigin : undefined,
+    // Requests Fastify's router rejects (malformed URL) get Envoy's 400 and an access-log line.
+    frameworkErrors: (_err, request, reply) => {
+      const ctx = newAccessLogContext()
+      ctx.startTime = now()
+      ctx.startHr = process.hrtime.bigint()
+      ctx.method = request.raw.method ?? '-'
+      ctx.path = request.raw.url ?? '-'
+      ctx.authority = request.raw.headers.host ?? '-'
+      ctx.protocol = `HTTP/${request.raw.httpVersion}`
+      request.mg = ctx
+      reply.raw.once('finish', () => opts.accessLog.write(accessLogRecord(ctx, reply.statusCode, 0)))
+      request.mg = null
+      sendError(reply, ctx, Errors.BadRequest)
+    },
     ...opts.serverOptions
   })
   app.decorateRequest('mg', null)
-  await app.register(replyFrom, {
-    undici: opts.dispatcher as never,
-    disableCache: true,
-    disableRequestLogging: true
-  })
 
   let listener = currentListener(opts.store.current)
   opts.store.onSwap(next => { listener = currentListener(next) })
-
   function currentListener (snap: Snapshot): ListenerSpec | undefined {
     return isMesh ? snap.mesh : snap.gateways.find(l => l.port === opts.configPort)
   }
-
-  const healthView = (runtime: RuntimeState): ClusterHealthView => ({
-    exists: name => runtime.cluster(name) !== undefined,
-    hasHealthy: name => {
-      const c = runtime.cluster(name)
-      return c !== undefined && c.spec.endpoints.length > 0
-    }
-  })
-  const view = healthView(opts.runtime)
 
   app.addHook('onRequest', async (request, reply) => {
     const ctx = newAccessLogContext()
@@ -117,78 +110,60 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     const { route } = selectRoute(l, facts)
     if (route === undefined) return sendError(reply, ctx, Errors.NoRoute)
     ctx.routeName = route.name
-
     const dest = pickDestination(route, random)
     if (dest === undefined) return sendError(reply, ctx, Errors.NoCluster)
-    const decision = resolveFallback(dest, facts.port, view)
-    ctx.upstreamCluster = decision.primary
-    if (decision.fallbackCluster !== undefined) {
-      ctx.fallbackPath = `${decision.primary}:${decision.fallbackCluster}`
-      ctx.fallbackResult = decision.result ?? '-'
-      if (decision.cluster !== undefined) ctx.fallbackFinalCluster = decision.cluster
-    }
-    if (decision.cluster === undefined) {
-      return sendError(reply, ctx, decision.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream)
-    }
-    if (decision.cluster !== decision.primary) ctx.upstreamCluster = decision.cluster
-    const cluster = opts.runtime.cluster(decision.cluster)
-    const endpoint = cluster === undefined ? undefined : opts.runtime.pick(cluster)
-    if (endpoint === undefined) return sendError(reply, ctx, Errors.NoHealthyUpstream)
 
-    const hostPort = endpoint.address.includes(':') ? `[${endpoint.address}]:${endpoint.port}` : `${endpoint.address}:${endpoint.port}`
-    ctx.upstreamHost = hostPort
-    const path = rewritePath(route.rewrite, route.match, facts)
-    const authority = route.rewrite?.authority ?? headers.host ?? hostPort
-    const destHeaders = dest.headers
     const remoteAddress = sock.remoteAddress ?? ''
-
-    // Request body: streamed from the client socket, never parsed or buffered.
-    const hasBody = headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')
+    const out: HeaderMap = { ...headers }
+    const connection = headers.connection
+    if (typeof connection === 'string') for (const name of connection.toLowerCase().split(',')) delete out[name.trim()]
+    for (const name of HOP_BY_HOP) delete out[name]
     const bodyless = ctx.method === 'GET' || ctx.method === 'HEAD'
-    if (hasBody && !bodyless) {
-      request.body = cl === undefined ? countingStream(raw, ctx) : raw
-    }
-    const upstreamStart = process.hrtime.bigint()
+    const hasBody = !bodyless && (headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
+    if (bodyless) delete out['content-length']
+    out.host = route.rewrite?.authority ?? headers.host ?? ''
+    // x-forwarded-for: append the peer (Envoy use_remote_address); x-forwarded-proto at the edge.
+    const xff = out['x-forwarded-for']
+    out['x-forwarded-for'] = xff === undefined || xff === '' ? remoteAddress : `${String(xff)}, ${remoteAddress}`
+    ctx.xForwardedFor = out['x-forwarded-for'] as string
+    if (!isMesh || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = 'http'
+    // Envoy applies the most specific level first, so route-level operations win on conflicts.
+    applyHeaderOps(dest.headers?.request, out)
+    applyHeaderOps(route.headers?.request, out)
 
-    reply.from(`http://${hostPort}${path}`, {
-      retryDelay: () => null,
-      rewriteRequestHeaders: (_req, h) => {
-        const out = h as HeaderMap
-        for (const name of HOP_BY_HOP) delete out[name]
-        if (bodyless) { delete out['content-length'] }
-        out.host = authority
-        // x-forwarded-for: append the peer (Envoy use_remote_address); x-forwarded-proto at the edge.
-        const xff = out['x-forwarded-for']
-        out['x-forwarded-for'] = xff === undefined || xff === '' ? remoteAddress : `${String(xff)}, ${remoteAddress}`
-        ctx.xForwardedFor = out['x-forwarded-for'] as string
-        if (!isMesh || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = 'http'
-        // Envoy applies the most specific level first, so route-level operations win on conflicts.
-        applyHeaderOps(destHeaders?.request, out)
-        applyHeaderOps(route.headers?.request, out)
-        return out as Record<string, string>
-      },
-      rewriteHeaders: (h) => {
-        ctx.upstreamServiceTime = Number((process.hrtime.bigint() - upstreamStart) / 1000000n)
-        const out: HeaderMap = { ...h }
-        for (const name of HOP_BY_HOP) delete out[name]
-        const len = out['content-length']
+    let setCookie: string | undefined
+    const hashKey = (cluster: ClusterState): string | undefined => {
+      const ch = cluster.spec.policy.loadBalancer?.consistentHash
+      if (ch === undefined) return undefined
+      const r = consistentHashKey(ch, facts, remoteAddress)
+      if (r.setCookie !== undefined) setCookie = r.setCookie
+      return r.key
+    }
+
+    await opts.forwarder.forward({
+      ctx,
+      route,
+      dest,
+      port: facts.port,
+      method: ctx.method,
+      path: rewritePath(route.rewrite, route.match, facts),
+      headers: out,
+      req: raw,
+      res: reply.raw,
+      hasBody,
+      retry: route.retry ?? DEFAULT_RETRY,
+      timeoutMs: route.timeoutMs ?? 0,
+      hashKey
+    }, {
+      error: (spec, extra) => { sendError(reply, ctx, spec, extra) },
+      response: (status, h, body) => {
+        const rh = responseHeaders(route, dest, h, ctx.upstreamServiceTime)
+        if (setCookie !== undefined) rh['set-cookie'] = h['set-cookie'] === undefined ? setCookie : [...[h['set-cookie']].flat(), setCookie]
+        const len = rh['content-length']
         if (len !== undefined) ctx.bytesSent = Number(len) || 0
-        out['x-envoy-upstream-service-time'] = String(ctx.upstreamServiceTime)
-        applyHeaderOps(destHeaders?.response, out)
-        applyHeaderOps(route.headers?.response, out)
-        return out as Record<string, string>
-      },
-      onResponse: (_req, rep, res) => {
-        const stream = (res as unknown as { stream: NodeJS.ReadableStream }).stream
-        const hdrs = (res as unknown as { headers: Record<string, unknown> }).headers
-        if (hdrs['content-length'] === undefined) rep.send(countingStream(stream, ctx, 'sent'))
-        else rep.send(stream)
-      },
-      onError: (rep, { error }) => {
-        const cause = (error as { cause?: { code?: string; message?: string } }).cause ?? (error as { code?: string })
-        const spec = upstreamErrorSpec(cause.code)
-        ctx.upstreamTransportFailureReason = cause.code ?? cause.message ?? 'unknown'
-        sendError(rep, ctx, spec)
+        reply.code(status)
+        reply.headers(rh)
+        reply.send(len === undefined && ctx.method !== 'HEAD' ? countBody(body as Readable, ctx, 'sent') : body)
       }
     })
     return reply
@@ -207,8 +182,11 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   return app
 }
 
-function sendError (reply: FastifyReply, ctx: AccessLogContext, e: ErrorSpec): FastifyReply {
-  ctx.responseFlags = e.flag
+const DEFAULT_RETRY = retryPolicy(undefined)
+
+function sendError (reply: FastifyReply<any, any, any, any>, ctx: AccessLogContext, e: ErrorSpec, extraFlag?: string): FastifyReply<any, any, any, any> {
+  ctx.responseFlags = extraFlag === undefined ? e.flag : `${e.flag},${extraFlag}`
+  if (reply.sent || reply.raw.headersSent) return reply
   ctx.bytesSent = Buffer.byteLength(e.body)
   reply.code(e.status)
   if (e.body !== '') reply.header('content-type', 'text/plain')
@@ -216,27 +194,33 @@ function sendError (reply: FastifyReply, ctx: AccessLogContext, e: ErrorSpec): F
   return reply
 }
 
-/** Map an undici/socket error code to Envoy's status and flag. */
-function upstreamErrorSpec (code: string | undefined): ErrorSpec {
-  switch (code) {
-    case 'ECONNREFUSED':
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'ETIMEDOUT':
-      return Errors.UpstreamConnectFailure
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-      return Errors.UpstreamTimeout
-    case 'ECONNRESET':
-    case 'UND_ERR_SOCKET':
-    case 'EPIPE':
-      return Errors.UpstreamReset
-    default:
-      return Errors.UpstreamProtocolError
+/** The consistent-hash key of a request, and a cookie to set when Envoy would generate one. */
+function consistentHashKey (
+  ch: NonNullable<NonNullable<ClusterState['spec']['policy']['loadBalancer']>['consistentHash']>,
+  facts: RequestFacts,
+  remoteAddress: string
+): { key?: string; setCookie?: string } {
+  if (ch.httpHeaderName !== undefined) return { key: headerValue(facts, ch.httpHeaderName.toLowerCase()) }
+  if (ch.useSourceIp === true) return { key: remoteAddress }
+  if (ch.httpQueryParameterName !== undefined) return { key: queryParams(facts).get(ch.httpQueryParameterName) }
+  if (ch.httpCookie !== undefined) {
+    const name = ch.httpCookie.name
+    const cookie = headerValue(facts, 'cookie')
+    if (cookie !== undefined) {
+      for (const part of cookie.split(/;\s*/)) {
+        const eq = part.indexOf('=')
+        if (eq > 0 && part.slice(0, eq) === name) return { key: part.slice(eq + 1) }
+      }
+    }
+    // Envoy generates the cookie when it is missing and a ttl is set.
+    if (ch.httpCookie.ttl !== undefined) {
+      const value = randomBytes(8).toString('hex')
+      const ttlS = Math.round((parseDurationMs(ch.httpCookie.ttl) ?? 0) / 1000)
+      const attrs = [`${name}=${value}`, ...(ttlS > 0 ? [`Max-Age=${ttlS}`] : []), ...(ch.httpCookie.path !== undefined ? [`Path=${ch.httpCookie.path}`] : []), 'HttpOnly']
+      return { key: value, setCookie: attrs.join('; ') }
+    }
   }
+  return {}
 }
 
 /** W3C traceparent or B3 trace id, else '-'. */
@@ -245,19 +229,6 @@ function traceIdOf (h: IncomingMessage['headers']): string {
   if (typeof tp === 'string' && tp.length >= 35) return tp.slice(3, 35)
   const b3 = h['x-b3-traceid']
   return typeof b3 === 'string' && b3 !== '' ? b3 : '-'
-}
-
-/** Count bytes of a stream of unknown length for the access log, passing data through. */
-function countingStream (src: NodeJS.ReadableStream, ctx: AccessLogContext, dir: 'received' | 'sent' = 'received'): Transform {
-  const t = new Transform({
-    transform (chunk: Buffer, _enc, cb) {
-      if (dir === 'received') ctx.bytesReceived += chunk.length
-      else ctx.bytesSent += chunk.length
-      cb(null, chunk)
-    }
-  })
-  src.on('error', err => t.destroy(err))
-  return src.pipe(t)
 }
 
 /** Turn an absolute-form target into origin-form, moving its authority into Host. */

@@ -5,6 +5,8 @@ import { intersectHosts, meshAliases, toFqdn } from '../config/hosts.js'
 import { compileHeaders } from '../routing/headers.js'
 import { compileMatch } from '../routing/match.js'
 import { compileRewrite } from '../routing/rewrite.js'
+import { parseDurationMs } from '../config/duration.js'
+import { retryPolicy } from '../resilience/retry.js'
 import { buildClusters, buildRegistry, type Registry } from './services.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
@@ -35,8 +37,8 @@ const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB'])
 export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileResult {
   const problems: Problem[] = []
   const meshNamespace = opts.meshNamespace ?? 'default'
-  const reg = buildRegistry(set)
-  const clusters = buildClusters(reg)
+  const reg = buildRegistry(set, problems)
+  const clusters = buildClusters(reg, problems)
   const routesOf = new RouteCompiler(reg)
 
   // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
@@ -254,7 +256,7 @@ class RouteCompiler {
     return out
   }
 
-  private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight'> {
+  private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight' | 'retry' | 'timeoutMs'> {
     const headers = compileHeaders(http.headers)
     const rewrite = compileRewrite(http.rewrite, headers?.hostRewrite)
     const list = http.route ?? []
@@ -270,7 +272,10 @@ class RouteCompiler {
       destinations.push(Object.freeze(dest))
     }
     const totalWeight = destinations.reduce((s, d) => s + d.weight, 0)
+    const timeoutMs = http.timeout !== undefined ? parseDurationMs(http.timeout) : undefined
     return {
+      retry: retryPolicy(http.retries),
+      ...(timeoutMs !== undefined && timeoutMs > 0 ? { timeoutMs } : {}),
       ...(rewrite !== undefined ? { rewrite } : {}),
       ...(headers !== undefined ? { headers } : {}),
       destinations: Object.freeze(destinations),

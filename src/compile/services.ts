@@ -2,7 +2,12 @@ import type {
   DestinationRule, ResourceSet, ServiceEntry, ServicePort, TrafficPolicy, WorkloadEntrySpec, Resolution
 } from '../config/model.js'
 import { hostMatches, toFqdn } from '../config/hosts.js'
+import { parse as parseYaml } from 'yaml'
 import { type ClusterSpec, type EndpointSpec, clusterName } from './snapshot.js'
+import { type Problem, Codes } from '../config/problem.js'
+import { resourceId } from '../config/model.js'
+import { BREAKER_ANNOTATION, type BreakerConfig, breakerConfig } from '../resilience/breaker.js'
+import { DEFAULT_PROBE, PROBE_ANNOTATION, type ProbeConfig, probeConfig } from '../upstream/probe.js'
 
 /** A service registered by one or more ServiceEntries, under its FQDN. */
 export interface Service {
@@ -12,6 +17,7 @@ export interface Service {
   resolution: Resolution
   /** Workloads: inline endpoints and selected WorkloadEntries. */
   workloads: WorkloadEntrySpec[]
+  probe: ProbeConfig
 }
 
 /** The service registry: FQDN → service, plus wildcard hosts for reference checks. */
@@ -21,12 +27,46 @@ export interface Registry {
   rules: Map<string, DestinationRule>
 }
 
+/**
+ * Decode a meshgate annotation (JSON or YAML) and convert it; a malformed value is an Error
+ * problem naming the annotation, and the default applies.
+ */
+export function annotationValue<T> (
+  r: ResourceSet['serviceEntries'][number] | DestinationRule,
+  key: string,
+  problems: Problem[],
+  convert: (raw: unknown) => T | string
+): T | undefined {
+  const text = r.metadata.annotations?.[key]
+  if (text === undefined) return undefined
+  let raw: unknown
+  try {
+    raw = parseYaml(text, { maxAliasCount: 10 })
+  } catch (err) {
+    raw = undefined
+    pushAnnotationProblem(r, key, problems, `not valid JSON or YAML: ${(err as Error).message.split('\n')[0]}`)
+    return undefined
+  }
+  const out = convert(raw)
+  if (typeof out === 'string') { pushAnnotationProblem(r, key, problems, out); return undefined }
+  return out
+}
+
+function pushAnnotationProblem (r: { kind: string; metadata: { namespace: string; name: string }; source: { file: string }; locate: (p: ReadonlyArray<string | number>) => { line: number; column: number } }, key: string, problems: Problem[], message: string): void {
+  const { line, column } = r.locate(['metadata', 'annotations', key])
+  problems.push({ severity: 'Error', code: Codes.SchemaValidationError, message: `annotation ${key}: ${message}`, file: r.source.file, line, column, resource: resourceId(r), path: `metadata.annotations.${key}` })
+}
+
 /** Build the registry from ServiceEntries (hosts expanded against their namespace) and WorkloadEntries. */
-export function buildRegistry (set: ResourceSet): Registry {
+export function buildRegistry (set: ResourceSet, problems: Problem[] = []): Registry {
   const services = new Map<string, Service>()
   const wildcards: string[] = []
   for (const se of set.serviceEntries) {
     const workloads = workloadsOf(se, set)
+    const probe = annotationValue(se, PROBE_ANNOTATION, problems, raw => {
+      const r = probeConfig(raw)
+      return 'error' in r ? r.error : r.config
+    }) ?? DEFAULT_PROBE
     for (const h of se.spec.hosts) {
       const fqdn = toFqdn(h, se.metadata.namespace)
       if (fqdn.startsWith('*')) { wildcards.push(fqdn); continue }
@@ -37,7 +77,8 @@ export function buildRegistry (set: ResourceSet): Registry {
           namespace: se.metadata.namespace,
           ports: [...(se.spec.ports ?? [])],
           resolution: se.spec.resolution ?? 'NONE',
-          workloads: [...workloads]
+          workloads: [...workloads],
+          probe
         })
       } else {
         // Several ServiceEntries for one host: ports and workloads are merged.
@@ -118,11 +159,18 @@ function endpointsFor (svc: Service, port: ServicePort): EndpointSpec[] {
 }
 
 /** Every cluster: per service port, the whole service plus one per DestinationRule subset. */
-export function buildClusters (reg: Registry): Map<string, ClusterSpec> {
+export function buildClusters (reg: Registry, problems: Problem[] = []): Map<string, ClusterSpec> {
   const clusters = new Map<string, ClusterSpec>()
+  const breakerAnnotations = new Map<DestinationRule, Record<string, unknown> | undefined>()
+  for (const dr of reg.rules.values()) {
+    breakerAnnotations.set(dr, annotationValue(dr, BREAKER_ANNOTATION, problems, raw =>
+      raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw as Record<string, unknown> : 'must be an object'))
+  }
   for (const svc of reg.services.values()) {
     const dr = reg.rules.get(svc.fqdn)
     const drName = dr === undefined ? undefined : `${dr.metadata.namespace}/${dr.metadata.name}`
+    const annotation = dr === undefined ? undefined : breakerAnnotations.get(dr)
+    const breakerFor = (p: ReturnType<typeof effectivePolicy>): BreakerConfig => breakerConfig(annotation, p.outlierDetection)
     for (const port of svc.ports) {
       const all = endpointsFor(svc, port)
       const base: ClusterSpec = {
@@ -133,8 +181,11 @@ export function buildClusters (reg: Registry): Map<string, ClusterSpec> {
         resolution: svc.resolution,
         endpoints: all,
         policy: effectivePolicy(dr?.spec.trafficPolicy, undefined, port.number),
-        ...(drName !== undefined ? { destinationRule: drName } : {})
+        ...(drName !== undefined ? { destinationRule: drName } : {}),
+        breaker: breakerConfig(annotation, undefined),
+        probe: svc.probe
       }
+      base.breaker = breakerFor(base.policy)
       clusters.set(base.name, base)
       for (const s of dr?.spec.subsets ?? []) {
         const sel = s.labels ?? {}
@@ -145,6 +196,7 @@ export function buildClusters (reg: Registry): Map<string, ClusterSpec> {
           endpoints: all.filter(e => labelsInclude(e.labels, sel)),
           policy: effectivePolicy(dr?.spec.trafficPolicy, s.trafficPolicy, port.number)
         }
+        c.breaker = breakerFor(c.policy)
         clusters.set(c.name, c)
       }
     }

@@ -1,5 +1,8 @@
 import type { Resolution, TrafficPolicy } from '../config/model.js'
 import type { Problem } from '../config/problem.js'
+import type { BreakerConfig } from '../resilience/breaker.js'
+import type { ProbeConfig } from '../upstream/probe.js'
+import type { RetryPolicy } from '../resilience/retry.js'
 import type { CompiledHeaders } from '../routing/headers.js'
 import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
@@ -65,6 +68,10 @@ export interface CompiledRoute {
   destinations: readonly CompiledDestination[]
   /** Sum of the destination weights; destinations with weight 0 are dropped at compile time. */
   totalWeight: number
+  /** Retry policy (Istio's default when the route sets none). */
+  retry?: RetryPolicy
+  /** Route timeout in ms; absent = none (Istio's default). */
+  timeoutMs?: number
 }
 
 /** Where one weighted destination goes, resolved to cluster names at compile time. */
@@ -109,6 +116,10 @@ export interface ClusterSpec {
   policy: TrafficPolicy
   /** `namespace/name` of the DestinationRule that shaped it, if any. */
   destinationRule?: string
+  /** Error-rate breaker per endpoint (DestinationRule annotation, outlier timings). */
+  breaker: BreakerConfig
+  /** Active health probe of the service's endpoints (ServiceEntry annotation or defaults). */
+  probe: ProbeConfig
 }
 
 /** Istio's cluster name. */

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+import { createServer, request } from 'node:http'
+import { parseArgs } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import { formatProblem } from '../src/config/problem.js'
+import { ConfigError } from '../plugins/gateway.js'
+import { startDemo } from '../plugins/demo.js'
+
+const USAGE = `Local Bookinfo demo through meshgate.
+
+  npm start [-- --scenario NAME …]          run the demo (stand-ins + meshgate)
+  npm run demo -- stop reviews-v3            stop one workload (like kubectl scale --replicas=0)
+  npm run demo -- start reviews-v3           start it again (--replicas=1)
+  npm run demo -- scenario NAME [NAME …]     switch the scenario files (none: base config)
+  npm run demo -- status                     workloads and active scenarios
+
+Options: --ingress-port N (8080), --mesh-port N (15001), --control-port N (15099, the port the
+commands above talk to), --access-log DEST (stdout), --scenario NAME (repeatable; a file under
+gateway-config/scenarios without .yaml, or a path).`
+
+const COMMANDS = new Set(['stop', 'start', 'scenario', 'status'])
+
+export async function main (argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      scenario: { type: 'string', multiple: true },
+      'ingress-port': { type: 'string' },
+      'mesh-port': { type: 'string' },
+      'control-port': { type: 'string' },
+      'access-log': { type: 'string' },
+      help: { type: 'boolean', short: 'h' }
+    }
+  })
+  if (values.help === true) { process.stdout.write(USAGE + '\n'); return 0 }
+  const controlPort = Number(values['control-port'] ?? process.env.MESHGATE_DEMO_CONTROL_PORT ?? 15099)
+  if (positionals.length > 0) {
+    const [cmd, ...rest] = positionals
+    if (!COMMANDS.has(cmd)) { process.stderr.write(`unknown command "${cmd}"\n\n${USAGE}\n`); return 2 }
+    return await control(controlPort, cmd, rest)
+  }
+
+  let demo
+  try {
+    demo = await startDemo({
+      scenarios: values.scenario ?? [],
+      ingressPort: Number(values['ingress-port'] ?? 8080),
+      meshPort: Number(values['mesh-port'] ?? 15001),
+      accessLog: values['access-log'] ?? 'stdout',
+      onProblems: ps => { for (const p of ps) process.stderr.write(formatProblem(p) + '\n') }
+    })
+  } catch (err) {
+    if (err instanceof ConfigError) for (const p of err.problems) process.stderr.write(formatProblem(p) + '\n')
+    process.stderr.write(`demo not started: ${(err as Error).message}\n`)
+    if ((err as { code?: string }).code === 'EADDRINUSE') process.stderr.write('A port is in use: is the demo already running? Choose others with --ingress-port / --mesh-port.\n')
+    return 1
+  }
+  const status = (): Record<string, unknown> => ({
+    scenarios: demo.scenarios,
+    workloads: Object.fromEntries([...demo.workloads.values()].map(w => [w.name, { running: w.running, address: `${w.address}:${w.port}` }]))
+  })
+  const server = createServer((req, res) => {
+    const m = /^\/(stop|start|scenario|status)(?:\/(.*))?$/.exec(req.url ?? '')
+    const reply = (code: number, body: unknown): void => { res.writeHead(code, { 'content-type': 'application/json' }); res.end(JSON.stringify(body) + '\n') }
+    if (m === null) { reply(404, { error: 'unknown command' }); return }
+    const arg = decodeURIComponent(m[2] ?? '')
+    const run = async (): Promise<void> => {
+      if (m[1] === 'stop') await demo.stop(arg)
+      else if (m[1] === 'start') await demo.start(arg)
+      else if (m[1] === 'scenario') await demo.setScenarios(arg === '' ? [] : arg.split(','))
+    }
+    run().then(() => {
+      if (m[1] !== 'status') process.stderr.write(`demo: ${m[1]} ${arg}\n`)
+      reply(200, status())
+    }, err => {
+      const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : undefined
+      reply(400, { error: (err as Error).message, ...(problems !== undefined ? { problems } : {}) })
+    })
+  })
+  server.listen(controlPort, '127.0.0.1')
+  server.on('error', err => process.stderr.write(`demo control port ${controlPort} unavailable (${err.message}); commands will not reach this demo\n`))
+
+  process.stderr.write(`
+meshgate Bookinfo demo is running.
+  Product page:  ${demo.ingressUrl}/productpage
+  Mesh listener: ${demo.meshUrl}   (the stand-ins call reviews, details and ratings through it)
+  Workloads:     ${[...demo.workloads.keys()].join(', ')}
+  Scenarios:     ${demo.scenarios.length > 0 ? demo.scenarios.join(', ') : 'none (reviews rotates among v1, v2, v3)'}
+Try: curl -s ${demo.ingressUrl}/productpage | grep -o 'Reviews served by: [a-z0-9-]*'
+     npm run demo -- scenario reviews-jason-v2     npm run demo -- stop reviews-v3
+Access log lines follow on stdout. Ctrl-C stops.
+`)
+  const stop = (): void => {
+    server.close()
+    demo.close().then(() => process.exit(0), () => process.exit(1))
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  return await new Promise<number>(() => {})
+}
+
+async function control (port: number, cmd: string, args: string[]): Promise<number> {
+  const path = cmd === 'status' ? '/status' : `/${cmd}/${encodeURIComponent(args.join(','))}`
+  return await new Promise(resolve => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST' }, res => {
+      let body = ''
+      res.on('data', c => { body += c })
+      res.on('end', () => { process.stdout.write(body); resolve(res.statusCode === 200 ? 0 : 1) })
+    })
+    req.on('error', err => {
+      process.stderr.write(`cannot reach the demo on 127.0.0.1:${port} (${err.message}); start it with: npm start\n`)
+      resolve(1)
+    })
+    req.end()
+  })
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => { process.stderr.write(String(err?.stack ?? err) + '\n'); process.exitCode = 1 })
+}

@@ -1,0 +1,287 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Transform, type Readable } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { CompiledDestination, CompiledRoute } from '../src/compile/snapshot.js'
+import { Errors, type ErrorSpec } from '../src/errors.js'
+import { applyHeaderOps, type HeaderMap } from '../src/routing/headers.js'
+import { type ClusterHealthView, resolveFallback } from '../src/resilience/fallback.js'
+import { admit } from '../src/resilience/pool.js'
+import { type RetryPolicy, type TryFailure, backoffMs, isRetriable } from '../src/resilience/retry.js'
+import type { ClusterState } from '../src/runtime/cluster-state.js'
+import type { RuntimeState } from '../src/runtime/state.js'
+import { type EndpointState, Flag } from '../src/upstream/endpoint.js'
+import type { AccessLogContext } from './access-log.js'
+import type { ClusterPools } from './pools.js'
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
+export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']
+
+/** Largest request body buffered so that a retry can replay it. Bigger bodies stream, and are not retried. */
+export const RETRY_BUFFER_BYTES = 64 * 1024
+
+export interface ForwardJob {
+  ctx: AccessLogContext
+  route: CompiledRoute
+  dest: CompiledDestination
+  /** The port the caller addressed (picks the cluster of multi-port services). */
+  port: number
+  method: string
+  path: string
+  /** Request headers after forwarding rules and header operations. */
+  headers: HeaderMap
+  /** The client's request (body source, abort signal). */
+  req: IncomingMessage
+  res: ServerResponse
+  hasBody: boolean
+  retry: RetryPolicy
+  /** Route timeout in ms, 0 = none. */
+  timeoutMs: number
+  /** Consistent-hash key for the cluster's balancer, when it hashes. */
+  hashKey: (cluster: ClusterState) => string | undefined
+}
+
+export interface Sender {
+  error: (spec: ErrorSpec, extraFlag?: string) => void
+  response: (status: number, headers: HeaderMap, body: Readable) => void
+}
+
+/**
+ * Forwards one request with Istio's semantics: fallback resolution by health before each try,
+ * endpoint choice by the cluster's balancer (avoiding hosts already tried), connection-pool
+ * admission (503 UO), the endpoint's breaker, per-try and route timeouts (504 UT), and retries
+ * (Istio defaults) that re-resolve within the destination and its fallback. A try's response
+ * is inspected before anything is written to the client, so a retriable answer never leaks.
+ */
+export class Forwarder {
+  constructor (
+    private readonly runtime: RuntimeState,
+    private readonly pools: ClusterPools,
+    private readonly random: () => number
+  ) {}
+
+  private readonly view: ClusterHealthView = {
+    exists: name => this.runtime.cluster(name) !== undefined,
+    hasHealthy: name => this.runtime.cluster(name)?.hasHealthy() === true
+  }
+
+  async forward (job: ForwardJob, send: Sender): Promise<void> {
+    const { ctx, retry } = job
+    // Body: bodyless requests replay freely; small bodies with a length are buffered (bounded)
+    // so they can be replayed; anything else streams once and is not retried.
+    let body: Buffer | Readable | null = null
+    let replayable = true
+    if (job.hasBody) {
+      const cl = Number(job.req.headers['content-length'])
+      if (retry.attempts > 0 && Number.isFinite(cl) && cl <= RETRY_BUFFER_BYTES) {
+        const buf = await readBody(job.req, RETRY_BUFFER_BYTES)
+        if (buf === undefined) return // client went away
+        body = buf
+        ctx.bytesReceived = buf.length
+      } else {
+        body = Number.isFinite(cl) ? job.req : countBody(job.req, ctx)
+        replayable = false
+      }
+    }
+
+    let current: AbortController | undefined
+    let clientGone = false
+    let routeTimedOut = false
+    const onClose = (): void => {
+      if (!job.res.writableFinished) { clientGone = true; current?.abort() }
+    }
+    job.res.once('close', onClose)
+    let routeTimer: NodeJS.Timeout | undefined
+    if (job.timeoutMs > 0) {
+      routeTimer = setTimeout(() => { routeTimedOut = true; current?.abort() }, job.timeoutMs)
+    }
+    const tried = new Set<EndpointState>()
+    // After a failed try, a retry that finds nothing to try reports that failure, as retries exhausted.
+    let lastFailure: ErrorSpec | undefined
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const decision = resolveFallback(job.dest, job.port, this.view)
+        ctx.upstreamCluster = decision.cluster ?? decision.primary
+        if (decision.fallbackCluster !== undefined) {
+          ctx.fallbackPath = `${decision.primary}:${decision.fallbackCluster}`
+          ctx.fallbackResult = decision.result ?? '-'
+          ctx.fallbackFinalCluster = decision.cluster ?? '-'
+          if (decision.cluster === undefined) ctx.upstreamCluster = decision.primary
+        } else {
+          ctx.fallbackPath = '-'
+          ctx.fallbackResult = '-'
+          ctx.fallbackFinalCluster = '-'
+        }
+        if (decision.cluster === undefined) {
+          if (lastFailure !== undefined && decision.fallbackCluster === undefined) { send.error(lastFailure, 'URX'); return }
+          send.error(decision.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream)
+          return
+        }
+        const cluster = this.runtime.cluster(decision.cluster)!
+        cluster.stats.requests++
+        const ep = cluster.pick({ random: this.random, hashKey: job.hashKey(cluster), exclude: retry.ignorePreviousHosts ? tried : undefined })
+        if (ep === undefined) {
+          cluster.stats.noHealthy++
+          if (lastFailure !== undefined) send.error(lastFailure, 'URX')
+          else send.error(Errors.NoHealthyUpstream)
+          return
+        }
+        if (admit(cluster.limits, cluster.active) === 'overflow' ||
+            (attempt > 0 && cluster.activeRetries >= cluster.limits.maxRetries)) {
+          cluster.stats.overflows++
+          send.error(Errors.Overflow)
+          return
+        }
+        const breaker = cluster.breaker(ep)
+        const settle = breaker?.begin()
+        if (breaker !== undefined && settle === undefined) {
+          cluster.stats.overflows++
+          send.error(Errors.Overflow)
+          return
+        }
+        tried.add(ep)
+        ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : `${ep.spec.address}:${ep.spec.port}`
+        ctx.upstreamTransportFailureReason = '-'
+        const ac = new AbortController()
+        current = ac
+        let perTryTimedOut = false
+        const perTry = retry.perTryTimeoutMs > 0 ? setTimeout(() => { perTryTimedOut = true; ac.abort() }, retry.perTryTimeoutMs) : undefined
+        const isRetry = attempt > 0
+        if (isRetry) { cluster.activeRetries++; cluster.stats.retries++ }
+        ep.active++
+        ep.requests++
+        cluster.active++
+        const start = process.hrtime.bigint()
+        let released = false
+        const release = (): void => {
+          if (released) return
+          released = true
+          ep.active--
+          cluster.active--
+          if (isRetry) cluster.activeRetries--
+        }
+        let res: Dispatcher.ResponseData
+        try {
+          res = await this.pools.get(cluster.spec.name, cluster.limits).request({
+            origin: `http://${ctx.upstreamHost}`,
+            path: job.path,
+            method: job.method as Dispatcher.HttpMethod,
+            headers: job.headers as Record<string, string>,
+            body,
+            signal: ac.signal
+          })
+        } catch (err) {
+          if (perTry !== undefined) clearTimeout(perTry)
+          release()
+          if (clientGone) return
+          const failure = classify(err, perTryTimedOut || routeTimedOut)
+          ctx.upstreamTransportFailureReason = failureReason(err, failure)
+          settle?.(false)
+          this.recordFailure(cluster, ep, failure)
+          const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
+          if (!routeTimedOut && attempt < retry.attempts && replayable && isRetriable(retry, failure)) {
+            lastFailure = spec
+            await sleep(backoffMs(retry, attempt, this.random))
+            if (clientGone) return
+            continue
+          }
+          send.error(spec, attempt > 0 && attempt >= retry.attempts && isRetriable(retry, failure) ? 'URX' : undefined)
+          return
+        }
+        if (perTry !== undefined) clearTimeout(perTry)
+        ctx.upstreamServiceTime = Number((process.hrtime.bigint() - start) / 1000000n)
+        const status = res.statusCode
+        cluster.record(ep, { kind: 'response', status })
+        settle?.(status < 500)
+        const grpc = res.headers['grpc-status']
+        const failure: TryFailure = { kind: 'status', status, ...(typeof grpc === 'string' ? { grpcStatus: Number(grpc) } : {}) }
+        const retriable = (status >= 500 || grpc !== undefined) && isRetriable(retry, failure)
+        if (retriable && !routeTimedOut && attempt < retry.attempts && replayable) {
+          res.body.on('error', () => {})
+          res.body.destroy()
+          release()
+          await sleep(backoffMs(retry, attempt, this.random))
+          if (clientGone) return
+          continue
+        }
+        res.body.once('close', release)
+        res.body.once('end', release)
+        res.body.once('error', release)
+        if (retriable && attempt > 0) ctx.responseFlags = 'URX'
+        send.response(status, res.headers as HeaderMap, res.body)
+        return
+      }
+    } finally {
+      if (routeTimer !== undefined) clearTimeout(routeTimer)
+      job.res.off('close', onClose)
+    }
+  }
+
+  /**
+   * A connect failure or reset before any response marks the host down at once (probes bring
+   * it back) and feeds outlier detection as a local-origin failure.
+   */
+  private recordFailure (cluster: ClusterState, ep: EndpointState, failure: TryFailure): void {
+    if (failure.kind === 'connect') ep.host.set(Flag.FailedConnect, true)
+    if (failure.kind === 'reset') ep.host.set(Flag.FailedConnect, true)
+    if (failure.kind !== 'status') cluster.record(ep, { kind: 'local', error: failure.kind })
+  }
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
+
+function errCode (err: unknown): string | undefined {
+  const e = err as { code?: string; cause?: { code?: string } }
+  return e?.code ?? e?.cause?.code
+}
+
+function classify (err: unknown, timedOut: boolean): TryFailure {
+  if (timedOut) return { kind: 'timeout' }
+  const code = errCode(err)
+  if (code !== undefined && CONNECT_CODES.has(code)) return { kind: 'connect' }
+  return { kind: 'reset' }
+}
+
+/** `%UPSTREAM_TRANSPORT_FAILURE_REASON%`-like text. */
+function failureReason (err: unknown, f: TryFailure): string {
+  if (f.kind === 'timeout') return 'timeout'
+  return errCode(err) ?? (err as Error)?.message ?? 'unknown'
+}
+
+function sleep (ms: number): Promise<void> {
+  return ms <= 0 ? Promise.resolve() : new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Read a body of known, bounded size; undefined if the client aborted. */
+function readBody (req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise(resolve => {
+    const chunks: Buffer[] = []
+    let n = 0
+    req.on('data', (c: Buffer) => { n += c.length; if (n <= limit) chunks.push(c) })
+    req.once('end', () => resolve(Buffer.concat(chunks)))
+    req.once('error', () => resolve(undefined))
+    req.once('aborted', () => resolve(undefined))
+  })
+}
+
+/** Pass a body of unknown length through while counting it for the access log. */
+export function countBody (src: Readable, ctx: AccessLogContext, dir: 'received' | 'sent' = 'received'): Transform {
+  const t = new Transform({
+    transform (chunk: Buffer, _enc, cb) {
+      if (dir === 'received') ctx.bytesReceived += chunk.length
+      else ctx.bytesSent += chunk.length
+      cb(null, chunk)
+    }
+  })
+  src.on('error', err => t.destroy(err))
+  t.on('close', () => { if (!src.destroyed) src.destroy() })
+  return src.pipe(t)
+}
+
+export function responseHeaders (route: CompiledRoute, dest: CompiledDestination, h: HeaderMap, serviceTime: number): HeaderMap {
+  const out: HeaderMap = { ...h }
+  for (const name of HOP_BY_HOP) delete out[name]
+  out['x-envoy-upstream-service-time'] = String(serviceTime)
+  applyHeaderOps(dest.headers?.response, out)
+  applyHeaderOps(route.headers?.response, out)
+  return out
+}

@@ -1,0 +1,152 @@
+import { lookup } from 'node:dns/promises'
+import { request as httpRequest } from 'node:http'
+import { connect, isIP } from 'node:net'
+import type { RuntimeState } from '../src/runtime/state.js'
+import { type HostHealth, Flag } from '../src/upstream/endpoint.js'
+import { type ProbeConfig, applyProbeResult } from '../src/upstream/probe.js'
+
+/** How often names of DNS endpoints are re-resolved. */
+export const DNS_REFRESH_MS = 5000
+
+interface ProbeTarget {
+  host: HostHealth
+  address: string
+  port: number
+  config: ProbeConfig
+  timer?: NodeJS.Timeout
+  running: boolean
+}
+
+/**
+ * The health writers that do I/O: active probes (TCP connect or HTTP GET) per endpoint, DNS
+ * re-resolution of named endpoints, and each cluster's outlier-detection interval sweep.
+ * `sync()` runs after every snapshot swap: new endpoints start probing, removed ones stop.
+ */
+export class HealthChecker {
+  private readonly probes = new Map<string, ProbeTarget>()
+  private readonly sweeps = new Map<string, { timer: NodeJS.Timeout; interval: number }>()
+  private readonly dns = new Map<string, NodeJS.Timeout>()
+  private closed = false
+
+  constructor (private readonly runtime: RuntimeState) {}
+
+  sync (): void {
+    if (this.closed) return
+    const wanted = new Map<string, { host: HostHealth; address: string; port: number; config: ProbeConfig }>()
+    const sweeps = new Map<string, number>()
+    for (const c of this.runtime.allClusters()) {
+      for (const e of c.endpoints) {
+        if (!wanted.has(e.key)) wanted.set(e.key, { host: e.host, address: e.spec.address, port: e.spec.port, config: c.spec.probe })
+      }
+      if (c.outlier !== undefined) sweeps.set(c.spec.name, c.outlier.config.intervalMs)
+    }
+    for (const [key, p] of this.probes) {
+      const w = wanted.get(key)
+      if (w === undefined || JSON.stringify(w.config) !== JSON.stringify(p.config)) {
+        if (p.timer !== undefined) clearTimeout(p.timer)
+        this.probes.delete(key)
+        const t = this.dns.get(key)
+        if (t !== undefined && w === undefined) { clearInterval(t); this.dns.delete(key) }
+      }
+    }
+    for (const [key, w] of wanted) {
+      if (this.probes.has(key)) continue
+      const p: ProbeTarget = { ...w, running: false }
+      this.probes.set(key, p)
+      if (w.config.enabled) p.timer = setTimeout(() => this.runProbe(p), w.config.initialDelayMs)
+      else { w.host.set(Flag.FailedProbe, false) }
+      if (isIP(w.address) === 0 && !this.dns.has(key)) {
+        const t = setInterval(() => { void this.resolve(w.host, w.address) }, DNS_REFRESH_MS)
+        t.unref()
+        this.dns.set(key, t)
+        void this.resolve(w.host, w.address)
+      }
+    }
+    for (const [name, s] of this.sweeps) {
+      if (sweeps.get(name) !== s.interval) { clearInterval(s.timer); this.sweeps.delete(name) }
+    }
+    for (const [name, interval] of sweeps) {
+      if (this.sweeps.has(name)) continue
+      const timer = setInterval(() => this.runtime.cluster(name)?.sweep(), interval)
+      timer.unref()
+      this.sweeps.set(name, { timer, interval })
+    }
+  }
+
+  /** Probe one target now and report the result (for tests and the admin API). */
+  async probeOnce (key: string): Promise<boolean | undefined> {
+    const p = this.probes.get(key)
+    if (p === undefined) return undefined
+    const r = await probe(p)
+    applyProbeResult(p.host, r.ok, p.config, Date.now(), r.error)
+    return r.ok
+  }
+
+  private runProbe (p: ProbeTarget): void {
+    if (this.closed || this.probes.get(p.host.key) !== p) return
+    p.running = true
+    void probe(p).then(r => {
+      p.running = false
+      if (this.closed || this.probes.get(p.host.key) !== p) return
+      applyProbeResult(p.host, r.ok, p.config, Date.now(), r.error)
+      p.timer = setTimeout(() => this.runProbe(p), p.config.periodMs)
+      p.timer.unref()
+    })
+  }
+
+  private async resolve (host: HostHealth, name: string): Promise<void> {
+    try {
+      await lookup(name)
+      host.set(Flag.Unresolved, false)
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      // Only a definite "no such name" takes the endpoint out; a transient failure keeps it.
+      if (code === 'ENOTFOUND' || code === 'ENODATA') host.set(Flag.Unresolved, true)
+    }
+  }
+
+  close (): void {
+    this.closed = true
+    for (const p of this.probes.values()) if (p.timer !== undefined) clearTimeout(p.timer)
+    for (const s of this.sweeps.values()) clearInterval(s.timer)
+    for (const t of this.dns.values()) clearInterval(t)
+    this.probes.clear()
+    this.sweeps.clear()
+    this.dns.clear()
+  }
+}
+
+/** One probe: TCP connect, or HTTP GET where 200–399 is success (Kubernetes semantics). */
+function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
+  const port = p.config.port ?? p.port
+  const timeout = p.config.timeoutMs
+  return new Promise(resolve => {
+    let done = false
+    const finish = (ok: boolean, error?: string): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      resolve({ ok, error })
+    }
+    const timer = setTimeout(() => { cleanup(); finish(false, 'timeout') }, timeout)
+    let cleanup = (): void => {}
+    if (p.config.kind === 'tcp') {
+      const sock = connect({ host: p.address, port })
+      cleanup = () => sock.destroy()
+      sock.once('connect', () => { sock.destroy(); finish(true) })
+      sock.once('error', err => { sock.destroy(); finish(false, (err as { code?: string }).code ?? err.message) })
+      return
+    }
+    const headers: Record<string, string> = { 'user-agent': 'meshgate-probe', connection: 'close' }
+    for (const [k, v] of p.config.headers) headers[k] = v
+    if (p.config.host !== undefined) headers.host = p.config.host
+    const req = httpRequest({ host: p.address, port, path: p.config.path, method: 'GET', headers, agent: false }, res => {
+      res.resume()
+      const s = res.statusCode ?? 0
+      finish(s >= 200 && s < 400, s >= 200 && s < 400 ? undefined : `status ${s}`)
+    })
+    cleanup = () => req.destroy()
+    req.once('error', err => finish(false, (err as { code?: string }).code ?? err.message))
+    req.end()
+  })
+}

@@ -1,0 +1,50 @@
+import { Agent } from 'undici'
+import type { PoolLimits } from '../src/resilience/pool.js'
+
+/**
+ * One undici Agent per cluster (a keep-alive pool per endpoint origin inside it), sized from
+ * the cluster's `connectionPool`. Istio sets no request timeout by default, so header and
+ * body timeouts are off here; route and per-try timeouts are applied by the forwarder.
+ */
+export class ClusterPools {
+  private readonly agents = new Map<string, { agent: Agent; key: string }>()
+
+  get (cluster: string, limits: PoolLimits): Agent {
+    const key = `${limits.maxConnections}|${limits.connectTimeoutMs}|${limits.maxRequestsPerConnection}|${limits.idleTimeoutMs}`
+    const cur = this.agents.get(cluster)
+    if (cur !== undefined && cur.key === key) return cur.agent
+    if (cur !== undefined) void cur.agent.close().catch(() => {})
+    const agent = new Agent({
+      connections: Number.isFinite(limits.maxConnections) ? limits.maxConnections : null,
+      connect: { timeout: limits.connectTimeoutMs },
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
+      keepAliveMaxTimeout: limits.idleTimeoutMs,
+      ...(limits.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: limits.maxRequestsPerConnection } : {}),
+      pipelining: 1
+    })
+    this.agents.set(cluster, { agent, key })
+    return agent
+  }
+
+  /** Close the pools of clusters that left the configuration (after their requests finish). */
+  release (clusters: readonly string[]): void {
+    for (const name of clusters) {
+      const cur = this.agents.get(name)
+      if (cur === undefined) continue
+      this.agents.delete(name)
+      void cur.agent.close().catch(() => {})
+    }
+  }
+
+  async close (): Promise<void> {
+    const all = [...this.agents.values()]
+    this.agents.clear()
+    await Promise.allSettled(all.map(a => a.agent.close()))
+  }
+
+  get size (): number {
+    return this.agents.size
+  }
+}

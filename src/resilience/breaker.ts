@@ -1,0 +1,90 @@
+import CircuitBreaker from 'opossum'
+import type { OutlierDetection } from '../config/model.js'
+import { parseDurationMs } from '../config/duration.js'
+
+/**
+ * Error-rate circuit breaker settings. Istio has no field for an error-rate breaker, so they
+ * come from the DestinationRule annotation `meshgate.io/circuit-breaker` (JSON or YAML flow):
+ *   {"errorThresholdPercentage": 50, "volumeThreshold": 20, "resetTimeout": "30s", "rollingCountTimeout": "10s", "enabled": true}
+ * Defaults follow the DestinationRule: `outlierDetection.baseEjectionTime` → resetTimeout,
+ * `outlierDetection.interval` → rollingCountTimeout; opossum's own timeout is always off
+ * (the route timeout rules, as in Istio).
+ */
+export interface BreakerConfig {
+  enabled: boolean
+  errorThresholdPercentage: number
+  volumeThreshold: number
+  resetTimeoutMs: number
+  rollingCountTimeoutMs: number
+}
+
+export const BREAKER_ANNOTATION = 'meshgate.io/circuit-breaker'
+
+/** Build the breaker config from the annotation value (already parsed) and the outlier settings. */
+export function breakerConfig (annotation: Record<string, unknown> | undefined, od: OutlierDetection | undefined): BreakerConfig {
+  const dur = (v: unknown, d: number): number => (typeof v === 'string' ? parseDurationMs(v) ?? d : typeof v === 'number' ? v : d)
+  const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : d)
+  return {
+    enabled: annotation?.enabled !== false,
+    errorThresholdPercentage: num(annotation?.errorThresholdPercentage, 50),
+    volumeThreshold: num(annotation?.volumeThreshold, 20),
+    resetTimeoutMs: dur(annotation?.resetTimeout, parseDurationMs(od?.baseEjectionTime ?? '30s') ?? 30_000),
+    rollingCountTimeoutMs: dur(annotation?.rollingCountTimeout, parseDurationMs(od?.interval ?? '10s') ?? 10_000)
+  }
+}
+
+export type BreakerState = 'closed' | 'open' | 'halfOpen'
+
+/**
+ * One opossum breaker for one endpoint of one cluster. It wraps the dispatch decision, never
+ * the response stream: `begin()` asks for admission and returns the function that reports
+ * the outcome once response headers (or an error) arrive. Half-open lets one trial through
+ * (opossum's pending-close state).
+ */
+export class EndpointBreaker {
+  private readonly cb: CircuitBreaker<[Promise<void>], void>
+
+  constructor (readonly config: BreakerConfig, onState: (state: BreakerState) => void) {
+    this.cb = new CircuitBreaker((p: Promise<void>) => p, {
+      timeout: false,
+      errorThresholdPercentage: config.errorThresholdPercentage,
+      volumeThreshold: config.volumeThreshold,
+      resetTimeout: config.resetTimeoutMs,
+      rollingCountTimeout: config.rollingCountTimeoutMs,
+      rollingCountBuckets: 10,
+      enabled: config.enabled
+    })
+    this.cb.on('open', () => onState('open'))
+    this.cb.on('halfOpen', () => onState('halfOpen'))
+    this.cb.on('close', () => onState('closed'))
+  }
+
+  get state (): BreakerState {
+    return this.cb.opened ? 'open' : this.cb.halfOpen ? 'halfOpen' : 'closed'
+  }
+
+  /** Would a request be let through now? (Closed, or half-open with no trial yet.) */
+  get admits (): boolean {
+    return this.cb.closed || this.cb.pendingClose
+  }
+
+  /** Admit one request; undefined when refused. Call the result with the outcome. */
+  begin (): ((ok: boolean) => void) | undefined {
+    if (!this.admits) return undefined
+    let settle!: (ok: boolean) => void
+    const p = new Promise<void>((resolve, reject) => {
+      settle = ok => (ok ? resolve() : reject(new Error('upstream failure')))
+    })
+    this.cb.fire(p).catch(() => { /* outcome already counted by opossum */ })
+    return settle
+  }
+
+  stats (): { fires: number; failures: number; successes: number; rejects: number } {
+    const s = this.cb.stats
+    return { fires: s.fires, failures: s.failures, successes: s.successes, rejects: s.rejects }
+  }
+
+  shutdown (): void {
+    this.cb.shutdown()
+  }
+}
