@@ -87,7 +87,7 @@ meshgate Bookinfo demo is running.
   Mesh listener: ${demo.meshUrl}   (the stand-ins call reviews, details and ratings through it)
   Workloads:     ${[...demo.workloads.keys()].join(', ')}
   Scenarios:     ${demo.scenarios.length > 0 ? demo.scenarios.join(', ') : 'none (reviews rotates among v1, v2, v3)'}
-Try: curl -s ${demo.ingressUrl}/productpage | grep -o 'Reviews served by: [a-z0-9-]*'
+Try: curl -s ${demo.ingressUrl}/productpage | grep -A1 'Reviews served by'
      npm run demo -- scenario reviews-jason-v2     npm run demo -- stop reviews-v3
 Access log lines follow on stdout. Ctrl-C stops.
 `)
