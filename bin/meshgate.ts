@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config/load.js'
 import { compile } from '../src/compile/compile.js'
 import { readConfigInputs } from '../plugins/config-files.js'
 import { ConfigError, startGateway } from '../plugins/gateway.js'
+import { startAdmin } from '../routes/admin.js'
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
@@ -21,6 +22,12 @@ Run options (each also read from the environment variable shown):
       --access-log DEST    access log: a file, 'stdout', 'stderr' or 'off' (MESHGATE_ACCESS_LOG, default stdout)
       --log-level LEVEL    trace|debug|info|warn|error|fatal (MESHGATE_LOG_LEVEL, default info)
       --strict             treat warnings (references that cannot work) as errors (MESHGATE_STRICT=1)
+      --watch              reload when the config files change (MESHGATE_WATCH=1)
+      --admin-port N       admin API port, 'off' to disable (MESHGATE_ADMIN_PORT, default 15000)
+      --admin-host ADDR    admin API address (MESHGATE_ADMIN_HOST, default 127.0.0.1)
+      --admin-token TOKEN  bearer token for the admin API (MESHGATE_ADMIN_TOKEN); required off loopback;
+                           when absent on loopback a random one is generated and logged
+      --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
   -h, --help               this text
 
 validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 and every problem
@@ -44,6 +51,11 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'access-log': { type: 'string' },
         'log-level': { type: 'string' },
         strict: { type: 'boolean' },
+        watch: { type: 'boolean' },
+        'admin-port': { type: 'string' },
+        'admin-host': { type: 'string' },
+        'admin-token': { type: 'string' },
+        'drain-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' }
       }
     })
@@ -76,15 +88,36 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       portMap,
       meshNamespace: v['mesh-namespace'] ?? env.MESHGATE_MESH_NAMESPACE ?? 'default',
       accessLog: v['access-log'] ?? env.MESHGATE_ACCESS_LOG ?? 'stdout',
-      onProblems: problems => { for (const p of problems) log.warn(formatProblem(p)) }
+      watch: v.watch ?? env.MESHGATE_WATCH === '1',
+      onProblems: problems => { for (const p of problems) log.warn(formatProblem(p)) },
+      onReload: e => {
+        if (e.ok) log.info({ generation: e.generation.generation, source: e.generation.source }, 'configuration reloaded')
+        else { log.error({ source: e.source }, 'configuration change rejected; the running configuration is unchanged'); for (const p of e.problems) log.error(formatProblem(p)) }
+      }
     })
     for (const l of gw.listeners) log.info({ listener: l.name, url: l.url }, `${l.kind} listener ready`)
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'shutting down')
-      gw.close().then(() => process.exit(0), () => process.exit(1))
+    const adminPort = v['admin-port'] ?? env.MESHGATE_ADMIN_PORT ?? '15000'
+    let admin: Awaited<ReturnType<typeof startAdmin>> | undefined
+    if (adminPort !== 'off') {
+      try {
+        admin = await startAdmin({ gateway: gw, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN })
+      } catch (err) {
+        await gw.close(0)
+        throw err
+      }
+      log.info({ url: admin.url }, 'admin API ready')
+      if (admin.generatedToken) log.warn(`no admin token given; generated one for this run: ${admin.token}`)
     }
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
+    const drainMs = Number(v['drain-timeout'] ?? env.MESHGATE_DRAIN_TIMEOUT ?? 10) * 1000
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) { log.warn({ signal }, 'second signal: exiting now'); process.exit(1) }
+      stopping = true
+      log.info({ signal, inFlight: gw.inFlight, drainMs }, 'shutting down: not ready, finishing requests in flight')
+      gw.close(drainMs).then(async () => { await admin?.close(); process.exit(0) }, () => process.exit(1))
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
     return await new Promise<number>(() => {})
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -33,6 +33,10 @@ export interface AccessLogContext {
   fallbackResult: string
   /** Which listener served it (not logged; used by metrics). */
   listener: string
+  /** The serving endpoint's workload, app and version labels (metrics only). */
+  upstreamWorkload: string
+  upstreamApp: string
+  upstreamVersion: string
 }
 
 export function newAccessLogContext (): AccessLogContext {
@@ -61,7 +65,10 @@ export function newAccessLogContext (): AccessLogContext {
     fallbackPath: '-',
     fallbackFinalCluster: '-',
     fallbackResult: '-',
-    listener: '-'
+    listener: '-',
+    upstreamWorkload: 'unknown',
+    upstreamApp: 'unknown',
+    upstreamVersion: 'unknown'
   }
 }
 

@@ -141,6 +141,10 @@ export class Forwarder {
         tried.add(ep)
         ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : `${ep.spec.address}:${ep.spec.port}`
         ctx.upstreamTransportFailureReason = '-'
+        const labels = ep.spec.labels
+        ctx.upstreamApp = labels.app ?? 'unknown'
+        ctx.upstreamVersion = labels.version ?? 'unknown'
+        ctx.upstreamWorkload = labels.app !== undefined && labels.version !== undefined ? `${labels.app}-${labels.version}` : 'unknown'
         const ac = new AbortController()
         current = ac
         let perTryTimedOut = false

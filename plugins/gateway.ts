@@ -1,25 +1,20 @@
+import { watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { compile } from '../src/compile/compile.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
-import { loadConfig, type LoadInput } from '../src/config/load.js'
-import { type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
+import type { LoadInput } from '../src/config/load.js'
+import type { Problem } from '../src/config/problem.js'
 import { RuntimeState } from '../src/runtime/state.js'
 import { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogTarget, createAccessLogWriter } from './access-log.js'
-import { readConfigInputs } from './config-files.js'
-import { createListener } from './proxy.js'
+import { ConfigError, ConfigManager, type Generation } from './config-manager.js'
 import { Forwarder } from './forwarder.js'
 import { HealthChecker } from './health.js'
+import { Metrics } from './metrics.js'
 import { ClusterPools } from './pools.js'
+import { createListener } from './proxy.js'
 
-/** Thrown when the configuration has errors: carries every problem. */
-export class ConfigError extends Error {
-  constructor (public readonly problems: Problem[]) {
-    super(`configuration has ${problems.filter(p => p.severity === 'Error').length} error(s)`)
-    this.name = 'ConfigError'
-  }
-}
+export { ConfigError }
 
 export interface GatewayOptions {
   /** Config files or directories (read from disk), or already-read inputs. */
@@ -35,8 +30,15 @@ export interface GatewayOptions {
   accessLog?: AccessLogTarget
   random?: () => number
   now?: () => number
+  /** Watch the config paths and reload on change (debounced). */
+  watch?: boolean
+  watchDebounceMs?: number
   /** Called with warnings after a successful load. */
   onProblems?: (problems: Problem[]) => void
+  /** Called when a reload (file watch) is rejected or applied. */
+  onReload?: (event: { ok: true; generation: Generation } | { ok: false; problems: Problem[]; source: string }) => void
+  /** Fastify server options for the proxy listeners (timeouts, limits). */
+  serverOptions?: Record<string, unknown>
 }
 
 export interface BoundListener {
@@ -52,61 +54,71 @@ export interface RunningGateway {
   listeners: BoundListener[]
   store: SnapshotStore
   runtime: RuntimeState
+  config: ConfigManager
+  metrics: Metrics
   /** Problems (warnings) of the loaded configuration. */
   problems: Problem[]
   health: HealthChecker
   pools: ClusterPools
+  /** False once shutdown has begun (readiness). */
+  readonly ready: boolean
+  /** Requests in flight on the proxy listeners. */
+  readonly inFlight: number
   /**
-   * Re-read the configuration (or load the given one) and swap it in atomically. On any
+   * Re-read the configuration (or load the given inputs) and swap it in atomically. On any
    * error the running snapshot stays and ConfigError is thrown with every problem.
    */
-  reload: (config?: GatewayOptions['config']) => Promise<{ snapshot: Snapshot; problems: Problem[] }>
-  close: () => Promise<void>
+  reload: (config?: { inputs: LoadInput[] }) => Promise<{ snapshot: Snapshot; problems: Problem[] }>
+  /**
+   * Graceful stop: readiness turns false, listeners stop accepting, requests in flight finish
+   * (keep-alive connections close after their current request), then pools and timers close.
+   * After `deadlineMs` remaining connections are destroyed.
+   */
+  close: (deadlineMs?: number) => Promise<void>
 }
 
-/** Read, validate and compile a configuration. Throws ConfigError listing every problem. */
-export async function loadSnapshot (
-  config: GatewayOptions['config'],
-  opts: { strict?: boolean; generation?: number; meshNamespace?: string; now?: () => number } = {}
-): Promise<{ snapshot: Snapshot; problems: Problem[] }> {
-  let inputs: LoadInput[]
-  let ioProblems: Problem[] = []
-  if (Array.isArray(config)) {
-    const read = await readConfigInputs(config)
-    inputs = read.inputs
-    ioProblems = read.problems
-  } else {
-    inputs = (config as { inputs: LoadInput[] }).inputs
-  }
-  const loaded = loadConfig(inputs, { strict: opts.strict })
-  const problems = [...ioProblems, ...loaded.problems]
-  if (hasErrors(problems)) throw new ConfigError(sortProblems(problems))
-  const compiled = compile(loaded.set, { generation: opts.generation, meshNamespace: opts.meshNamespace, now: opts.now })
-  const all = sortProblems([...problems, ...compiled.problems.map(p => opts.strict === true && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)])
-  if (hasErrors(all)) throw new ConfigError(all)
-  return { snapshot: compiled.snapshot, problems: all }
+/** Same Gateway ports as the running snapshot: listeners are fixed until restart. */
+function samePorts (next: Snapshot, current: Snapshot | undefined): Problem[] {
+  if (current === undefined) return []
+  const ports = (s: Snapshot): string => s.gateways.map(g => g.port).join(',')
+  if (ports(next) === ports(current)) return []
+  return [{ severity: 'Error', code: 'MG0007', message: `the set of Gateway server ports changed (${ports(current) || 'none'} → ${ports(next) || 'none'}); listeners are fixed until restart`, file: '-', line: 1, column: 1 }]
 }
 
 /**
  * Start meshgate: load the configuration, then one Fastify listener per Gateway server port
- * and the mesh listener. All listeners share one snapshot store, one runtime state and one
- * undici Agent (a keep-alive pool per endpoint origin).
+ * and the mesh listener. All listeners share one snapshot store, one runtime state, the
+ * per-cluster undici pools, the health checker and the metrics.
  */
 export async function startGateway (opts: GatewayOptions): Promise<RunningGateway> {
-  const { snapshot, problems } = await loadSnapshot(opts.config, opts)
-  opts.onProblems?.(problems)
-  const store = new SnapshotStore(snapshot)
-  const runtime = new RuntimeState(snapshot, opts.now)
+  // The store exists only after the first load; the manager installs later snapshots into it.
+  const holder: { store?: SnapshotStore } = {}
   const pools = new ClusterPools()
-  const health = new HealthChecker(runtime)
-  runtime.onRemoved(names => pools.release(names))
-  store.onSwap(next => { runtime.reconcile(next); health.sync() })
-  health.sync()
-  const forwarder = new Forwarder(runtime, pools, opts.random ?? Math.random)
+  const manager = new ConfigManager({
+    config: opts.config,
+    strict: opts.strict,
+    meshNamespace: opts.meshNamespace,
+    now: opts.now,
+    check: samePorts,
+    install: snap => { holder.store?.swap(snap) }
+  })
+  const first = await manager.reload(Array.isArray(opts.config) ? 'files' : 'inputs')
+  opts.onProblems?.(first.problems)
+  const snapshot = first.snapshot
+  const store = new SnapshotStore(snapshot)
+  holder.store = store
+  const rt = new RuntimeState(snapshot, opts.now)
+  const hc = new HealthChecker(rt)
+  rt.onRemoved(names => pools.release(names))
+  store.onSwap(next => { rt.reconcile(next); hc.sync() })
+  hc.sync()
+  const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures })
+  const forwarder = new Forwarder(rt, pools, opts.random ?? Math.random)
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
+  const counters = { inFlight: 0 }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, forwarder, accessLog, random: opts.random, now: opts.now }
+  const common = { store, forwarder, accessLog, metrics, counters, random: opts.random, now: opts.now, serverOptions: opts.serverOptions }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -123,31 +135,63 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     }
   } catch (err) {
     await Promise.allSettled(apps.map(a => a.app.close()))
-    health.close()
+    hc.close()
     await pools.close()
     throw err
   }
+
+  // Optional file watching: debounced, all-or-nothing like any reload.
+  const watchers: FSWatcher[] = []
+  if (opts.watch === true && manager.paths !== undefined) {
+    let timer: NodeJS.Timeout | undefined
+    const trigger = (): void => {
+      if (timer !== undefined) clearTimeout(timer)
+      timer = setTimeout(() => {
+        manager.reload('watch').then(
+          gen => opts.onReload?.({ ok: true, generation: gen }),
+          err => opts.onReload?.({ ok: false, problems: err instanceof ConfigError ? err.problems : [], source: 'watch' })
+        )
+      }, opts.watchDebounceMs ?? 300)
+      timer.unref()
+    }
+    for (const p of manager.paths) {
+      try { watchers.push(watch(p, { persistent: false }, trigger)) } catch { /* a missing path was reported at load */ }
+    }
+  }
+
+  let ready = true
+  let closing: Promise<void> | undefined
   return {
     listeners,
     store,
-    runtime,
-    problems,
-    health,
+    runtime: rt,
+    config: manager,
+    metrics,
+    problems: first.problems,
+    health: hc,
     pools,
-    reload: async (config = opts.config) => {
-      const next = await loadSnapshot(config, { ...opts, generation: store.current.generation + 1 })
-      const ports = (s: Snapshot): string => s.gateways.map(g => g.port).join(',')
-      if (ports(next.snapshot) !== ports(store.current)) {
-        throw new ConfigError([{ severity: 'Error', code: 'MG0007', message: `the set of Gateway ports changed (${ports(store.current)} → ${ports(next.snapshot)}); listeners are fixed until restart`, file: '-', line: 1, column: 1 }])
-      }
-      store.swap(next.snapshot)
-      return next
+    get ready () { return ready },
+    get inFlight () { return counters.inFlight },
+    reload: async config => {
+      const gen = config === undefined ? await manager.reload('files') : await manager.applyInputsAll(config.inputs)
+      return { snapshot: gen.snapshot, problems: gen.problems }
     },
-    close: async () => {
-      health.close()
-      await Promise.allSettled(apps.map(a => a.app.close()))
-      await pools.close()
-      await accessLog.close()
+    close: (deadlineMs = 10_000) => {
+      closing ??= (async () => {
+        ready = false
+        for (const w of watchers) w.close()
+        const timer = setTimeout(() => { for (const a of apps) a.app.server.closeAllConnections() }, deadlineMs)
+        timer.unref()
+        // Fastify's close stops accepting, lets requests in flight finish and closes idle
+        // keep-alive connections (forceCloseConnections: 'idle').
+        await Promise.allSettled(apps.map(a => a.app.close()))
+        clearTimeout(timer)
+        hc.close()
+        await pools.close()
+        accessLog.flush()
+        await accessLog.close()
+      })()
+      return closing
     }
   }
 }

@@ -15,6 +15,7 @@ import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
 import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
+import type { Metrics } from './metrics.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,6 +30,9 @@ export interface ListenerOptions {
   store: SnapshotStore
   forwarder: Forwarder
   accessLog: AccessLogWriter
+  metrics?: Metrics
+  /** Shared count of requests in flight (for shutdown and the admin API). */
+  counters?: { inFlight: number }
   random?: () => number
   now?: () => number
   /** Fastify server options merged in (timeouts, limits). */
@@ -60,7 +64,10 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       ctx.authority = request.raw.headers.host ?? '-'
       ctx.protocol = `HTTP/${request.raw.httpVersion}`
       request.mg = ctx
-      reply.raw.once('finish', () => opts.accessLog.write(accessLogRecord(ctx, reply.statusCode, 0)))
+      reply.raw.once('finish', () => {
+        opts.accessLog.write(accessLogRecord(ctx, reply.statusCode, 0))
+        opts.metrics?.record(ctx, reply.statusCode, 0)
+      })
       request.mg = null
       sendError(reply, ctx, Errors.BadRequest)
     },
@@ -74,7 +81,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     return isMesh ? snap.mesh : snap.gateways.find(l => l.port === opts.configPort)
   }
 
+  const counters = opts.counters ?? { inFlight: 0 }
   app.addHook('onRequest', async (request, reply) => {
+    counters.inFlight++
     const ctx = newAccessLogContext()
     request.mg = ctx
     ctx.startTime = now()
@@ -172,11 +181,19 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   // Every request is answered in onRequest; this route only exists so Fastify has one.
   app.all('*', async (_req, reply) => reply)
 
-  app.addHook('onResponse', async (request, reply) => {
+  const finished = (request: { mg: AccessLogContext | null }, status: number): void => {
     const ctx = request.mg
     if (ctx === null) return
+    request.mg = null
+    counters.inFlight--
     const ms = Number((process.hrtime.bigint() - ctx.startHr) / 1000000n)
-    opts.accessLog.write(accessLogRecord(ctx, reply.statusCode, ms))
+    opts.accessLog.write(accessLogRecord(ctx, status, ms))
+    opts.metrics?.record(ctx, status, ms)
+  }
+  app.addHook('onResponse', async (request, reply) => { finished(request, reply.statusCode) })
+  // A client that goes away before the response completes: Envoy logs DC with code 0.
+  app.addHook('onRequestAbort', async request => {
+    if (request.mg !== null) { request.mg.responseFlags = 'DC'; finished(request, 0) }
   })
 
   return app

@@ -246,6 +246,7 @@ class RouteCompiler {
           httpIndex: i,
           matchIndex: j,
           match,
+          ...(m !== undefined ? { matchSpec: m } : {}),
           ...shared
         }
         const gateways = m?.gateways !== undefined && m.gateways.length > 0 ? normalizeGateways(m.gateways, ns) : vsGateways

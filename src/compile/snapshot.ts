@@ -1,4 +1,4 @@
-import type { Resolution, TrafficPolicy } from '../config/model.js'
+import type { HTTPMatchRequest, Resolution, TrafficPolicy } from '../config/model.js'
 import type { Problem } from '../config/problem.js'
 import type { BreakerConfig } from '../resilience/breaker.js'
 import type { ProbeConfig } from '../upstream/probe.js'
@@ -63,6 +63,8 @@ export interface CompiledRoute {
   httpIndex: number
   matchIndex: number
   match: CompiledMatch
+  /** The match block as written (absent for a route without `match`), for the admin API. */
+  matchSpec?: HTTPMatchRequest
   rewrite?: CompiledRewrite
   headers?: CompiledHeaders
   destinations: readonly CompiledDestination[]

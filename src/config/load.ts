@@ -1,81 +1,159 @@
-// PROVISIONAL minimal loader (parse, group, reference warnings); replaced by the full
-// schema-validating loader.
-import { LineCounter, parseAllDocuments, isMap, isSeq, type Node } from 'yaml'
-import { type Resource, type ResourceSet, KINDS, resourceId } from './model.js'
+import { Value } from '@sinclair/typebox/value'
+import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document } from 'yaml'
+import { API_VERSIONS, KINDS, type Resource, type ResourceSet, resourceId } from './model.js'
 import { type Problem, Codes, formatPath, sortProblems } from './problem.js'
-import { toFqdn } from './hosts.js'
+import { ObjectMeta, SPEC_SCHEMAS } from './schema.js'
+import { validateSet } from './validate.js'
 
 export interface LoadInput { file: string; text: string }
 export interface LoadOptions { strict?: boolean }
 export interface LoadResult { set: ResourceSet; problems: Problem[]; ok: boolean }
 
+/** Largest YAML text parsed (bytes). */
+export const MAX_TEXT_BYTES = 8 * 1024 * 1024
+/** YAML aliases allowed per document: a guard against alias ("billion laughs") bombs. */
+export const MAX_ALIASES = 100
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status'])
+
+type Path = ReadonlyArray<string | number>
+
+/** Position lookup in one YAML document: the node at a path, else its nearest ancestor. */
+function locator (doc: Document, lc: LineCounter, fallback: { line: number; col: number }) {
+  return (path: Path): { line: number; column: number } => {
+    let node: unknown = doc.contents
+    let best = fallback
+    for (const k of path) {
+      let next: unknown
+      let keyRange: [number, number, number] | undefined
+      if (isMap(node)) {
+        const pair = node.items.find(it => isPair(it) && isScalar(it.key) && String(it.key.value) === String(k))
+        if (pair === undefined) break
+        keyRange = (pair.key as { range?: [number, number, number] }).range
+        next = pair.value
+      } else if (isSeq(node) && typeof k === 'number') {
+        next = node.items[k]
+        keyRange = (next as { range?: [number, number, number] } | undefined)?.range
+      } else break
+      if (keyRange !== undefined) { const p = lc.linePos(keyRange[0]); best = { line: p.line, col: p.col } }
+      if (next === undefined || next === null) break
+      node = next
+    }
+    return { line: best.line, column: best.col }
+  }
+}
+
+/** Parse one file's multi-document YAML into resources with positions. Never throws. */
+export function parseDocuments (text: string, file: string): { resources: Resource[]; problems: Problem[] } {
+  const resources: Resource[] = []
+  const problems: Problem[] = []
+  const push = (line: number, column: number, message: string, code: string = Codes.SchemaValidationError, extra: Partial<Problem> = {}): void => {
+    problems.push({ severity: 'Error', code, message, file, line, column, ...extra })
+  }
+  if (text.length > MAX_TEXT_BYTES) { push(1, 1, `file is larger than ${MAX_TEXT_BYTES} bytes`, Codes.Io); return { resources, problems } }
+  const lc = new LineCounter()
+  let docs: Document.Parsed[]
+  try {
+    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }) as Document.Parsed[]
+    if (!Array.isArray(docs)) docs = [docs]
+  } catch (err) {
+    push(1, 1, `YAML could not be parsed: ${(err as Error).message}`, Codes.YamlSyntax)
+    return { resources, problems }
+  }
+  docs.forEach((doc, di) => {
+    const errors = [...doc.errors]
+    for (const e of errors) {
+      const p = lc.linePos(e.pos[0])
+      push(p.line, p.col, e.message.split('\n')[0], Codes.YamlSyntax)
+    }
+    if (errors.length > 0) return
+    let o: unknown
+    try {
+      o = doc.toJS({ maxAliasCount: MAX_ALIASES })
+    } catch (err) {
+      const p = lc.linePos(doc.range[0])
+      push(p.line, p.col, `YAML could not be expanded: ${(err as Error).message}`, Codes.YamlSyntax)
+      return
+    }
+    if (o === null || o === undefined) return
+    const sp = lc.linePos(doc.contents?.range?.[0] ?? doc.range[0])
+    const locate = locator(doc, lc, sp)
+    const at = (path: Path, message: string, extra: Partial<Problem> = {}): void => {
+      const { line, column } = locate(path)
+      push(line, column, message, Codes.SchemaValidationError, { path: formatPath(path), ...extra })
+    }
+    if (typeof o !== 'object' || Array.isArray(o)) { at([], 'a document must be a mapping with apiVersion, kind, metadata and spec'); return }
+    const r = o as Record<string, unknown>
+    if (typeof r.kind !== 'string') { at(['kind'], 'kind is required'); return }
+    if (!(KINDS as readonly string[]).includes(r.kind)) {
+      problems.push({ severity: 'Warning', code: Codes.UnknownKind, message: `kind "${r.kind}" is not handled by meshgate; skipped`, file, line: sp.line, column: sp.col })
+      return
+    }
+    const meta = (r.metadata ?? {}) as Record<string, unknown>
+    const name = typeof meta.name === 'string' ? meta.name : '?'
+    const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default'
+    const resource = `${r.kind} ${namespace}/${name}`
+    const before = problems.length
+    if (!API_VERSIONS.includes(String(r.apiVersion))) at(['apiVersion'], `apiVersion "${String(r.apiVersion)}" is not one of ${API_VERSIONS.join(', ')}`, { resource })
+    for (const k of Object.keys(r)) if (!TOP_LEVEL.has(k)) at([k], `unknown field "${k}"`, { resource })
+    if (r.metadata === undefined) at(['metadata'], 'metadata is required', { resource })
+    else schemaErrors(ObjectMeta, r.metadata, ['metadata'], at, resource)
+    if (typeof meta.name === 'string' && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(meta.name)) at(['metadata', 'name'], `name "${meta.name}" must be a lowercase DNS-1123 subdomain`, { resource })
+    if (r.spec === undefined || r.spec === null) at(['spec'], 'spec is required', { resource })
+    else schemaErrors(SPEC_SCHEMAS[r.kind], r.spec, ['spec'], at, resource)
+    // Unknown fields leave the known ones well typed, so the resource is still cross-checked and
+    // every problem is reported at once; any other schema error stops it here.
+    if (problems.slice(before).some(p => !p.message.startsWith('unknown field'))) return
+    ;(r.metadata as Record<string, unknown>).namespace = namespace
+    delete r.status
+    resources.push({ ...(r as object), source: { file, doc: di, line: sp.line, column: sp.col }, locate } as unknown as Resource)
+  })
+  return { resources, problems }
+}
+
+function schemaErrors (
+  schema: Parameters<typeof Value.Errors>[0],
+  value: unknown,
+  base: Path,
+  at: (path: Path, message: string, extra?: Partial<Problem>) => void,
+  resource: string
+): void {
+  const seen = new Set<string>()
+  for (const e of Value.Errors(schema, value)) {
+    const rel = e.path === '' ? [] : e.path.slice(1).split('/').map(s => s.replace(/~1/g, '/').replace(/~0/g, '~')).map(s => (/^\d+$/.test(s) ? Number(s) : s))
+    const path = [...base, ...rel]
+    const key = formatPath(path)
+    // One message per field: a union failure repeats itself for every member.
+    if ([...seen].some(s => key.startsWith(s) && (key.length === s.length))) continue
+    seen.add(key)
+    const last = rel[rel.length - 1]
+    const message = e.message === 'Unexpected property'
+      ? `unknown field "${String(last)}"`
+      : e.message === 'Expected required property' ? `required field "${String(last)}" is missing` : `${e.message}`
+    at(path, message, { resource })
+  }
+}
+
+/**
+ * Parse, schema-validate and cross-validate every input together. Never throws. Resources come
+ * in load order (file order, then document order); a later resource with the same kind,
+ * namespace and name replaces the earlier one, as a later `kubectl apply` would (a warning).
+ */
 export function loadConfig (inputs: LoadInput[], opts: LoadOptions = {}): LoadResult {
   const set: ResourceSet = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
   const problems: Problem[] = []
   for (const { file, text } of inputs) {
-    const lc = new LineCounter()
-    const docs = parseAllDocuments(text, { lineCounter: lc })
-    const list = Array.isArray(docs) ? docs : [docs]
-    list.forEach((doc, di) => {
-      for (const e of doc.errors) {
-        const p = lc.linePos(e.pos[0])
-        problems.push({ severity: 'Error', code: Codes.YamlSyntax, message: e.message.split('\n')[0], file, line: p.line, column: p.col })
-      }
-      if (doc.errors.length > 0) return
-      const o = doc.toJS() as Record<string, any> | null
-      if (o === null || o === undefined) return
-      const start = lc.linePos(doc.contents?.range?.[0] ?? 0)
-      const locate = (path: ReadonlyArray<string | number>): { line: number; column: number } => {
-        let node: unknown = doc.contents
-        let best = start
-        for (const k of path) {
-          if (isMap(node) || isSeq(node)) {
-            const next = (node as any).get(k, true) as Node | undefined
-            if (next === undefined) break
-            const pair = isMap(node) ? (node as any).items.find((it: any) => it.key?.value === k) : undefined
-            const r = pair?.key?.range ?? (next as any).range
-            if (r !== undefined) { const p = lc.linePos(r[0]); best = { line: p.line, col: p.col } }
-            node = next
-          } else break
-        }
-        return { line: best.line, column: best.col }
-      }
-      if (!KINDS.includes(o.kind)) {
-        problems.push({ severity: 'Warning', code: Codes.UnknownKind, message: `kind "${o.kind}" is not handled by meshgate; skipped`, file, line: start.line, column: start.col })
-        return
-      }
-      o.metadata ??= {}
-      o.metadata.namespace ??= 'default'
-      const r = { ...o, source: { file, doc: di, line: start.line, column: start.col }, locate } as unknown as Resource
-      addResource(set, r, problems)
-    })
+    const r = parseDocuments(text, file)
+    problems.push(...r.problems)
+    for (const res of r.resources) addResource(set, res, problems)
   }
-  const hosts = new Set(set.serviceEntries.flatMap(se => se.spec.hosts.map(h => toFqdn(h, se.metadata.namespace))))
-  const subsets = new Set(set.destinationRules.flatMap(dr => (dr.spec.subsets ?? []).map(s => `${toFqdn(dr.spec.host, dr.metadata.namespace)}+${s.name}`)))
-  for (const vs of set.virtualServices) {
-    (vs.spec.http ?? []).forEach((h, i) => (h.route ?? []).forEach((d, j) => {
-      const check = (dest: { host: string; subset?: string }, path: Array<string | number>): void => {
-        const fq = toFqdn(dest.host, vs.metadata.namespace)
-        const sev = opts.strict === true ? 'Error' : 'Warning'
-        const at = vs.locate(path)
-        if (!hosts.has(fq)) problems.push({ severity: sev, code: Codes.ReferencedResourceNotFound, message: `Referenced host not found: "${dest.host}"`, file: vs.source.file, line: at.line, column: at.column, resource: resourceId(vs), path: formatPath(path) })
-        else if (dest.subset !== undefined && !subsets.has(`${fq}+${dest.subset}`)) problems.push({ severity: sev, code: Codes.ReferencedResourceNotFound, message: `Referenced host+subset in destinationrule not found: "${dest.host}+${dest.subset}"`, file: vs.source.file, line: at.line, column: at.column, resource: resourceId(vs), path: formatPath([...path, 'subset']) })
-      }
-      check(d.destination, ['spec', 'http', i, 'route', j, 'destination'])
-      if (d.fallback !== undefined) check(d.fallback.target, ['spec', 'http', i, 'route', j, 'fallback', 'target'])
-    }))
-  }
-  const sorted = sortProblems(problems)
-  return { set, problems: sorted, ok: !sorted.some(p => p.severity === 'Error') }
+  problems.push(...validateSet(set, opts.strict === true))
+  const out = sortProblems(opts.strict === true ? problems.map(p => (p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)) : problems)
+  return { set, problems: out, ok: !out.some(p => p.severity === 'Error') }
 }
 
 const LISTS = { Gateway: 'gateways', VirtualService: 'virtualServices', DestinationRule: 'destinationRules', ServiceEntry: 'serviceEntries', WorkloadEntry: 'workloadEntries' } as const
 
-/**
- * Add a resource to its kind's list. A later resource with the same kind, namespace and name
- * replaces the earlier one in place, as `kubectl apply` of the later file would (so a scenario
- * file can redefine a base VirtualService); the replacement is reported as a warning.
- */
+/** Add a resource to its kind's list; a same-named later one replaces the earlier in place, with a warning. */
 export function addResource (set: ResourceSet, r: Resource, problems: Problem[]): void {
   const list = set[LISTS[r.kind]] as Resource[]
   const i = list.findIndex(x => x.metadata.name === r.metadata.name && x.metadata.namespace === r.metadata.namespace)

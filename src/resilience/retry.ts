@@ -35,16 +35,20 @@ export const RETRY_ON_NAMES = new Set([
 export function retryPolicy (r: HTTPRetry | undefined): RetryPolicy {
   const on = new Set<string>()
   const codes = new Set<number>()
-  const spec = r?.retryOn ?? DEFAULT_RETRY_ON
+  // Istio keeps its default retryOn (and 503) unless retryOn is a non-empty string (retry.go ConvertPolicy).
+  const custom = r?.retryOn !== undefined && r.retryOn !== '' ? r.retryOn : undefined
+  const spec = custom ?? DEFAULT_RETRY_ON
   for (const raw of spec.split(',')) {
     const item = raw.trim()
     if (item === '') continue
     if (/^\d{3}$/.test(item)) { codes.add(Number(item)); on.add('retriable-status-codes') } else on.add(item)
   }
   // Istio's default retriable status code is 503 (retry.go DefaultPolicy).
-  if (r?.retryOn === undefined) codes.add(503)
+  if (custom === undefined) codes.add(503)
   return {
-    attempts: r?.attempts ?? 2,
+    // No `retries` block: Istio's default of 2. A block without `attempts` (proto3 zero) or with
+    // attempts <= 0 disables retries (retry.go ConvertPolicy: `in.Attempts <= 0` → no policy).
+    attempts: r === undefined ? 2 : Math.max(0, r.attempts ?? 0),
     perTryTimeoutMs: r?.perTryTimeout !== undefined ? parseDurationMs(r.perTryTimeout) ?? 0 : 0,
     on,
     statusCodes: codes,

@@ -45,6 +45,8 @@ export class ClusterState {
       this.lb = createBalancer(spec.policy.loadBalancer)
       const oc = outlierConfig(spec.policy.outlierDetection)
       this.outlier = oc === undefined ? undefined : new OutlierDetector(oc, this.now)
+      // Without outlier detection nothing would ever sweep an ejection away: release them now.
+      if (oc === undefined) for (const e of this.endpoints) clearOutlierState(e)
       this.limits = poolLimits(spec.policy.connectionPool)
     }
     const old = new Map(this.endpoints.map(e => [e.key, e]))
@@ -141,4 +143,13 @@ export class ClusterState {
     ep.flags = next
     this.refresh()
   }
+}
+
+function clearOutlierState (e: EndpointState): void {
+  e.flags &= ~Flag.Ejected
+  e.ejectedUntil = 0
+  e.ejections = 0
+  e.consecutive5xx = 0
+  e.consecutiveGateway = 0
+  e.consecutiveLocal = 0
 }

@@ -24,8 +24,10 @@ export interface LoadBalancer {
 export function createBalancer (lb: LoadBalancerSettings | undefined): LoadBalancer {
   if (lb?.consistentHash !== undefined) {
     const ch = lb.consistentHash
-    if (ch.maglev !== undefined) return new MaglevBalancer(ch.maglev.tableSize ?? 65537)
-    return new RingHashBalancer(ch.ringHash?.minimumRingSize ?? ch.minimumRingSize ?? 1024)
+    // Istio treats 0 as unset (cluster_traffic_policy.go ApplyRingHashLoadBalancer): Envoy's defaults apply.
+    const positive = (n: number | undefined, d: number): number => (n !== undefined && n > 0 ? n : d)
+    if (ch.maglev !== undefined) return new MaglevBalancer(positive(ch.maglev.tableSize, 65537))
+    return new RingHashBalancer(positive(ch.ringHash !== undefined ? ch.ringHash.minimumRingSize : ch.minimumRingSize, 1024))
   }
   switch (lb?.simple) {
     case 'ROUND_ROBIN': return new RoundRobinBalancer()
@@ -191,7 +193,15 @@ export class RingHashBalancer extends HashBalancer<{ points: Uint32Array; owners
 /** Maglev (Eisenbud et al., NSDI 2016): a lookup table filled from per-host permutations. */
 export class MaglevBalancer extends HashBalancer<Int32Array> {
   readonly kind = 'MAGLEV'
-  constructor (private readonly tableSize: number) { super() }
+  private readonly tableSize: number
+  /**
+   * Envoy requires a prime table size (a host's permutation visits every slot only then); a
+   * non-prime size would make the fill loop below spin forever, so it is rounded up to a prime.
+   */
+  constructor (tableSize: number) {
+    super()
+    this.tableSize = nextPrime(Math.max(2, Math.floor(tableSize)))
+  }
 
   protected build (hosts: readonly EndpointState[]): Int32Array {
     const m = this.tableSize
@@ -221,4 +231,14 @@ export class MaglevBalancer extends HashBalancer<Int32Array> {
   protected lookup (t: Int32Array, hosts: readonly EndpointState[], h: number): EndpointState {
     return hosts[t[h % t.length]]
   }
+}
+
+function nextPrime (n: number): number {
+  const isPrime = (k: number): boolean => {
+    if (k < 2) return false
+    for (let d = 2; d * d <= k; d++) if (k % d === 0) return false
+    return true
+  }
+  while (!isPrime(n)) n++
+  return n
 }

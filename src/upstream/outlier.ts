@@ -20,6 +20,8 @@ export interface OutlierConfig {
   minHealthPercent: number
 }
 
+const positive = (n: number | undefined, d: number): number => (n !== undefined && n > 0 ? n : d)
+
 /** Istio's translation of `outlierDetection`; undefined when the DestinationRule sets none (no detection). */
 export function outlierConfig (od: OutlierDetection | undefined): OutlierConfig | undefined {
   if (od === undefined) return undefined
@@ -28,12 +30,14 @@ export function outlierConfig (od: OutlierDetection | undefined): OutlierConfig 
     consecutive5xx: od.consecutive5xxErrors ?? (od.consecutiveErrors !== undefined ? 0 : 5),
     // The deprecated `consecutiveErrors` meant gateway errors (Istio maps it to consecutive_gateway_failure).
     consecutiveGateway: od.consecutiveGatewayErrors ?? od.consecutiveErrors ?? 0,
-    consecutiveLocal: od.consecutiveLocalOriginFailures ?? 5,
+    // Istio passes consecutiveLocalOriginFailures and maxEjectionPercent only when > 0; otherwise
+    // Envoy's defaults (5 and 10%) apply (cluster_traffic_policy.go applyOutlierDetection).
+    consecutiveLocal: positive(od.consecutiveLocalOriginFailures, 5),
     split: od.splitExternalLocalOriginErrors === true,
     intervalMs: parseDurationMs(od.interval ?? '10s') ?? 10_000,
     baseEjectionMs: base,
     maxEjectionMs: Math.max(300_000, base),
-    maxEjectionPercent: od.maxEjectionPercent ?? 10,
+    maxEjectionPercent: positive(od.maxEjectionPercent, 10),
     minHealthPercent: od.minHealthPercent ?? 0
   }
 }
@@ -61,14 +65,16 @@ export class OutlierDetector {
     if (outcome.kind === 'local') {
       if (c.split) {
         ep.consecutiveLocal++
-        if (c.consecutiveLocal > 0 && ep.consecutiveLocal >= c.consecutiveLocal) return this.eject(ep, members)
+        if (c.consecutiveLocal > 0 && ep.consecutiveLocal >= c.consecutiveLocal) return this.eject(ep, members, 'local')
         return false
       }
       // Not split: local failures count as the 5xx Envoy would answer (503 connect/reset, 504 timeout).
       status = outcome.error === 'timeout' ? 504 : 503
     } else {
       status = outcome.status
-      if (c.split && status < 500) ep.consecutiveLocal = 0
+      // Split: any response means the connection succeeded (Envoy LocalOriginConnectSuccess),
+      // which resets the local-origin counter even when the status is a 5xx.
+      if (c.split) ep.consecutiveLocal = 0
     }
     if (status >= 500) {
       ep.consecutive5xx++
@@ -80,19 +86,26 @@ export class OutlierDetector {
       if (!c.split) ep.consecutiveLocal = 0
       return false
     }
-    if (c.consecutive5xx > 0 && ep.consecutive5xx >= c.consecutive5xx) return this.eject(ep, members)
-    if (c.consecutiveGateway > 0 && ep.consecutiveGateway >= c.consecutiveGateway) return this.eject(ep, members)
+    if (c.consecutive5xx > 0 && ep.consecutive5xx >= c.consecutive5xx && this.eject(ep, members, '5xx')) return true
+    if (c.consecutiveGateway > 0 && ep.consecutiveGateway >= c.consecutiveGateway) return this.eject(ep, members, 'gateway')
     return false
   }
 
   /**
    * Eject unless maxEjectionPercent forbids it. Envoy checks the share already ejected before
-   * ejecting, and always allows one host (istio-semantics.md §0.9).
+   * ejecting, and always allows one host (istio-semantics.md §0.9). As in Envoy
+   * (onConsecutiveErrorWorker), the counter that fired is reset even when the ejection is
+   * refused, so a refused host needs another full run of errors, not one more.
    */
-  private eject (ep: EndpointState, members: readonly EndpointState[]): boolean {
+  private eject (ep: EndpointState, members: readonly EndpointState[], kind: '5xx' | 'gateway' | 'local'): boolean {
     if ((ep.flags & Flag.Ejected) !== 0) return false
     const ejected = members.reduce((n, m) => n + ((m.flags & Flag.Ejected) !== 0 ? 1 : 0), 0)
-    if (ejected > 0 && (ejected * 100) / members.length >= this.config.maxEjectionPercent) return false
+    if (ejected > 0 && (ejected * 100) / members.length >= this.config.maxEjectionPercent) {
+      if (kind === '5xx') ep.consecutive5xx = 0
+      else if (kind === 'gateway') ep.consecutiveGateway = 0
+      else ep.consecutiveLocal = 0
+      return false
+    }
     ep.ejections++
     ep.flags |= Flag.Ejected
     ep.ejectedUntil = this.now() + Math.min(this.config.baseEjectionMs * ep.ejections, this.config.maxEjectionMs)

@@ -73,6 +73,8 @@ export function probeConfig (raw: unknown): { config: ProbeConfig } | { error: s
   for (const v of Object.values(fields)) if (typeof v === 'string') return { error: v }
   const cfg: ProbeConfig = { ...DEFAULT_PROBE, ...(fields as Record<string, number>), headers: [] }
   if (cfg.periodMs < 50) return { error: '"periodSeconds" must be at least 0.05' }
+  // A zero timeout would fail every probe and take every endpoint out (Kubernetes' minimum is 1 s).
+  if (cfg.timeoutMs <= 0) return { error: '"timeoutSeconds" must be greater than 0' }
   const http = o.httpGet as Record<string, unknown> | undefined
   const tcp = o.tcpSocket as Record<string, unknown> | undefined
   if (http !== undefined && tcp !== undefined) return { error: 'set one of httpGet and tcpSocket' }

@@ -1,0 +1,158 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { RuntimeState } from '../src/runtime/state.js'
+import type { AccessLogContext } from './access-log.js'
+
+/** Istio's default buckets (telemetry v2 stats filter). */
+const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000]
+const BYTES_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000]
+
+/** Istio's standard metric labels (istio.io "Istio Standard Metrics"), so existing dashboards work. */
+const ISTIO_LABELS = [
+  'reporter', 'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_version',
+  'source_cluster', 'destination_workload', 'destination_workload_namespace', 'destination_principal',
+  'destination_app', 'destination_version', 'destination_service', 'destination_service_name',
+  'destination_service_namespace', 'destination_cluster', 'request_protocol', 'response_code',
+  'grpc_response_status', 'response_flags', 'connection_security_policy'
+] as const
+
+type IstioLabels = Record<(typeof ISTIO_LABELS)[number], string>
+
+interface ClusterInfo { service: string; name: string; namespace: string; subset: string }
+
+/**
+ * Prometheus metrics: Istio's request metrics with Istio's label names, plus meshgate's own
+ * (fallbacks per route and cluster, breaker state, endpoint health, ejections, config
+ * generation and reload failures) and process metrics. Served by the admin server.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+  private readonly requests: Counter<string>
+  private readonly duration: Histogram<string>
+  private readonly requestBytes: Histogram<string>
+  private readonly responseBytes: Histogram<string>
+  private readonly fallbacks: Counter<string>
+  private readonly clusterInfo = new Map<string, ClusterInfo>()
+
+  constructor (opts: { runtime: () => RuntimeState; generation: () => number; reloadFailures: () => number; workload?: string }) {
+    const r = this.registry
+    this.requests = new Counter({ name: 'istio_requests_total', help: 'Requests processed by meshgate (Istio standard metric).', labelNames: ISTIO_LABELS, registers: [r] })
+    this.duration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds.', labelNames: ISTIO_LABELS, buckets: DURATION_BUCKETS, registers: [r] })
+    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'Request body sizes.', labelNames: ISTIO_LABELS, buckets: BYTES_BUCKETS, registers: [r] })
+    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response body sizes.', labelNames: ISTIO_LABELS, buckets: BYTES_BUCKETS, registers: [r] })
+    this.fallbacks = new Counter({ name: 'meshgate_fallback_total', help: 'ASM fallback decisions by route, primary and fallback cluster; result is taken or failed.', labelNames: ['route', 'primary_cluster', 'fallback_cluster', 'result'], registers: [r] })
+    const source = opts.workload ?? 'meshgate'
+    this.sourceWorkload = source
+    new Gauge({
+      name: 'meshgate_config_generation', help: 'Generation number of the running configuration.', registers: [r],
+      collect () { this.set(opts.generation()) }
+    })
+    new Gauge({
+      name: 'meshgate_config_reload_failures_total', help: 'Configuration changes rejected since start.', registers: [r],
+      collect () { this.set(opts.reloadFailures()) }
+    })
+    new Gauge({
+      name: 'meshgate_endpoint_healthy', help: '1 when the endpoint is healthy for routing in the cluster.', labelNames: ['cluster', 'endpoint'], registers: [r],
+      collect () {
+        this.reset()
+        for (const c of opts.runtime().allClusters()) for (const e of c.endpoints) this.set({ cluster: c.spec.name, endpoint: e.key }, e.healthy ? 1 : 0)
+      }
+    })
+    new Gauge({
+      name: 'meshgate_endpoint_ejections', help: 'Times the endpoint was ejected by outlier detection (decays while healthy).', labelNames: ['cluster', 'endpoint'], registers: [r],
+      collect () {
+        this.reset()
+        for (const c of opts.runtime().allClusters()) for (const e of c.endpoints) this.set({ cluster: c.spec.name, endpoint: e.key }, e.ejections)
+      }
+    })
+    new Gauge({
+      name: 'meshgate_outlier_ejections_total', help: 'Outlier ejections per cluster since it was created.', labelNames: ['cluster'], registers: [r],
+      collect () {
+        this.reset()
+        for (const c of opts.runtime().allClusters()) this.set({ cluster: c.spec.name }, c.stats.ejections)
+      }
+    })
+    new Gauge({
+      name: 'meshgate_breaker_state', help: 'Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.', labelNames: ['cluster', 'endpoint'], registers: [r],
+      collect () {
+        this.reset()
+        for (const c of opts.runtime().allClusters()) {
+          for (const [key, b] of c.breakers) this.set({ cluster: c.spec.name, endpoint: key }, b.state === 'open' ? 2 : b.state === 'halfOpen' ? 1 : 0)
+        }
+      }
+    })
+    new Gauge({
+      name: 'meshgate_upstream_requests_active', help: 'Requests in flight per cluster.', labelNames: ['cluster'], registers: [r],
+      collect () {
+        this.reset()
+        for (const c of opts.runtime().allClusters()) this.set({ cluster: c.spec.name }, c.active)
+      }
+    })
+    collectDefaultMetrics({ register: r, prefix: 'meshgate_' })
+  }
+
+  private readonly sourceWorkload: string
+
+  private info (cluster: string): ClusterInfo {
+    let i = this.clusterInfo.get(cluster)
+    if (i === undefined) {
+      // outbound|9080|v3|reviews.default.svc.cluster.local
+      const parts = cluster.split('|')
+      const service = parts[3] ?? 'unknown'
+      const labels = service.split('.')
+      i = { service, name: labels[0] ?? 'unknown', namespace: service.endsWith('.svc.cluster.local') ? labels[1] : 'unknown', subset: parts[2] ?? '' }
+      if (this.clusterInfo.size > 10_000) this.clusterInfo.clear()
+      this.clusterInfo.set(cluster, i)
+    }
+    return i
+  }
+
+  /** Record one finished request. `destinationVersion` is the serving endpoint's `version` label. */
+  record (ctx: AccessLogContext, status: number, durationMs: number): void {
+    const c = ctx.upstreamCluster === '-' ? undefined : this.info(ctx.upstreamCluster)
+    const labels: IstioLabels = {
+      reporter: 'source',
+      source_workload: this.sourceWorkload,
+      source_workload_namespace: 'unknown',
+      source_principal: 'unknown',
+      source_app: this.sourceWorkload,
+      source_version: 'unknown',
+      source_cluster: 'unknown',
+      destination_workload: ctx.upstreamWorkload,
+      destination_workload_namespace: c?.namespace ?? 'unknown',
+      destination_principal: 'unknown',
+      destination_app: ctx.upstreamApp,
+      destination_version: ctx.upstreamVersion,
+      destination_service: c?.service ?? 'unknown',
+      destination_service_name: c?.name ?? 'unknown',
+      destination_service_namespace: c?.namespace ?? 'unknown',
+      destination_cluster: 'unknown',
+      request_protocol: 'http',
+      response_code: String(status),
+      grpc_response_status: '',
+      response_flags: ctx.responseFlags,
+      connection_security_policy: 'unknown'
+    }
+    this.requests.inc(labels)
+    this.duration.observe(labels, durationMs)
+    this.requestBytes.observe(labels, ctx.bytesReceived)
+    this.responseBytes.observe(labels, ctx.bytesSent)
+    if (ctx.fallbackPath !== '-') {
+      const [primary, fallback] = splitFallbackPath(ctx.fallbackPath)
+      this.fallbacks.inc({ route: ctx.routeName, primary_cluster: primary, fallback_cluster: fallback, result: ctx.fallbackFinalCluster === '-' ? 'failed' : 'taken' })
+    }
+  }
+
+  async text (): Promise<string> {
+    return await this.registry.metrics()
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+}
+
+/** `outbound|…|a.svc.cluster.local:outbound|…|b…` → [primary, fallback]; cluster names contain no ':'. */
+function splitFallbackPath (p: string): [string, string] {
+  const i = p.indexOf(':outbound|')
+  return i < 0 ? [p, '-'] : [p.slice(0, i), p.slice(i + 1)]
+}

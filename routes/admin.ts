@@ -1,0 +1,392 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import type { RunningGateway } from '../plugins/gateway.js'
+import { ConfigError, type Generation } from '../plugins/config-manager.js'
+import { buildFacts } from '../src/routing/facts.js'
+import { canonicalTarget } from '../src/routing/path.js'
+import { rewritePath } from '../src/routing/rewrite.js'
+import { selectRoute } from '../src/routing/select.js'
+import { resolveFallback } from '../src/resilience/fallback.js'
+import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../src/compile/snapshot.js'
+import { clusterFor } from '../src/compile/compile.js'
+import type { Problem } from '../src/config/problem.js'
+import { Flag } from '../src/upstream/endpoint.js'
+import type { ClusterState } from '../src/runtime/cluster-state.js'
+
+export interface AdminOptions {
+  gateway: RunningGateway
+  /** Bind address. Default 127.0.0.1. */
+  host?: string
+  /** Port. Default 15000; 0 picks a free port. */
+  port?: number
+  /** Bearer token. Required for mutating calls always, and for every call off loopback. */
+  token?: string
+  /** Config changes allowed per `reloadWindowMs` (reload, PUT, rollback). Default 20 per 10 s. */
+  reloadLimit?: number
+  reloadWindowMs?: number
+}
+
+export interface RunningAdmin {
+  app: FastifyInstance
+  url: string
+  /** The token in force (generated when none was given). */
+  token: string
+  generatedToken: boolean
+  close: () => Promise<void>
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+const FLAG_NAMES: Array<[number, string]> = Object.entries(Flag).map(([k, v]) => [v, k])
+
+// ---------------------------------------------------------------- schemas (TypeBox)
+
+const ProblemSchema = Type.Object({
+  severity: Type.String(), code: Type.String(), message: Type.String(), file: Type.String(),
+  line: Type.Integer(), column: Type.Integer(), resource: Type.Optional(Type.String()), path: Type.Optional(Type.String())
+})
+const ProblemsReply = Type.Object({ error: Type.String(), problems: Type.Array(ProblemSchema) })
+const GenerationReply = Type.Object({
+  generation: Type.Integer(), loadedAt: Type.String(), source: Type.String(), resources: Type.Integer(), problems: Type.Array(ProblemSchema)
+})
+const ErrorReply = Type.Object({ error: Type.String() })
+const PutConfigBody = Type.Object({ yaml: Type.String({ maxLength: 8 * 1024 * 1024 }), mode: Type.Optional(Type.Union([Type.Literal('replace'), Type.Literal('merge')])) }, { additionalProperties: false })
+const ModeQuery = Type.Object({ mode: Type.Optional(Type.Union([Type.Literal('replace'), Type.Literal('merge')])) })
+const ExplainQuery = Type.Object({
+  listener: Type.Optional(Type.String({ description: 'mesh, or a Gateway server port such as 8080; default the first gateway listener' })),
+  method: Type.Optional(Type.String({ default: 'GET' })),
+  authority: Type.String({ description: 'Host header, e.g. reviews:9080' }),
+  path: Type.Optional(Type.String({ default: '/' })),
+  header: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: 'name:value, repeatable' }))
+})
+const ClusterParams = Type.Object({ name: Type.String() })
+const EndpointParams = Type.Object({ name: Type.String(), endpoint: Type.String({ description: 'address:port' }) })
+
+type ExplainQueryT = Static<typeof ExplainQuery>
+
+/**
+ * The admin server: its own Fastify instance (JSON parsing and auth never touch proxied
+ * traffic), on 127.0.0.1:15000 by default, in the style of Envoy's admin interface and Kong's
+ * admin API. Every route has TypeBox request/response schemas; `GET /openapi.json` describes them.
+ */
+export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
+  const host = opts.host ?? '127.0.0.1'
+  const loopback = LOOPBACK.has(host)
+  if (!loopback && (opts.token === undefined || opts.token === '')) {
+    throw new Error(`refusing to bind the admin API to ${host} without a token: set --admin-token (or MESHGATE_ADMIN_TOKEN), or bind to 127.0.0.1`)
+  }
+  const generatedToken = opts.token === undefined || opts.token === ''
+  const token = generatedToken ? randomBytes(18).toString('base64url') : opts.token!
+  const tokenHash = createHash('sha256').update(token).digest()
+  const gw = opts.gateway
+  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 })
+
+  // YAML bodies for PUT /config and POST /config/validate; form posts are refused (no CSRF by form).
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body))
+
+  const routesDoc: Array<{ method: string; url: string; schema: Record<string, unknown> }> = []
+  app.addHook('onRoute', r => {
+    if (r.url === '/openapi.json') return
+    for (const m of [r.method].flat()) if (m !== 'HEAD') routesDoc.push({ method: m, url: r.url, schema: (r.schema ?? {}) as Record<string, unknown> })
+  })
+
+  // Auth: constant-time comparison of SHA-256 digests (equal length whatever the input).
+  app.addHook('onRequest', async (req, reply) => {
+    const mutating = req.method !== 'GET' && req.method !== 'HEAD'
+    if (!mutating && loopback) return
+    const auth = req.headers.authorization
+    const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined
+    if (given === undefined) {
+      return reply.code(401).header('www-authenticate', 'Bearer realm="meshgate-admin"').send({ error: 'missing bearer token (Authorization: Bearer <token>)' })
+    }
+    if (!timingSafeEqual(createHash('sha256').update(given).digest(), tokenHash)) {
+      return reply.code(403).send({ error: 'invalid token' })
+    }
+    if (mutating) {
+      const ct = String(req.headers['content-type'] ?? '')
+      if (ct.startsWith('application/x-www-form-urlencoded') || ct.startsWith('multipart/form-data')) {
+        return reply.code(415).send({ error: 'form posts are not accepted; send JSON or YAML' })
+      }
+    }
+  })
+
+  // Rate limit on configuration changes.
+  const limit = opts.reloadLimit ?? 20
+  const windowMs = opts.reloadWindowMs ?? 10_000
+  let stamps: number[] = []
+  const rateLimited = (reply: FastifyReply): boolean => {
+    const now = Date.now()
+    stamps = stamps.filter(s => now - s < windowMs)
+    if (stamps.length >= limit) {
+      reply.code(429).header('retry-after', String(Math.ceil(windowMs / 1000))).send({ error: `at most ${limit} configuration changes per ${windowMs / 1000} s` })
+      return true
+    }
+    stamps.push(now)
+    return false
+  }
+
+  const genReply = (g: Generation): Static<typeof GenerationReply> => ({
+    generation: g.generation,
+    loadedAt: new Date(g.loadedAt).toISOString(),
+    source: g.source,
+    resources: countResources(g),
+    problems: g.problems
+  })
+  const change = async (reply: FastifyReply, fn: () => Promise<Generation>): Promise<unknown> => {
+    try {
+      return genReply(await fn())
+    } catch (err) {
+      if (err instanceof ConfigError) return reply.code(400).send({ error: err.message, problems: err.problems })
+      throw err
+    }
+  }
+
+  const s = (schema: Record<string, TSchema | Record<number, TSchema>>): { schema: Record<string, unknown> } => ({ schema })
+
+  app.get('/ready', s({ response: { 200: Type.Object({ ready: Type.Boolean() }), 503: Type.Object({ ready: Type.Boolean() }) } }), async (_req, reply) => {
+    if (!gw.ready) return reply.code(503).send({ ready: false })
+    return { ready: true }
+  })
+  app.get('/live', s({ response: { 200: Type.Object({ live: Type.Boolean() }) } }), async () => ({ live: true }))
+
+  app.get('/config', s({ response: { 200: Type.Object({
+    generation: Type.Integer(), loadedAt: Type.String(), source: Type.String(), paths: Type.Array(Type.String()),
+    resources: Type.Array(Type.Object({ kind: Type.String(), namespace: Type.String(), name: Type.String(), file: Type.String(), line: Type.Integer() })),
+    problems: Type.Array(ProblemSchema),
+    history: Type.Array(Type.Object({ generation: Type.Integer(), loadedAt: Type.String(), source: Type.String() })),
+    lastRejection: Type.Optional(Type.Object({ at: Type.String(), source: Type.String(), problems: Type.Array(ProblemSchema) }))
+  }) } }), async () => {
+    const g = gw.config.current
+    const rej = gw.config.lastRejection
+    return {
+      generation: g.generation,
+      loadedAt: new Date(g.loadedAt).toISOString(),
+      source: g.source,
+      paths: [...(gw.config.paths ?? [])],
+      resources: allResources(g).map(r => ({ kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name, file: r.source.file, line: r.source.line })),
+      problems: g.problems,
+      history: gw.config.history.map(h => ({ generation: h.generation, loadedAt: new Date(h.loadedAt).toISOString(), source: h.source })),
+      ...(rej !== undefined ? { lastRejection: { at: new Date(rej.at).toISOString(), source: rej.source, problems: rej.problems } } : {})
+    }
+  })
+  const changeResponses = { 200: GenerationReply, 400: ProblemsReply, 429: ErrorReply }
+  app.post('/config/reload', s({ response: changeResponses }), async (_req, reply) => {
+    if (rateLimited(reply)) return reply
+    return await change(reply, () => gw.config.reload('files'))
+  })
+  app.put('/config', s({ querystring: ModeQuery, response: changeResponses }), async (req: FastifyRequest<{ Querystring: Static<typeof ModeQuery> }>, reply) => {
+    if (rateLimited(reply)) return reply
+    const body = yamlBody(req)
+    if (body === undefined) return reply.code(400).send({ error: 'send YAML (Content-Type: application/yaml) or JSON {"yaml": "...", "mode": "replace"|"merge"}', problems: [] })
+    return await change(reply, () => gw.config.applyText(body.yaml, body.mode ?? req.query.mode ?? 'replace'))
+  })
+  app.post('/config/validate', s({ querystring: ModeQuery, response: { 200: Type.Object({ ok: Type.Boolean(), problems: Type.Array(ProblemSchema) }), 400: Type.Object({ ok: Type.Boolean(), problems: Type.Array(ProblemSchema) }) } }), async (req: FastifyRequest<{ Querystring: Static<typeof ModeQuery> }>, reply) => {
+    const body = req.body === undefined || req.body === null || req.body === '' ? undefined : yamlBody(req)
+    const r = await gw.config.validate(body?.yaml, body?.mode ?? req.query.mode ?? 'replace')
+    return reply.code(r.ok ? 200 : 400).send(r)
+  })
+  app.post('/config/rollback', s({ response: changeResponses }), async (_req, reply) => {
+    if (rateLimited(reply)) return reply
+    return await change(reply, () => gw.config.rollback())
+  })
+
+  app.get('/routes', async () => {
+    const snap = gw.store.current
+    return { generation: snap.generation, listeners: [...snap.gateways, snap.mesh].map(l => describeListener(l)) }
+  })
+  app.get('/routes/explain', s({ querystring: ExplainQuery }), async (req: FastifyRequest<{ Querystring: ExplainQueryT }>, reply) => {
+    const q = req.query
+    const snap = gw.store.current
+    const l = q.listener === 'mesh' ? snap.mesh : q.listener === undefined ? (snap.gateways[0] ?? snap.mesh) : snap.gateways.find(g => String(g.port) === q.listener)
+    if (l === undefined) return reply.code(400).send({ error: `no listener "${q.listener}"; listeners: mesh, ${snap.gateways.map(g => g.port).join(', ')}` })
+    return explain(gw, l, q)
+  })
+  app.get('/clusters', async () => ({
+    clusters: [...gw.runtime.allClusters()].map(c => ({
+      name: c.spec.name, host: c.spec.host, port: c.spec.port, subset: c.spec.subset, destinationRule: c.spec.destinationRule ?? null,
+      endpoints: c.endpoints.length, healthy: c.healthy.length, loadBalancer: c.lb.kind, active: c.active, stats: c.stats
+    }))
+  }))
+  app.get('/clusters/:name', s({ params: ClusterParams }), async (req: FastifyRequest<{ Params: Static<typeof ClusterParams> }>, reply) => {
+    const c = gw.runtime.cluster(req.params.name)
+    if (c === undefined) return reply.code(404).send({ error: `no cluster "${req.params.name}"` })
+    return describeCluster(c)
+  })
+  const drain = (on: boolean) => async (req: FastifyRequest<{ Params: Static<typeof EndpointParams> }>, reply: FastifyReply) => {
+    const c = gw.runtime.cluster(req.params.name)
+    const ep = c?.endpoints.find(e => e.key === req.params.endpoint)
+    if (c === undefined || ep === undefined) return reply.code(404).send({ error: `no endpoint "${req.params.endpoint}" in cluster "${req.params.name}"` })
+    // Drain describes the workload: it applies in every cluster the endpoint belongs to.
+    ep.host.set(Flag.Drained, on)
+    return describeCluster(c)
+  }
+  app.post('/clusters/:name/endpoints/:endpoint/drain', s({ params: EndpointParams }), drain(true))
+  app.post('/clusters/:name/endpoints/:endpoint/restore', s({ params: EndpointParams }), drain(false))
+
+  app.get('/stats/prometheus', async (_req, reply) => {
+    reply.header('content-type', gw.metrics.contentType)
+    return await gw.metrics.text()
+  })
+
+  app.get('/openapi.json', async () => openapi(routesDoc))
+
+  await app.listen({ host, port: opts.port ?? 15000 })
+  const addr = app.server.address() as AddressInfo
+  return { app, url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`, token, generatedToken, close: () => app.close() }
+}
+
+function yamlBody (req: FastifyRequest): { yaml: string; mode?: 'replace' | 'merge' } | undefined {
+  const b = req.body as unknown
+  if (typeof b === 'string') return { yaml: b }
+  if (b !== null && typeof b === 'object' && typeof (b as { yaml?: unknown }).yaml === 'string') {
+    const mode = (b as { mode?: unknown }).mode
+    return { yaml: (b as { yaml: string }).yaml, ...(mode === 'merge' || mode === 'replace' ? { mode } : {}) }
+  }
+  return undefined
+}
+
+function allResources (g: Generation): Array<{ kind: string; metadata: { namespace: string; name: string }; source: { file: string; line: number } }> {
+  const s = g.set
+  return [...s.gateways, ...s.virtualServices, ...s.destinationRules, ...s.serviceEntries, ...s.workloadEntries]
+}
+
+function countResources (g: Generation): number {
+  return allResources(g).length
+}
+
+function describeTarget (t: DestinationTarget): Record<string, unknown> {
+  return { host: t.host, subset: t.subset === '' ? null : t.subset, cluster: t.cluster ?? (t.byPort !== undefined ? Object.fromEntries(t.byPort) : null) }
+}
+
+function describeRoute (r: CompiledRoute, order: number): Record<string, unknown> {
+  return {
+    order,
+    name: r.name,
+    virtualService: r.virtualService,
+    httpIndex: r.httpIndex,
+    matchIndex: r.matchIndex,
+    match: r.matchSpec ?? null,
+    catchAll: r.match.catchAll,
+    rewrite: r.rewrite === undefined ? null : { uri: r.rewrite.uri ?? null, authority: r.rewrite.authority ?? null, uriRegexRewrite: r.rewrite.regex !== undefined },
+    timeoutMs: r.timeoutMs ?? null,
+    retries: r.retry === undefined ? null : { attempts: r.retry.attempts, retryOn: [...r.retry.on], perTryTimeoutMs: r.retry.perTryTimeoutMs },
+    destinations: r.destinations.map(d => ({ ...describeTarget(d), weight: d.weight, fallback: d.fallback === undefined ? null : describeTarget(d.fallback) }))
+  }
+}
+
+function describeListener (l: ListenerSpec): Record<string, unknown> {
+  return {
+    name: l.name,
+    kind: l.kind,
+    port: l.port,
+    gateways: l.gatewayNames,
+    virtualHosts: l.hosts.all.map(vh => ({ name: vh.name, domains: vh.domains, routes: vh.routes.map((r, i) => describeRoute(r, i)) }))
+  }
+}
+
+function describeCluster (c: ClusterState): Record<string, unknown> {
+  const now = Date.now()
+  return {
+    name: c.spec.name,
+    host: c.spec.host,
+    port: c.spec.port,
+    subset: c.spec.subset,
+    destinationRule: c.spec.destinationRule ?? null,
+    loadBalancer: c.lb.kind,
+    outlierDetection: c.outlier?.config ?? null,
+    limits: Object.fromEntries(Object.entries(c.limits).map(([k, v]) => [k, Number.isFinite(v) ? v : null])),
+    active: c.active,
+    stats: c.stats,
+    endpoints: c.endpoints.map(e => {
+      const b = c.breakers.get(e.key)
+      const flags = e.flags | e.host.flags
+      return {
+        endpoint: e.key,
+        address: e.spec.address,
+        port: e.spec.port,
+        labels: e.spec.labels,
+        weight: e.spec.weight,
+        healthy: e.healthy,
+        flags: FLAG_NAMES.filter(([bit]) => (flags & bit) !== 0).map(([, n]) => n),
+        ejections: e.ejections,
+        ejectedForMs: e.ejectedUntil > now ? e.ejectedUntil - now : 0,
+        breaker: b === undefined ? { state: 'closed', stats: null } : { state: b.state, stats: b.stats() },
+        active: e.active,
+        requests: e.requests,
+        failures: e.failures,
+        probe: { lastAt: e.host.lastProbeAt === 0 ? null : new Date(e.host.lastProbeAt).toISOString(), lastError: e.host.lastProbeError || null }
+      }
+    })
+  }
+}
+
+/** Route explanation: what the proxy would do with this request, without side effects. */
+function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainQueryT): Record<string, unknown> {
+  const headers: Record<string, string> = {}
+  for (const h of [q.header ?? []].flat()) {
+    const i = h.indexOf(':')
+    if (i > 0) headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim()
+  }
+  headers.host = q.authority
+  const target = canonicalTarget(q.path ?? '/')
+  if (target === undefined) return { listener: l.name, result: 'bad request', status: 400, flag: 'DPE' }
+  const facts = buildFacts((q.method ?? 'GET').toUpperCase(), 'http', q.authority, target, headers, l.kind === 'mesh' ? undefined : l.port)
+  const { vhost, route } = selectRoute(l, facts)
+  if (vhost === undefined) return { listener: l.name, virtualHost: null, result: 'no virtual host', status: 404, flag: 'NR' }
+  if (route === undefined) return { listener: l.name, virtualHost: vhost.name, route: null, result: 'no route matched', status: 404, flag: 'NR' }
+  const view = {
+    exists: (n: string) => gw.runtime.cluster(n) !== undefined,
+    hasHealthy: (n: string) => gw.runtime.cluster(n)?.hasHealthy() === true
+  }
+  return {
+    listener: l.name,
+    virtualHost: vhost.name,
+    route: describeRoute(route, vhost.routes.indexOf(route)),
+    rewrite: { path: rewritePath(route.rewrite, route.match, facts), authority: route.rewrite?.authority ?? q.authority },
+    destinations: route.destinations.map(d => {
+      const decision = resolveFallback(d, facts.port, view)
+      const primary = gw.runtime.cluster(clusterFor(d, facts.port))
+      return {
+        ...describeTarget(d),
+        weight: d.weight,
+        share: route.totalWeight > 0 ? d.weight / route.totalWeight : 0,
+        cluster: decision.primary,
+        healthyEndpoints: primary?.healthy.length ?? 0,
+        endpoints: primary?.endpoints.length ?? 0,
+        decision: decision.cluster === undefined
+          ? { serves: null, status: 503, flag: decision.failure, fallbackPath: decision.fallbackCluster === undefined ? null : `${decision.primary}:${decision.fallbackCluster}`, fallbackResult: decision.result ?? null }
+          : { serves: decision.cluster, fallbackPath: decision.fallbackCluster === undefined ? null : `${decision.primary}:${decision.fallbackCluster}`, fallbackResult: decision.result ?? null }
+      }
+    })
+  }
+}
+
+/** A minimal OpenAPI 3.1 document built from the registered routes' TypeBox schemas. */
+function openapi (routes: Array<{ method: string; url: string; schema: Record<string, unknown> }>): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {}
+  for (const r of routes) {
+    const url = r.url.replace(/:([A-Za-z]+)/g, '{$1}')
+    const op: Record<string, unknown> = { security: [{ bearer: [] }], responses: {} }
+    const params: unknown[] = []
+    const pSchema = r.schema.params as { properties?: Record<string, unknown> } | undefined
+    for (const [name, schema] of Object.entries(pSchema?.properties ?? {})) params.push({ name, in: 'path', required: true, schema })
+    const qSchema = r.schema.querystring as { properties?: Record<string, unknown>; required?: string[] } | undefined
+    for (const [name, schema] of Object.entries(qSchema?.properties ?? {})) params.push({ name, in: 'query', required: qSchema?.required?.includes(name) ?? false, schema })
+    if (params.length > 0) op.parameters = params
+    const resp = (r.schema.response ?? { 200: {} }) as Record<string, unknown>
+    op.responses = Object.fromEntries(Object.entries(resp).map(([code, schema]) => [code, { description: code, content: { 'application/json': { schema } } }]))
+    if (r.method === 'PUT' || (r.method === 'POST' && r.url === '/config/validate')) {
+      op.requestBody = { content: { 'application/yaml': { schema: { type: 'string' } }, 'application/json': { schema: PutConfigBody } } }
+    }
+    paths[url] = { ...paths[url], [r.method.toLowerCase()]: op }
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'meshgate admin API', version: '1' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths
+  }
+}
+
+export type { Problem }

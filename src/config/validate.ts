@@ -1,0 +1,234 @@
+import RE2 from 're2'
+import type { Destination, HTTPRoute, Resource, ResourceSet, StringMatch, VirtualService } from './model.js'
+import { resourceId } from './model.js'
+import { type Problem, type Severity, Codes, formatPath } from './problem.js'
+import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
+import { parseDurationMs } from './duration.js'
+
+/**
+ * HTTPRoute fields meshgate does not implement yet. A route using one is rejected at load,
+ * because ignoring it would change what the route does.
+ */
+export const UNSUPPORTED_HTTP_ROUTE_FIELDS = ['redirect', 'directResponse', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'delegate'] as const
+
+/** Longest regex accepted: RE2 compiles in linear time, but a cap keeps compile memory bounded. */
+export const MAX_REGEX_LENGTH = 4096
+
+const REDIRECT_CODES = new Set([301, 302, 303, 307, 308])
+const GATEWAY_PROTOCOLS = new Set(['HTTP', 'HTTPS', 'GRPC', 'GRPC-WEB', 'HTTP2', 'MONGO', 'TCP', 'TLS'])
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+
+type Path = Array<string | number>
+
+class Collector {
+  constructor (readonly problems: Problem[], readonly strict: boolean) {}
+
+  at (r: Resource, path: Path, severity: Severity, code: string, message: string): void {
+    const { line, column } = r.locate(path)
+    const sev = severity === 'Warning' && this.strict ? 'Error' : severity
+    this.problems.push({ severity: sev, code, message, file: r.source.file, line, column, resource: resourceId(r), path: formatPath(path) })
+  }
+
+  error (r: Resource, path: Path, message: string, code: string = Codes.SchemaValidationError): void {
+    this.at(r, path, 'Error', code, message)
+  }
+}
+
+/**
+ * Semantic and cross-reference validation of a schema-valid set (all problems at once).
+ * References Istio accepts but that cannot work are warnings (errors when `strict`).
+ */
+export function validateSet (set: ResourceSet, strict = false): Problem[] {
+  const c = new Collector([], strict)
+  const gateways = new Set(set.gateways.map(g => `${g.metadata.namespace}/${g.metadata.name}`))
+  const services = set.serviceEntries.flatMap(se => se.spec.hosts.map(h => toFqdn(h, se.metadata.namespace)))
+  const subsets = new Set(set.destinationRules.flatMap(dr => (dr.spec.subsets ?? []).map(s => `${toFqdn(dr.spec.host, dr.metadata.namespace)}+${s.name}`)))
+  const registered = (fqdn: string): boolean => services.some(s => s === fqdn || (s.startsWith('*') && hostMatches(s, fqdn)))
+
+  for (const vs of set.virtualServices) validateVirtualService(c, vs, gateways, registered, subsets)
+  for (const dr of set.destinationRules) {
+    hostField(c, dr, ['spec', 'host'], dr.spec.host, { allowWildcard: true })
+    const seen = new Set<string>()
+    ;(dr.spec.subsets ?? []).forEach((s, i) => {
+      if (!DNS1123_LABEL.test(s.name)) c.error(dr, ['spec', 'subsets', i, 'name'], `subset name "${s.name}" must be a DNS-1123 label`)
+      if (seen.has(s.name)) c.error(dr, ['spec', 'subsets', i, 'name'], `duplicate subset name "${s.name}"`)
+      seen.add(s.name)
+    })
+    durations(c, dr, ['spec'], dr.spec as unknown as Record<string, unknown>)
+    if (dr.spec.workloadSelector !== undefined) c.at(dr, ['spec', 'workloadSelector'], 'Warning', Codes.NoEffect, 'workloadSelector selects sidecars; meshgate applies the DestinationRule to every request and ignores it')
+  }
+  for (const gw of set.gateways) {
+    if (gw.spec.servers.length === 0) c.error(gw, ['spec', 'servers'], 'a Gateway needs at least one server')
+    gw.spec.servers.forEach((s, i) => {
+      if (!GATEWAY_PROTOCOLS.has(s.port.protocol.toUpperCase())) c.error(gw, ['spec', 'servers', i, 'port', 'protocol'], `protocol "${s.port.protocol}" is not one of ${[...GATEWAY_PROTOCOLS].join(', ')}`)
+      if (s.hosts.length === 0) c.error(gw, ['spec', 'servers', i, 'hosts'], 'a server needs at least one host')
+      s.hosts.forEach((h, j) => {
+        const slash = h.indexOf('/')
+        const ns = slash >= 0 ? h.slice(0, slash) : '*'
+        const host = slash >= 0 ? h.slice(slash + 1) : h
+        if (ns !== '*' && ns !== '.' && !DNS1123_LABEL.test(ns)) c.error(gw, ['spec', 'servers', i, 'hosts', j], `namespace "${ns}" in "${h}" must be *, . or a namespace name`)
+        hostField(c, gw, ['spec', 'servers', i, 'hosts', j], host, { allowWildcard: true })
+      })
+    })
+  }
+  for (const se of set.serviceEntries) {
+    if (se.spec.hosts.length === 0) c.error(se, ['spec', 'hosts'], 'a ServiceEntry needs at least one host')
+    se.spec.hosts.forEach((h, i) => {
+      if (h === '*') c.error(se, ['spec', 'hosts', i], 'host "*" is not allowed in a ServiceEntry')
+      else hostField(c, se, ['spec', 'hosts', i], h, { allowWildcard: true })
+    })
+    const names = new Set<string>()
+    ;(se.spec.ports ?? []).forEach((p, i) => {
+      if (names.has(p.name)) c.error(se, ['spec', 'ports', i, 'name'], `duplicate port name "${p.name}"`)
+      names.add(p.name)
+    })
+    ;(se.spec.endpoints ?? []).forEach((e, i) => {
+      if (e.address === undefined || e.address === '') c.error(se, ['spec', 'endpoints', i], 'endpoint address is required')
+      else if ((se.spec.resolution ?? 'NONE') === 'STATIC' && !isIP(e.address) && !e.address.startsWith('unix://')) {
+        c.error(se, ['spec', 'endpoints', i, 'address'], `endpoint address "${e.address}" must be an IP address or unix socket with resolution STATIC (use resolution: DNS for names)`)
+      }
+      for (const k of Object.keys(e.ports ?? {})) {
+        if (!names.has(k)) c.at(se, ['spec', 'endpoints', i, 'ports', k], 'Warning', Codes.ReferencedResourceNotFound, `port name "${k}" is not declared in spec.ports`)
+      }
+    })
+  }
+  for (const we of set.workloadEntries) {
+    if (we.spec.address === undefined || we.spec.address === '') c.error(we, ['spec'], 'address is required')
+  }
+  return c.problems
+}
+
+function hostField (c: Collector, r: Resource, path: Path, host: string, opts: { allowWildcard: boolean }): void {
+  const p = hostProblem(host.toLowerCase(), { allowWildcard: opts.allowWildcard, allowIP: true })
+  if (p !== undefined) c.error(r, path, p)
+}
+
+function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: Set<string>): void {
+  const ns = vs.metadata.namespace
+  const hosts = vs.spec.hosts ?? []
+  if (hosts.length === 0) c.error(vs, ['spec', 'hosts'], 'a VirtualService needs at least one host')
+  hosts.forEach((h, i) => hostField(c, vs, ['spec', 'hosts', i], h, { allowWildcard: true }))
+  const checkGateways = (list: string[] | undefined, path: Path): void => {
+    (list ?? []).forEach((g, i) => {
+      if (g === 'mesh') return
+      const full = g.includes('/') ? g : `${ns}/${g}`
+      if (!gateways.has(full)) c.error(vs, [...path, i], `Referenced gateway not found: "${g}"`, Codes.ReferencedResourceNotFound)
+    })
+  }
+  checkGateways(vs.spec.gateways, ['spec', 'gateways'])
+  if (vs.spec.tcp !== undefined) c.at(vs, ['spec', 'tcp'], 'Warning', Codes.NoEffect, 'tcp routes are not served by meshgate (HTTP only); ignored')
+  if (vs.spec.tls !== undefined) c.at(vs, ['spec', 'tls'], 'Warning', Codes.NoEffect, 'tls routes are not served by meshgate (HTTP only); ignored')
+  ;(vs.spec.http ?? []).forEach((route, i) => {
+    const base: Path = ['spec', 'http', i]
+    for (const f of UNSUPPORTED_HTTP_ROUTE_FIELDS) {
+      if ((route as Record<string, unknown>)[f] !== undefined) {
+        c.error(vs, [...base, f], `"${f}" is not supported yet by meshgate (it would be ignored, so the route is rejected)`, Codes.NotSupported)
+      }
+    }
+    const actions = ['route', 'redirect', 'directResponse', 'delegate'].filter(a => (route as Record<string, unknown>)[a] !== undefined)
+    if (actions.length === 0) c.error(vs, base, 'an HTTP route needs one of route, redirect, directResponse or delegate')
+    if (actions.length > 1) c.error(vs, base, `an HTTP route has exactly one of route, redirect, directResponse, delegate; found ${actions.join(', ')}`)
+    if (route.rewrite !== undefined && route.redirect !== undefined) c.error(vs, [...base, 'rewrite'], 'rewrite cannot be combined with redirect')
+    if (route.redirect?.redirectCode !== undefined && !REDIRECT_CODES.has(route.redirect.redirectCode)) {
+      c.error(vs, [...base, 'redirect', 'redirectCode'], `redirectCode ${route.redirect.redirectCode} is invalid: use 301, 302, 303, 307 or 308`)
+    }
+    if (route.retries?.attempts !== undefined && route.retries.attempts < 0) c.error(vs, [...base, 'retries', 'attempts'], 'attempts must be >= 0')
+    validateWeights(c, vs, route, base)
+    ;(route.match ?? []).forEach((m, j) => {
+      const mp: Path = [...base, 'match', j]
+      for (const f of ['uri', 'scheme', 'method', 'authority'] as const) stringMatch(c, vs, [...mp, f], m[f], false)
+      for (const f of ['headers', 'withoutHeaders'] as const) {
+        for (const [name, sm] of Object.entries(m[f] ?? {})) {
+          if (name !== name.toLowerCase()) c.error(vs, [...mp, f, name], `header name "${name}" must be lowercase`)
+          else if (!HEADER_NAME.test(name)) c.error(vs, [...mp, f, name], `"${name}" is not a valid header name`)
+          stringMatch(c, vs, [...mp, f, name], sm, true)
+        }
+      }
+      for (const [name, sm] of Object.entries(m.queryParams ?? {})) stringMatch(c, vs, [...mp, 'queryParams', name], sm, false)
+      checkGateways(m.gateways, [...mp, 'gateways'])
+      if (m.sourceLabels !== undefined) c.at(vs, [...mp, 'sourceLabels'], 'Warning', Codes.NoEffect, 'sourceLabels selects calling workloads by their pod labels, which meshgate cannot see; the condition is ignored')
+      if (m.sourceNamespace !== undefined) c.at(vs, [...mp, 'sourceNamespace'], 'Warning', Codes.NoEffect, 'sourceNamespace selects calling workloads by namespace, which meshgate cannot see; the condition is ignored')
+    })
+    if (route.rewrite?.uriRegexRewrite !== undefined) regex(c, vs, [...base, 'rewrite', 'uriRegexRewrite', 'match'], route.rewrite.uriRegexRewrite.match)
+    if (route.rewrite?.uri !== undefined && route.rewrite.uriRegexRewrite !== undefined) c.error(vs, [...base, 'rewrite'], 'rewrite.uri and rewrite.uriRegexRewrite cannot both be set')
+    for (const f of ['timeout'] as const) if (route[f] !== undefined) duration(c, vs, [...base, f], route[f]!)
+    if (route.retries?.perTryTimeout !== undefined) duration(c, vs, [...base, 'retries', 'perTryTimeout'], route.retries.perTryTimeout)
+    if (route.retries?.backoff !== undefined) duration(c, vs, [...base, 'retries', 'backoff'], route.retries.backoff)
+    headerValues(c, vs, [...base, 'headers'], route.headers)
+    ;(route.route ?? []).forEach((d, j) => {
+      const dp: Path = [...base, 'route', j]
+      reference(c, vs, [...dp, 'destination'], d.destination, registered, subsets)
+      if (d.fallback !== undefined) reference(c, vs, [...dp, 'fallback', 'target'], d.fallback.target, registered, subsets)
+      headerValues(c, vs, [...dp, 'headers'], d.headers)
+    })
+  })
+}
+
+/** Istio's weight rules: each >= 0; with several destinations the total must be > 0. */
+function validateWeights (c: Collector, vs: VirtualService, route: HTTPRoute, base: Path): void {
+  const ds = route.route ?? []
+  let total = 0
+  ds.forEach((d, j) => {
+    const w = d.weight ?? 0
+    if (w < 0) c.error(vs, [...base, 'route', j, 'weight'], `weight ${w} must be >= 0`)
+    total += Math.max(0, w)
+  })
+  if (ds.length > 1 && total === 0) c.error(vs, [...base, 'route'], 'total destination weight = 0: with several destinations, give at least one a positive weight')
+}
+
+function reference (c: Collector, vs: VirtualService, path: Path, d: Destination, registered: (h: string) => boolean, subsets: Set<string>): void {
+  const p = hostProblem(d.host.toLowerCase(), { allowWildcard: false, allowIP: true })
+  if (p !== undefined) { c.error(vs, [...path, 'host'], p); return }
+  const fqdn = toFqdn(d.host, vs.metadata.namespace)
+  if (!registered(fqdn)) {
+    c.at(vs, [...path, 'host'], 'Warning', Codes.ReferencedResourceNotFound, `Referenced host not found: "${d.host}" (no ServiceEntry registers ${fqdn}; requests answer 503 NC)`)
+  } else if (d.subset !== undefined && !subsets.has(`${fqdn}+${d.subset}`)) {
+    c.at(vs, [...path, 'subset'], 'Warning', Codes.ReferencedResourceNotFound, `Referenced host+subset in destinationrule not found: "${d.host}+${d.subset}" (requests answer 503 NC)`)
+  }
+}
+
+function stringMatch (c: Collector, vs: VirtualService, path: Path, m: StringMatch | undefined, presenceOk: boolean): void {
+  if (m === undefined) return
+  const set = (['exact', 'prefix', 'regex'] as const).filter(k => m[k] !== undefined)
+  if (set.length === 0 && !presenceOk) c.error(vs, path, 'a StringMatch needs one of exact, prefix or regex')
+  if (set.length > 1) c.error(vs, path, `a StringMatch has exactly one of exact, prefix, regex; found ${set.join(', ')}`)
+  if (m.regex !== undefined && m.regex !== '*') regex(c, vs, [...path, 'regex'], m.regex)
+}
+
+function regex (c: Collector, r: Resource, path: Path, src: string): void {
+  if (src.length > MAX_REGEX_LENGTH) { c.error(r, path, `regex is ${src.length} characters long; the limit is ${MAX_REGEX_LENGTH}`); return }
+  try {
+    void new RE2(src)
+  } catch (err) {
+    c.error(r, path, `regex "${src}" is not valid RE2: ${(err as Error).message}`)
+  }
+}
+
+function duration (c: Collector, r: Resource, path: Path, v: string): void {
+  if (parseDurationMs(v) === undefined) c.error(r, path, `"${v}" is not a duration (e.g. 500ms, 7s, 1.5s, 3m, 1h)`)
+}
+
+const DURATION_KEYS = new Set(['interval', 'baseEjectionTime', 'connectTimeout', 'idleTimeout', 'maxConnectionDuration', 'ttl', 'time', 'warmupDurationSecs', 'duration'])
+
+/** Every duration-valued field in a DestinationRule, wherever it nests. */
+function durations (c: Collector, r: Resource, path: Path, node: unknown): void {
+  if (Array.isArray(node)) { node.forEach((v, i) => durations(c, r, [...path, i], v)); return }
+  if (node === null || typeof node !== 'object') return
+  for (const [k, v] of Object.entries(node)) {
+    if (DURATION_KEYS.has(k) && typeof v === 'string') duration(c, r, [...path, k], v)
+    else durations(c, r, [...path, k], v)
+  }
+}
+
+/** Header values meshgate sets must not contain CR, LF or NUL (they would split a header). */
+function headerValues (c: Collector, vs: VirtualService, path: Path, h: HTTPRoute['headers']): void {
+  for (const dir of ['request', 'response'] as const) {
+    for (const op of ['set', 'add'] as const) {
+      for (const [k, v] of Object.entries(h?.[dir]?.[op] ?? {})) {
+        if (!HEADER_NAME.test(k.toLowerCase()) && !k.startsWith(':')) c.error(vs, [...path, dir, op, k], `"${k}" is not a valid header name`)
+        if (/[\r\n\0]/.test(v)) c.error(vs, [...path, dir, op, k], 'header value must not contain CR, LF or NUL')
+      }
+    }
+  }
+}
