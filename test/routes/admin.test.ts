@@ -222,3 +222,31 @@ t.test('graceful shutdown: readiness false, a slow request in flight completes',
   await closing
   t.ok(Date.now() - started < 4000, 'closed once the request finished, before the deadline')
 })
+
+t.test('--watch: a file change reloads (debounced); a bad change is rejected and visible', async t => {
+  const v1 = await startUpstream('v1')
+  const v2 = await startUpstream('v2')
+  const dir = await mkdtemp(join(tmpdir(), 'meshgate-watch-'))
+  await writeFile(join(dir, 'base.yaml'), BASE(v1.port, v2.port))
+  await writeFile(join(dir, 'routes.yaml'), routeSet('v1', 'v1'))
+  const events: string[] = []
+  const gw = await startGateway({ config: [dir], host: '127.0.0.1', meshPort: 0, accessLog: 'off', watch: true, watchDebounceMs: 100, onReload: e => events.push(e.ok ? 'ok' : 'rejected') })
+  t.teardown(async () => { await gw.close(); await v1.close(); await v2.close() })
+  const mesh = gw.listeners[0].url
+  const until = async (cond: () => boolean): Promise<void> => {
+    const start = Date.now()
+    while (!cond()) { if (Date.now() - start > 5000) throw new Error('timed out'); await new Promise(resolve => setTimeout(resolve, 20)) }
+  }
+  // Several quick writes are debounced into one reload.
+  await writeFile(join(dir, 'routes.yaml'), routeSet('v2', 'v1'))
+  await writeFile(join(dir, 'routes.yaml'), routeSet('v2', 'v2'))
+  await until(() => events.length >= 1)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(events, ['ok'], 'one debounced reload')
+  t.equal(JSON.parse((await meshGet(mesh)).body).upstream, 'v2')
+  await writeFile(join(dir, 'routes.yaml'), 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: app}\nspec: {hosts: [app], htp: []}')
+  await until(() => events.length >= 2)
+  t.equal(events[1], 'rejected')
+  t.ok(gw.config.lastRejection?.problems.some(p => p.message === 'unknown field "htp"'), 'the rejection and its problems are kept for GET /config')
+  t.equal(JSON.parse((await meshGet(mesh)).body).upstream, 'v2', 'old routes keep serving')
+})

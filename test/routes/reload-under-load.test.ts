@@ -1,0 +1,109 @@
+import { Agent, request as httpRequest } from 'node:http'
+import t from 'tap'
+import { startGateway } from '../../plugins/gateway.js'
+import { startAdmin } from '../../routes/admin.js'
+import { serviceEntry, startUpstream } from '../helpers/upstream.js'
+
+// Reload under load: continuous keep-alive traffic (GET, POST with bodies, streamed downloads)
+// while the routes are replaced through the admin API well over 100 times, alternating two
+// route sets. No request may fail, and each response must come from one route set: the
+// response header set by the route and the upstream that answered belong to the same set.
+
+const TOKEN = 't'
+const routes = (set: 'a' | 'b'): string => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: app }
+spec:
+  hosts: [app]
+  http:
+  - headers:
+      response:
+        set: { x-route-set: ${set} }
+    route:
+    - destination: { host: app, subset: ${set} }
+`
+
+t.test('100+ reloads under load: zero failed requests, each served by one route set', async t => {
+  const handler = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string): void => {
+    if (req.url === '/stream') {
+      res.writeHead(200, { 'x-upstream': name })
+      let n = 0
+      const tick = (): void => {
+        if (n++ >= 20) { res.end(); return }
+        res.write(Buffer.alloc(16 * 1024, name))
+        setImmediate(tick)
+      }
+      tick()
+      return
+    }
+    res.writeHead(200, { 'x-upstream': name, 'content-type': 'text/plain' })
+    res.end(`${name}:${body.length}`)
+  }
+  const a = await startUpstream('a', handler('a'))
+  const b = await startUpstream('b', handler('b'))
+  const base = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: app }
+spec:
+  host: app
+  subsets:
+  - { name: a, labels: { version: a } }
+  - { name: b, labels: { version: b } }
+---
+${serviceEntry('app', { a: a.port, b: b.port })}`
+  const gw = await startGateway({ config: { inputs: [{ file: 'base.yaml', text: base }, { file: 'routes.yaml', text: routes('a') }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
+  const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN, reloadLimit: 10_000 })
+  t.teardown(async () => { await admin.close(); await gw.close(); await a.close(); await b.close() })
+  const mesh = new URL(gw.listeners[0].url)
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 })
+
+  interface Outcome { ok: boolean; detail: string }
+  const call = (kind: 'get' | 'post' | 'stream'): Promise<Outcome> => new Promise(resolve => {
+    const body = kind === 'post' ? 'x'.repeat(1000 + Math.floor(Math.random() * 50_000)) : undefined
+    const req = httpRequest({
+      host: mesh.hostname,
+      port: Number(mesh.port),
+      agent,
+      method: kind === 'post' ? 'POST' : 'GET',
+      path: kind === 'stream' ? '/stream' : '/x',
+      headers: { host: 'app', ...(body !== undefined ? { 'content-length': String(body.length) } : {}) }
+    }, res => {
+      let n = 0
+      let text = ''
+      res.on('data', (c: Buffer) => { n += c.length; if (kind !== 'stream') text += c.toString() })
+      res.on('end', () => {
+        const set = res.headers['x-route-set']
+        const up = res.headers['x-upstream']
+        const bodyOk = kind === 'stream' ? n === 20 * 16 * 1024 : text === `${up}:${body?.length ?? 0}`
+        resolve({ ok: res.statusCode === 200 && set === up && bodyOk, detail: `${kind} ${res.statusCode} set=${set} upstream=${up} bytes=${n}` })
+      })
+      res.on('error', err => resolve({ ok: false, detail: `${kind} response error ${err.message}` }))
+    })
+    req.on('error', err => resolve({ ok: false, detail: `${kind} request error ${err.message}` }))
+    req.end(body)
+  })
+
+  const outcomes: Outcome[] = []
+  let running = true
+  const kinds: Array<'get' | 'post' | 'stream'> = ['get', 'get', 'post', 'stream', 'get', 'post']
+  const loops = kinds.map(async kind => { while (running) outcomes.push(await call(kind)) })
+
+  let reloads = 0
+  for (let i = 0; i < 120; i++) {
+    const res = await fetch(`${admin.url}/config?mode=merge`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/yaml' }, body: routes(i % 2 === 0 ? 'b' : 'a') })
+    if (res.status === 200) reloads++
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  running = false
+  await Promise.all(loops)
+  agent.destroy()
+
+  t.equal(reloads, 120, '120 reloads applied')
+  t.equal(gw.config.current.generation, 121)
+  t.ok(outcomes.length > 300, `${outcomes.length} requests during the reloads`)
+  const bad = outcomes.filter(o => !o.ok)
+  t.same(bad.map(o => o.detail).slice(0, 5), [], 'no failed request, and every response from a single route set')
+  const fromA = outcomes.filter(o => o.detail.includes('upstream=a')).length
+  const fromB = outcomes.filter(o => o.detail.includes('upstream=b')).length
+  t.ok(fromA > 0 && fromB > 0, `both route sets served (${fromA} / ${fromB})`)
+})
