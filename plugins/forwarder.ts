@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Transform, type Readable } from 'node:stream'
+import { PassThrough, Transform, type Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { CompiledDestination, CompiledRoute } from '../src/compile/snapshot.js'
+import type { CompiledDestination, CompiledRoute, DestinationTarget } from '../src/compile/snapshot.js'
+import { clusterFor } from '../src/compile/compile.js'
+import { shadowAuthority } from '../src/routing/actions.js'
 import { Errors, type ErrorSpec } from '../src/errors.js'
 import { applyHeaderOps, type HeaderMap } from '../src/routing/headers.js'
 import { type ClusterHealthView, resolveFallback } from '../src/resilience/fallback.js'
@@ -38,7 +40,12 @@ export interface ForwardJob {
   timeoutMs: number
   /** Consistent-hash key for the cluster's balancer, when it hashes. */
   hashKey: (cluster: ClusterState) => string | undefined
+  /** Mirror targets: fire-and-forget copies (Envoy shadowing). */
+  mirrors?: ReadonlyArray<{ target: DestinationTarget; fraction: number }>
 }
+
+/** Bytes a mirror may fall behind the primary before its copy is abandoned. */
+export const MIRROR_LAG_BYTES = 1024 * 1024
 
 export interface Sender {
   error: (spec: ErrorSpec, extraFlag?: string) => void
@@ -82,6 +89,7 @@ export class Forwarder {
         replayable = false
       }
     }
+    if (job.mirrors !== undefined) body = this.mirror(job, body)
 
     let current: AbortController | undefined
     let clientGone = false
@@ -218,6 +226,56 @@ export class Forwarder {
       if (routeTimer !== undefined) clearTimeout(routeTimer)
       job.res.off('close', onClose)
     }
+  }
+
+  /**
+   * Fire-and-forget copies to the mirror clusters (Host gets `-shadow`). Their answers, latency
+   * and failures never reach the client. A streamed body is teed: the primary keeps its own
+   * backpressure, and a mirror that falls more than MIRROR_LAG_BYTES behind is abandoned, so
+   * the primary path never buffers for it. Returns the body the primary should send.
+   */
+  private mirror (job: ForwardJob, body: Buffer | Readable | null): Buffer | Readable | null {
+    const chosen = (job.mirrors ?? []).filter(m => m.fraction >= 1 || this.random() < m.fraction)
+    if (chosen.length === 0) return body
+    const headers: HeaderMap = { ...job.headers, host: shadowAuthority(String(job.headers.host ?? '')) }
+    let primary = body
+    const shadows: Array<Buffer | PassThrough | null> = []
+    if (body === null || Buffer.isBuffer(body)) {
+      for (let i = 0; i < chosen.length; i++) shadows.push(body)
+    } else {
+      const src = body
+      const main = new PassThrough()
+      const copies = chosen.map(() => new PassThrough())
+      const alive = new Set(copies)
+      src.on('data', (c: Buffer) => {
+        if (!main.write(c)) { src.pause(); main.once('drain', () => src.resume()) }
+        for (const cp of alive) {
+          if (cp.writableLength > MIRROR_LAG_BYTES) { alive.delete(cp); cp.destroy(); continue }
+          cp.write(c)
+        }
+      })
+      src.once('end', () => { main.end(); for (const cp of alive) cp.end() })
+      src.once('error', err => { main.destroy(err); for (const cp of alive) cp.destroy() })
+      main.once('close', () => { if (!src.readableEnded) src.destroy() })
+      primary = main
+      shadows.push(...copies)
+    }
+    chosen.forEach((m, i) => {
+      const shadowBody = shadows[i]
+      const cluster = this.runtime.cluster(clusterFor(m.target, job.port))
+      const ep = cluster?.pick({ random: this.random, hashKey: undefined })
+      if (cluster === undefined || ep === undefined) { if (shadowBody instanceof PassThrough) shadowBody.destroy(); return }
+      const hostPort = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : `${ep.spec.address}:${ep.spec.port}`
+      if (shadowBody instanceof PassThrough) shadowBody.on('error', () => {})
+      this.pools.get(cluster.spec.name, cluster.limits).request({
+        origin: `http://${hostPort}`,
+        path: job.path,
+        method: job.method as Dispatcher.HttpMethod,
+        headers: headers as Record<string, string>,
+        body: shadowBody
+      }).then(res => { res.body.on('error', () => {}); res.body.resume() }, () => { /* a mirror's failure never matters */ })
+    })
+    return primary
   }
 
   /**

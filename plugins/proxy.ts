@@ -11,6 +11,8 @@ import { canonicalTarget } from '../src/routing/path.js'
 import { rewritePath } from '../src/routing/rewrite.js'
 import { pickDestination, selectRoute } from '../src/routing/select.js'
 import { retryPolicy } from '../src/resilience/retry.js'
+import { GRPC_CODES, corsAllows, corsPreflightHeaders, corsResponseHeaders, redirectLocation } from '../src/routing/actions.js'
+import type { CompiledRoute } from '../src/compile/snapshot.js'
 import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
@@ -119,6 +121,45 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     const { route } = selectRoute(l, facts)
     if (route === undefined) return sendError(reply, ctx, Errors.NoRoute)
     ctx.routeName = route.name
+
+    // CORS (Envoy cors filter): preflights are answered here; allowed origins get headers on the response.
+    let corsHeaders: Record<string, string> | undefined
+    const origin = headers.origin
+    if (route.cors !== undefined && typeof origin === 'string') {
+      const allowed = corsAllows(route.cors, origin)
+      if (ctx.method === 'OPTIONS' && headers['access-control-request-method'] !== undefined) {
+        if (allowed) return sendLocal(reply, ctx, route, 200, undefined, corsPreflightHeaders(route.cors, origin))
+        if (route.cors.unmatchedPreflights === 'IGNORE') return sendLocal(reply, ctx, route, 200, undefined, {})
+      } else if (allowed) {
+        corsHeaders = corsResponseHeaders(route.cors, origin)
+      }
+    }
+
+    // Fault injection: delay, then abort, each drawn independently (Envoy fault filter).
+    const fault = route.fault
+    if (fault !== undefined) {
+      if (fault.delayMs !== undefined && fault.delayFraction > 0 && random() < fault.delayFraction) {
+        ctx.responseFlags = 'DI'
+        const gone = await delay(fault.delayMs, reply.raw)
+        if (gone) return reply
+      }
+      if (fault.abortFraction > 0 && random() < fault.abortFraction) {
+        ctx.responseFlags = ctx.responseFlags === 'DI' ? 'DI,FI' : 'FI'
+        if (fault.abortGrpc !== undefined) {
+          return sendLocal(reply, ctx, route, 200, undefined, { 'content-type': 'application/grpc', 'grpc-status': String(GRPC_CODES[fault.abortGrpc] ?? 2), 'grpc-message': 'fault filter abort', ...corsHeaders }, true)
+        }
+        return sendLocal(reply, ctx, route, fault.abortStatus ?? 503, Buffer.from('fault filter abort'), { 'content-type': 'text/plain', ...corsHeaders }, true)
+      }
+    }
+    if (route.redirect !== undefined) {
+      const location = redirectLocation(route.redirect, route.match, facts, isMesh ? facts.port : (sock.localPort ?? facts.port))
+      return sendLocal(reply, ctx, route, route.redirect.code, undefined, { location, ...corsHeaders })
+    }
+    if (route.directResponse !== undefined) {
+      const d = route.directResponse
+      return sendLocal(reply, ctx, route, d.status, d.body, { ...(d.body !== undefined ? { 'content-type': 'text/plain' } : {}), ...corsHeaders })
+    }
+
     const dest = pickDestination(route, random)
     if (dest === undefined) return sendError(reply, ctx, Errors.NoCluster)
 
@@ -162,12 +203,14 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       hasBody,
       retry: route.retry ?? DEFAULT_RETRY,
       timeoutMs: route.timeoutMs ?? 0,
-      hashKey
+      hashKey,
+      mirrors: route.mirrors
     }, {
       error: (spec, extra) => { sendError(reply, ctx, spec, extra) },
       response: (status, h, body) => {
         const rh = responseHeaders(route, dest, h, ctx.upstreamServiceTime)
         if (setCookie !== undefined) rh['set-cookie'] = h['set-cookie'] === undefined ? setCookie : [...[h['set-cookie']].flat(), setCookie]
+        if (corsHeaders !== undefined) Object.assign(rh, corsHeaders)
         const len = rh['content-length']
         if (len !== undefined) ctx.bytesSent = Number(len) || 0
         reply.code(status)
@@ -209,6 +252,32 @@ function sendError (reply: FastifyReply<any, any, any, any>, ctx: AccessLogConte
   if (e.body !== '') reply.header('content-type', 'text/plain')
   reply.send(e.body)
   return reply
+}
+
+/**
+ * A local reply (redirect, direct response, fault abort, CORS preflight): the route's response
+ * header operations apply, as Envoy applies them to direct responses.
+ */
+function sendLocal (
+  reply: FastifyReply<any, any, any, any>, ctx: AccessLogContext, route: CompiledRoute, status: number,
+  body: Buffer | undefined, headers: Record<string, string>, _fault = false
+): FastifyReply<any, any, any, any> {
+  const h: HeaderMap = { ...headers }
+  applyHeaderOps(route.headers?.response, h)
+  ctx.bytesSent = body?.length ?? 0
+  reply.code(status)
+  reply.headers(h)
+  reply.send(body ?? '')
+  return reply
+}
+
+/** Wait `ms`, unless the client goes away first (returns true then). */
+function delay (ms: number, res: import('node:http').ServerResponse): Promise<boolean> {
+  return new Promise(resolve => {
+    const onClose = (): void => { clearTimeout(timer); resolve(true) }
+    const timer = setTimeout(() => { res.off('close', onClose); resolve(false) }, ms)
+    res.once('close', onClose)
+  })
 }
 
 /** The consistent-hash key of a request, and a cookie to set when Envoy would generate one. */

@@ -7,6 +7,7 @@ import { compileMatch } from '../routing/match.js'
 import { compileRewrite } from '../routing/rewrite.js'
 import { parseDurationMs } from '../config/duration.js'
 import { retryPolicy } from '../resilience/retry.js'
+import { compileCors, compileDirectResponse, compileFault, compileRedirect, mirrorTargets } from '../routing/actions.js'
 import { buildClusters, buildRegistry, type Registry } from './services.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
@@ -257,7 +258,7 @@ class RouteCompiler {
     return out
   }
 
-  private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight' | 'retry' | 'timeoutMs'> {
+  private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight' | 'retry' | 'timeoutMs' | 'redirect' | 'directResponse' | 'fault' | 'cors' | 'mirrors'> {
     const headers = compileHeaders(http.headers)
     const rewrite = compileRewrite(http.rewrite, headers?.hostRewrite)
     const list = http.route ?? []
@@ -274,7 +275,17 @@ class RouteCompiler {
     }
     const totalWeight = destinations.reduce((s, d) => s + d.weight, 0)
     const timeoutMs = http.timeout !== undefined ? parseDurationMs(http.timeout) : undefined
+    const redirect = compileRedirect(http.redirect)
+    const directResponse = compileDirectResponse(http.directResponse)
+    const fault = compileFault(http.fault)
+    const cors = compileCors(http.corsPolicy)
+    const mirrors = mirrorTargets(http).map(m => ({ target: this.target(m.destination, ns), fraction: m.fraction }))
     return {
+      ...(redirect !== undefined ? { redirect } : {}),
+      ...(directResponse !== undefined ? { directResponse } : {}),
+      ...(fault !== undefined ? { fault } : {}),
+      ...(cors !== undefined ? { cors } : {}),
+      ...(mirrors.length > 0 ? { mirrors } : {}),
       retry: retryPolicy(http.retries),
       ...(timeoutMs !== undefined && timeoutMs > 0 ? { timeoutMs } : {}),
       ...(rewrite !== undefined ? { rewrite } : {}),

@@ -3,6 +3,7 @@ import type { Problem } from '../config/problem.js'
 import type { BreakerConfig } from '../resilience/breaker.js'
 import type { ProbeConfig } from '../upstream/probe.js'
 import type { RetryPolicy } from '../resilience/retry.js'
+import type { CompiledCors, CompiledDirectResponse, CompiledFault, CompiledRedirect } from '../routing/actions.js'
 import type { CompiledHeaders } from '../routing/headers.js'
 import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
@@ -74,6 +75,12 @@ export interface CompiledRoute {
   retry?: RetryPolicy
   /** Route timeout in ms; absent = none (Istio's default). */
   timeoutMs?: number
+  redirect?: CompiledRedirect
+  directResponse?: CompiledDirectResponse
+  fault?: CompiledFault
+  cors?: CompiledCors
+  /** Mirror targets with the fraction of requests copied to each. */
+  mirrors?: ReadonlyArray<{ target: DestinationTarget; fraction: number }>
 }
 
 /** Where one weighted destination goes, resolved to cluster names at compile time. */

@@ -4,12 +4,13 @@ import { resourceId } from './model.js'
 import { type Problem, type Severity, Codes, formatPath } from './problem.js'
 import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
 import { parseDurationMs } from './duration.js'
+import { GRPC_CODES } from '../routing/actions.js'
 
 /**
  * HTTPRoute fields meshgate does not implement yet. A route using one is rejected at load,
  * because ignoring it would change what the route does.
  */
-export const UNSUPPORTED_HTTP_ROUTE_FIELDS = ['redirect', 'directResponse', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'delegate'] as const
+export const UNSUPPORTED_HTTP_ROUTE_FIELDS = ['delegate'] as const
 
 /** Longest regex accepted: RE2 compiles in linear time, but a cap keeps compile memory bounded. */
 export const MAX_REGEX_LENGTH = 4096
@@ -155,6 +156,23 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
     for (const f of ['timeout'] as const) if (route[f] !== undefined) duration(c, vs, [...base, f], route[f]!)
     if (route.retries?.perTryTimeout !== undefined) duration(c, vs, [...base, 'retries', 'perTryTimeout'], route.retries.perTryTimeout)
     if (route.retries?.backoff !== undefined) duration(c, vs, [...base, 'retries', 'backoff'], route.retries.backoff)
+    if (route.fault?.delay?.fixedDelay !== undefined) duration(c, vs, [...base, 'fault', 'delay', 'fixedDelay'], route.fault.delay.fixedDelay)
+    if (route.fault?.delay !== undefined && route.fault.delay.fixedDelay === undefined && route.fault.delay.exponentialDelay === undefined) c.error(vs, [...base, 'fault', 'delay'], 'a delay needs fixedDelay')
+    if (route.fault?.abort !== undefined) {
+      const a = route.fault.abort
+      if (a.httpStatus === undefined && a.grpcStatus === undefined && a.http2Error === undefined) c.error(vs, [...base, 'fault', 'abort'], 'an abort needs httpStatus or grpcStatus')
+      if (a.httpStatus !== undefined && (a.httpStatus < 200 || a.httpStatus > 599)) c.error(vs, [...base, 'fault', 'abort', 'httpStatus'], `httpStatus ${a.httpStatus} must be between 200 and 599`)
+      if (a.grpcStatus !== undefined && !(a.grpcStatus in GRPC_CODES)) c.error(vs, [...base, 'fault', 'abort', 'grpcStatus'], `grpcStatus "${a.grpcStatus}" is not a gRPC status name (e.g. UNAVAILABLE)`)
+    }
+    for (const [k, p] of [['delay', route.fault?.delay?.percentage], ['abort', route.fault?.abort?.percentage]] as const) {
+      if (p?.value !== undefined && (p.value < 0 || p.value > 100)) c.error(vs, [...base, 'fault', k, 'percentage', 'value'], 'percentage must be between 0 and 100')
+    }
+    if (route.directResponse !== undefined && (route.directResponse.status < 200 || route.directResponse.status > 599)) c.error(vs, [...base, 'directResponse', 'status'], `status ${route.directResponse.status} must be between 200 and 599`)
+    if (route.corsPolicy?.maxAge !== undefined) duration(c, vs, [...base, 'corsPolicy', 'maxAge'], route.corsPolicy.maxAge)
+    ;(route.corsPolicy?.allowOrigins ?? []).forEach((m, j) => stringMatch(c, vs, [...base, 'corsPolicy', 'allowOrigins', j], m, false))
+    if (route.redirect?.port !== undefined && route.redirect.derivePort !== undefined) c.error(vs, [...base, 'redirect'], 'set one of port and derivePort')
+    if (route.mirror !== undefined) reference(c, vs, [...base, 'mirror'], route.mirror, registered, subsets)
+    ;(route.mirrors ?? []).forEach((m, j) => reference(c, vs, [...base, 'mirrors', j, 'destination'], m.destination, registered, subsets))
     headerValues(c, vs, [...base, 'headers'], route.headers)
     ;(route.route ?? []).forEach((d, j) => {
       const dp: Path = [...base, 'route', j]
