@@ -118,7 +118,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, forwarder, accessLog, metrics, counters, random: opts.random, now: opts.now, serverOptions: opts.serverOptions }
+  const common = { store, forwarder, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, serverOptions: opts.serverOptions }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }

@@ -15,6 +15,8 @@ import { GRPC_CODES, corsAllows, corsPreflightHeaders, corsResponseHeaders, redi
 import type { CompiledRoute } from '../src/compile/snapshot.js'
 import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
+import type { RuntimeState } from '../src/runtime/state.js'
+import { attachUpgrade } from './upgrade.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
 import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
 import type { Metrics } from './metrics.js'
@@ -31,6 +33,8 @@ export interface ListenerOptions {
   configPort: number
   store: SnapshotStore
   forwarder: Forwarder
+  /** Runtime state (upgrade requests pick endpoints here directly). */
+  runtime: RuntimeState
   accessLog: AccessLogWriter
   metrics?: Metrics
   /** Shared count of requests in flight (for shutdown and the admin API). */
@@ -76,6 +80,15 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     ...opts.serverOptions
   })
   app.decorateRequest('mg', null)
+  attachUpgrade(app.server, {
+    isMesh,
+    configPort: opts.configPort,
+    listener: () => listener,
+    runtime: opts.runtime,
+    accessLog: opts.accessLog,
+    metrics: opts.metrics,
+    random
+  })
 
   let listener = currentListener(opts.store.current)
   opts.store.onSwap(next => { listener = currentListener(next) })
