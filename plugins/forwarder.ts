@@ -126,7 +126,26 @@ export class Forwarder {
         }
         const cluster = this.runtime.cluster(decision.cluster)!
         cluster.stats.requests++
-        const ep = cluster.pick({ random: this.random, hashKey: job.hashKey(cluster), exclude: retry.ignorePreviousHosts ? tried : undefined })
+        // A half-open breaker admits one trial: an endpoint whose breaker refuses is skipped
+        // for another healthy one before the request is refused with UO.
+        let ep: EndpointState | undefined
+        let settle: ((ok: boolean) => void) | undefined
+        let refused = false
+        const skipped = new Set<EndpointState>(retry.ignorePreviousHosts ? tried : [])
+        for (let k = 0; k < cluster.healthy.length; k++) {
+          const cand = cluster.pick({ random: this.random, hashKey: job.hashKey(cluster), exclude: skipped })
+          if (cand === undefined || (refused && skipped.has(cand))) break
+          const b = cluster.breaker(cand)
+          settle = b?.begin()
+          if (b === undefined || settle !== undefined) { ep = cand; break }
+          refused = true
+          skipped.add(cand)
+        }
+        if (ep === undefined && refused) {
+          cluster.stats.overflows++
+          send.error(Errors.Overflow)
+          return
+        }
         if (ep === undefined) {
           cluster.stats.noHealthy++
           if (lastFailure !== undefined) send.error(lastFailure, 'URX')
@@ -135,13 +154,7 @@ export class Forwarder {
         }
         if (admit(cluster.limits, cluster.active) === 'overflow' ||
             (attempt > 0 && cluster.activeRetries >= cluster.limits.maxRetries)) {
-          cluster.stats.overflows++
-          send.error(Errors.Overflow)
-          return
-        }
-        const breaker = cluster.breaker(ep)
-        const settle = breaker?.begin()
-        if (breaker !== undefined && settle === undefined) {
+          settle?.(true)
           cluster.stats.overflows++
           send.error(Errors.Overflow)
           return
@@ -173,8 +186,9 @@ export class Forwarder {
         }
         let res: Dispatcher.ResponseData
         try {
-          res = await this.pools.get(cluster.spec.name, cluster.limits).request({
-            origin: `http://${ctx.upstreamHost}`,
+          const tls = cluster.spec.policy.tls
+          res = await this.pools.get(cluster.spec.name, cluster.limits, tls).request({
+            origin: `${tls?.mode === 'SIMPLE' || tls?.mode === 'MUTUAL' ? 'https' : 'http'}://${ctx.upstreamHost}`,
             path: job.path,
             method: job.method as Dispatcher.HttpMethod,
             headers: job.headers as Record<string, string>,
@@ -267,8 +281,9 @@ export class Forwarder {
       if (cluster === undefined || ep === undefined) { if (shadowBody instanceof PassThrough) shadowBody.destroy(); return }
       const hostPort = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : `${ep.spec.address}:${ep.spec.port}`
       if (shadowBody instanceof PassThrough) shadowBody.on('error', () => {})
-      this.pools.get(cluster.spec.name, cluster.limits).request({
-        origin: `http://${hostPort}`,
+      const tls = cluster.spec.policy.tls
+      this.pools.get(cluster.spec.name, cluster.limits, tls).request({
+        origin: `${tls?.mode === 'SIMPLE' || tls?.mode === 'MUTUAL' ? 'https' : 'http'}://${hostPort}`,
         path: job.path,
         method: job.method as Dispatcher.HttpMethod,
         headers: headers as Record<string, string>,
@@ -289,7 +304,7 @@ export class Forwarder {
   }
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
+const CONNECT_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
 
 function errCode (err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } }

@@ -131,7 +131,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
       await a.app.listen({ host, port: a.bindPort })
       const addr = a.app.server.address() as AddressInfo
       const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
-      listeners.push({ name: a.name, kind: a.kind, configPort: a.configPort, host, port: addr.port, url: `http://${shown.includes(':') ? `[${shown}]` : shown}:${addr.port}` })
+      const secure = a.kind === 'gateway' && snapshot.gateways.find(g => g.port === a.configPort)?.tls !== undefined
+      listeners.push({ name: a.name, kind: a.kind, configPort: a.configPort, host, port: addr.port, url: `${secure ? 'https' : 'http'}://${shown.includes(':') ? `[${shown}]` : shown}:${addr.port}` })
     }
   } catch (err) {
     await Promise.allSettled(apps.map(a => a.app.close()))

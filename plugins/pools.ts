@@ -1,5 +1,7 @@
-import { Agent } from 'undici'
+import { Agent, buildConnector } from 'undici'
 import type { PoolLimits } from '../src/resilience/pool.js'
+import type { ClientTLSSettings } from '../src/config/model.js'
+import { upstreamTlsOptions } from './tls.js'
 
 /**
  * One undici Agent per cluster (a keep-alive pool per endpoint origin inside it), sized from
@@ -9,14 +11,19 @@ import type { PoolLimits } from '../src/resilience/pool.js'
 export class ClusterPools {
   private readonly agents = new Map<string, { agent: Agent; key: string }>()
 
-  get (cluster: string, limits: PoolLimits): Agent {
-    const key = `${limits.maxConnections}|${limits.connectTimeoutMs}|${limits.maxRequestsPerConnection}|${limits.idleTimeoutMs}`
+  get (cluster: string, limits: PoolLimits, tls?: ClientTLSSettings): Agent {
+    const key = `${limits.maxConnections}|${limits.connectTimeoutMs}|${limits.maxRequestsPerConnection}|${limits.idleTimeoutMs}|${tls === undefined ? '' : JSON.stringify(tls)}`
     const cur = this.agents.get(cluster)
     if (cur !== undefined && cur.key === key) return cur.agent
     if (cur !== undefined) void cur.agent.close().catch(() => {})
+    const tlsOpts = upstreamTlsOptions(tls)
+    // undici derives SNI from the Host header; DestinationRule `tls.sni` must win when set.
+    const base = buildConnector({ timeout: limits.connectTimeoutMs, ...tlsOpts } as buildConnector.BuildOptions)
+    const sni = tls?.sni
+    const connect: buildConnector.connector = sni === undefined ? base : (opts, cb) => base({ ...opts, servername: sni }, cb)
     const agent = new Agent({
       connections: Number.isFinite(limits.maxConnections) ? limits.maxConnections : null,
-      connect: { timeout: limits.connectTimeoutMs },
+      connect,
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),

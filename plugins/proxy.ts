@@ -17,6 +17,8 @@ import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
 import type { RuntimeState } from '../src/runtime/state.js'
 import { attachUpgrade } from './upgrade.js'
+import { httpsServerOptions } from './tls.js'
+import { hostMatches } from '../src/config/hosts.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
 import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
 import type { Metrics } from './metrics.js'
@@ -54,7 +56,11 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const random = opts.random ?? Math.random
   const now = opts.now ?? Date.now
   const isMesh = opts.kind === 'mesh'
+  const initial = isMesh ? opts.store.current.mesh : opts.store.current.gateways.find(l => l.port === opts.configPort)
+  const secure = initial?.tls !== undefined && initial.tls.length > 0
+  const scheme = secure ? 'https' : 'http'
   const app = Fastify({
+    ...(secure ? { https: httpsServerOptions(initial!.tls!) } : {}),
     logger: false,
     return503OnClosing: true,
     // Forward-proxy style requests (absolute-form, as HTTP_PROXY clients send them) carry the
@@ -130,7 +136,12 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     if (l === undefined) return sendError(reply, ctx, Errors.NoRoute)
     const target = canonicalTarget(raw.url ?? '/')
     if (target === undefined) return sendError(reply, ctx, Errors.BadRequest)
-    const facts = buildFacts(ctx.method, 'http', headers.host ?? '', target, headers, isMesh ? undefined : opts.configPort)
+    const facts = buildFacts(ctx.method, scheme, headers.host ?? '', target, headers, isMesh ? undefined : opts.configPort)
+    // Gateway `tls.httpsRedirect`: plain-HTTP requests for those hosts get a 301 to https (Envoy require_tls).
+    if (l.httpsRedirectHosts !== undefined && l.httpsRedirectHosts.some(h => hostMatches(h, facts.host))) {
+      reply.code(301).header('location', `https://${facts.host}${target}`).send('')
+      return reply
+    }
     const { route } = selectRoute(l, facts)
     if (route === undefined) return sendError(reply, ctx, Errors.NoRoute)
     ctx.routeName = route.name
@@ -189,7 +200,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     const xff = out['x-forwarded-for']
     out['x-forwarded-for'] = xff === undefined || xff === '' ? remoteAddress : `${String(xff)}, ${remoteAddress}`
     ctx.xForwardedFor = out['x-forwarded-for'] as string
-    if (!isMesh || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = 'http'
+    if (!isMesh || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = scheme
     // Envoy applies the most specific level first, so route-level operations win on conflicts.
     applyHeaderOps(dest.headers?.request, out)
     applyHeaderOps(route.headers?.request, out)

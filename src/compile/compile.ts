@@ -11,7 +11,7 @@ import { compileCors, compileDirectResponse, compileFault, compileRedirect, mirr
 import { buildClusters, buildRegistry, type Registry } from './services.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
-  type ListenerSpec, type Snapshot, type VirtualHost, clusterName
+  type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
 } from './snapshot.js'
 
 export interface CompileOptions {
@@ -29,6 +29,8 @@ export interface CompileResult {
 
 /** Protocols whose servers meshgate serves as plain HTTP/1.1 (and h2c) listeners. */
 const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB'])
+/** TLS modes meshgate terminates. PASSTHROUGH needs SNI routing of raw TLS; ISTIO_MUTUAL needs Istio's CA. */
+const TERMINATED_MODES = new Set(['SIMPLE', 'MUTUAL', 'OPTIONAL_MUTUAL'])
 
 /**
  * Compile a validated resource set into an immutable snapshot: listeners with their host
@@ -43,20 +45,57 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   const routesOf = new RouteCompiler(reg)
 
   // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
-  interface PortGroup { protocol: string; servers: Array<{ gateway: string; gwNamespace: string; hosts: string[] }> }
+  interface PortGroup {
+    protocol: string
+    secure: boolean
+    servers: Array<{ gateway: string; gwNamespace: string; hosts: string[] }>
+    tls: TlsServer[]
+    redirect: string[]
+  }
   const ports = new Map<number, PortGroup>()
   for (const gw of set.gateways) {
     const gwName = `${gw.metadata.namespace}/${gw.metadata.name}`
     gw.spec.servers.forEach((s, i) => {
       const protocol = s.port.protocol.toUpperCase()
-      if (!HTTP_PROTOCOLS.has(protocol)) {
+      const mode = s.tls?.mode ?? 'SIMPLE'
+      const secure = protocol === 'HTTPS' || (protocol === 'TLS' && TERMINATED_MODES.has(mode) && s.tls !== undefined)
+      if (!HTTP_PROTOCOLS.has(protocol) && !secure) {
         problems.push(problemAt(gw, ['spec', 'servers', i, 'port', 'protocol'], 'Warning', Codes.NotSupported,
-          `protocol ${protocol} is not served yet by meshgate; server on port ${s.port.number} skipped`))
+          `protocol ${protocol}${s.tls?.mode !== undefined ? ` with tls.mode ${s.tls.mode}` : ''} is not served by meshgate (HTTP and terminated HTTPS only); server on port ${s.port.number} skipped`))
+        return
+      }
+      if (secure && !TERMINATED_MODES.has(mode)) {
+        problems.push(problemAt(gw, ['spec', 'servers', i, 'tls', 'mode'], 'Warning', Codes.NotSupported,
+          `tls.mode ${mode} is not supported by meshgate (SIMPLE, MUTUAL and OPTIONAL_MUTUAL are); server on port ${s.port.number} skipped`))
         return
       }
       let g = ports.get(s.port.number)
-      if (g === undefined) { g = { protocol, servers: [] }; ports.set(s.port.number, g) }
+      if (g === undefined) { g = { protocol, secure, servers: [], tls: [], redirect: [] }; ports.set(s.port.number, g) }
+      if (g.secure !== secure) {
+        problems.push(problemAt(gw, ['spec', 'servers', i, 'port'], 'Error', Codes.SchemaValidationError,
+          `port ${s.port.number} mixes plain HTTP and HTTPS servers; Istio requires one protocol per port`))
+        return
+      }
       g.servers.push({ gateway: gwName, gwNamespace: gw.metadata.namespace, hosts: s.hosts })
+      const hostsOnly = s.hosts.map(h => (h.includes('/') ? h.slice(h.indexOf('/') + 1) : h).toLowerCase())
+      if (secure && s.tls !== undefined) {
+        if (g.tls.length > 0 && g.tls[0].mode !== mode) {
+          problems.push(problemAt(gw, ['spec', 'servers', i, 'tls', 'mode'], 'Error', Codes.SchemaValidationError,
+            `servers on port ${s.port.number} use different TLS modes (${g.tls[0].mode}, ${mode}); meshgate needs one mode per port`))
+          return
+        }
+        g.tls.push({
+          hosts: hostsOnly,
+          mode: mode as TlsServer['mode'],
+          serverCertificate: s.tls.serverCertificate ?? '',
+          privateKey: s.tls.privateKey ?? '',
+          ...(s.tls.caCertificates !== undefined ? { caCertificates: s.tls.caCertificates } : {}),
+          ...(s.tls.minProtocolVersion !== undefined ? { minProtocolVersion: s.tls.minProtocolVersion } : {}),
+          ...(s.tls.maxProtocolVersion !== undefined ? { maxProtocolVersion: s.tls.maxProtocolVersion } : {}),
+          ...(s.tls.cipherSuites !== undefined ? { cipherSuites: s.tls.cipherSuites } : {})
+        })
+      }
+      if (!secure && s.tls?.httpsRedirect === true) g.redirect.push(...hostsOnly)
     })
   }
 
@@ -90,9 +129,11 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
       name: `0.0.0.0_${port}`,
       kind: 'gateway' as const,
       port,
-      protocol: group.protocol,
+      protocol: group.secure ? 'HTTPS' : group.protocol,
       gatewayNames,
-      hosts: buildHostIndex(hosts)
+      hosts: buildHostIndex(hosts),
+      ...(group.secure ? { tls: Object.freeze(group.tls) } : {}),
+      ...(group.redirect.length > 0 ? { httpsRedirectHosts: Object.freeze(group.redirect) } : {})
     }))
   }
 

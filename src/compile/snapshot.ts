@@ -26,6 +26,19 @@ export interface Snapshot {
   problems: readonly Problem[]
 }
 
+/** TLS termination of one Gateway server (file paths as written; read by the plugin layer). */
+export interface TlsServer {
+  /** Server hosts (namespace part removed), for SNI selection. */
+  hosts: readonly string[]
+  mode: 'SIMPLE' | 'MUTUAL' | 'OPTIONAL_MUTUAL'
+  serverCertificate: string
+  privateKey: string
+  caCertificates?: string
+  minProtocolVersion?: string
+  maxProtocolVersion?: string
+  cipherSuites?: readonly string[]
+}
+
 export interface ListenerSpec {
   /** `0.0.0.0_8080` for gateway ports, `mesh` for the mesh listener. */
   name: string
@@ -36,6 +49,10 @@ export interface ListenerSpec {
   /** `ns/name` of the Gateways with servers on this port (empty for mesh). */
   gatewayNames: readonly string[]
   hosts: HostIndex
+  /** HTTPS: the servers' TLS settings, in order (the first is the default certificate). */
+  tls?: readonly TlsServer[]
+  /** Hosts of HTTP servers with `tls.httpsRedirect`: requests for them get a 301 to https. */
+  httpsRedirectHosts?: readonly string[]
 }
 
 /** Virtual-host lookup: exact host, then longest wildcard suffix, then `*` (Envoy's order). */

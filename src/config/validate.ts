@@ -64,6 +64,18 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
     gw.spec.servers.forEach((s, i) => {
       if (!GATEWAY_PROTOCOLS.has(s.port.protocol.toUpperCase())) c.error(gw, ['spec', 'servers', i, 'port', 'protocol'], `protocol "${s.port.protocol}" is not one of ${[...GATEWAY_PROTOCOLS].join(', ')}`)
       if (s.hosts.length === 0) c.error(gw, ['spec', 'servers', i, 'hosts'], 'a server needs at least one host')
+      const proto = s.port.protocol.toUpperCase()
+      const tls = s.tls
+      if (proto === 'HTTPS' && tls === undefined) c.error(gw, ['spec', 'servers', i], 'an HTTPS server needs tls settings')
+      if (tls !== undefined && (proto === 'HTTPS' || proto === 'TLS') && ['SIMPLE', 'MUTUAL', 'OPTIONAL_MUTUAL', undefined].includes(tls.mode)) {
+        if (tls.credentialName !== undefined || tls.credentialNames !== undefined) {
+          c.error(gw, ['spec', 'servers', i, 'tls', tls.credentialName !== undefined ? 'credentialName' : 'credentialNames'], 'credentialName refers to a Kubernetes secret, which meshgate cannot read; use serverCertificate and privateKey file paths')
+        } else {
+          if (tls.serverCertificate === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'serverCertificate (a PEM file path) is required')
+          if (tls.privateKey === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'privateKey (a PEM file path) is required')
+        }
+        if (tls.mode === 'MUTUAL' && tls.caCertificates === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'MUTUAL needs caCertificates to verify client certificates')
+      }
       s.hosts.forEach((h, j) => {
         const slash = h.indexOf('/')
         const ns = slash >= 0 ? h.slice(0, slash) : '*'
