@@ -1,4 +1,4 @@
-import type { Destination, HTTPRoute, ResourceSet, VirtualService } from '../config/model.js'
+import type { Destination, HTTPMatchRequest, HTTPRoute, ResourceSet, StringMatch, VirtualService } from '../config/model.js'
 import { resourceId } from '../config/model.js'
 import { type Problem, Codes, formatPath } from '../config/problem.js'
 import { intersectHosts, meshAliases, toFqdn } from '../config/hosts.js'
@@ -40,9 +40,15 @@ const TERMINATED_MODES = new Set(['SIMPLE', 'MUTUAL', 'OPTIONAL_MUTUAL'])
 export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileResult {
   const problems: Problem[] = []
   const meshNamespace = opts.meshNamespace ?? 'default'
-  const reg = buildRegistry(set, problems)
+  // ServiceEntries and DestinationRules apply to the mesh's callers when exported to their namespace.
+  const visible: ResourceSet = {
+    ...set,
+    serviceEntries: set.serviceEntries.filter(r => visibleTo(r.spec.exportTo, r.metadata.namespace, meshNamespace)),
+    destinationRules: set.destinationRules.filter(r => visibleTo(r.spec.exportTo, r.metadata.namespace, meshNamespace))
+  }
+  const reg = buildRegistry(visible, problems)
   const clusters = buildClusters(reg, problems)
-  const routesOf = new RouteCompiler(reg)
+  const routesOf = new RouteCompiler(reg, set, problems)
 
   // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
   interface PortGroup {
@@ -105,6 +111,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     const vhosts = new Map<string, CompiledRoute[]>()
     for (const vs of set.virtualServices) {
       for (const server of group.servers) {
+        if (!visibleTo(vs.spec.exportTo, vs.metadata.namespace, server.gwNamespace)) continue
         const routes = routesOf.forListener(vs, server.gateway)
         if (routes.length === 0) continue
         for (const raw of server.hosts) {
@@ -141,6 +148,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   const meshHosts = new Map<string, VirtualHost>()
   const meshOwner = new Map<string, string>()
   for (const vs of set.virtualServices) {
+    if (!visibleTo(vs.spec.exportTo, vs.metadata.namespace, meshNamespace)) continue
     const routes = routesOf.forListener(vs, 'mesh')
     if (routes.length === 0) continue
     for (const h of vs.spec.hosts ?? []) {
@@ -222,7 +230,7 @@ export function lookupHost (index: HostIndex, host: string): VirtualHost | undef
 }
 
 function problemAt (
-  r: VirtualService | ResourceSet['gateways'][number],
+  r: VirtualService | ResourceSet['gateways'][number] | ResourceSet['serviceEntries'][number],
   path: Array<string | number>,
   severity: Problem['severity'],
   code: string,
@@ -241,7 +249,7 @@ class RouteCompiler {
   private readonly cache = new Map<VirtualService, Array<{ route: CompiledRoute; gateways: Set<string> }>>()
   private readonly listenerCache = new Map<string, CompiledRoute[]>()
 
-  constructor (private readonly reg: Registry) {}
+  constructor (private readonly reg: Registry, private readonly set: ResourceSet, private readonly problems: Problem[]) {}
 
   forListener (vs: VirtualService, gateway: string): CompiledRoute[] {
     const key = `${vs.metadata.namespace}/${vs.metadata.name}\u0000${gateway}`
@@ -278,25 +286,60 @@ class RouteCompiler {
     const vsGateways = normalizeGateways(vs.spec.gateways, ns)
     ;(vs.spec.http ?? []).forEach((http, i) => {
       const blocks = http.match !== undefined && http.match.length > 0 ? http.match : [undefined]
+      if (http.delegate !== undefined) {
+        this.delegated(vs, http, i, blocks, vsGateways, out!)
+        return
+      }
       const shared = this.action(http, ns)
       blocks.forEach((m, j) => {
-        const match = compileMatch(m)
-        const name = routeName(http.name, m?.name)
-        const route: CompiledRoute = {
-          name,
-          virtualService: `${ns}/${vs.metadata.name}`,
-          httpIndex: i,
-          matchIndex: j,
-          match,
-          ...(m !== undefined ? { matchSpec: m } : {}),
-          ...shared
-        }
         const gateways = m?.gateways !== undefined && m.gateways.length > 0 ? normalizeGateways(m.gateways, ns) : vsGateways
-        out!.push({ route: Object.freeze(route), gateways })
+        out!.push({ route: this.route(vs, http, i, j, m, shared), gateways })
       })
     })
     this.cache.set(vs, out)
     return out
+  }
+
+  private route (vs: VirtualService, http: HTTPRoute, i: number, j: number, m: HTTPMatchRequest | undefined, shared: ReturnType<RouteCompiler['action']>, origin?: string): CompiledRoute {
+    return Object.freeze({
+      name: routeName(http.name, m?.name),
+      virtualService: origin ?? `${vs.metadata.namespace}/${vs.metadata.name}`,
+      httpIndex: i,
+      matchIndex: j,
+      match: compileMatch(m),
+      ...(m !== undefined ? { matchSpec: m } : {}),
+      ...shared
+    })
+  }
+
+  /**
+   * Istio delegation (one level): the delegate VirtualService's routes take the root route's
+   * place, each delegate match block merged with each root block. A delegate block that does not
+   * lie within the root's (a URI outside the root prefix, a conflicting header, a regex on a
+   * property the other side matches) is dropped with a warning, as Istio drops it.
+   */
+  private delegated (root: VirtualService, http: HTTPRoute, i: number, rootBlocks: Array<HTTPMatchRequest | undefined>, vsGateways: Set<string>, out: Array<{ route: CompiledRoute; gateways: Set<string> }>): void {
+    const d = http.delegate!
+    const dns = d.namespace ?? root.metadata.namespace
+    const target = this.set.virtualServices.find(v => v.metadata.name === d.name && v.metadata.namespace === dns)
+    if (target === undefined) return // reported by validation
+    ;(target.spec.http ?? []).forEach((dh, di) => {
+      if (dh.delegate !== undefined) return // one level only (validation reports it)
+      const shared = this.action(dh, dns)
+      const dBlocks = dh.match !== undefined && dh.match.length > 0 ? dh.match : [undefined]
+      rootBlocks.forEach((rm, j) => {
+        dBlocks.forEach((dm, k) => {
+          const merged = mergeMatch(rm, dm)
+          if (typeof merged === 'string') {
+            this.problems.push(problemAt(target, ['spec', 'http', di, 'match', k], 'Warning', Codes.NoEffect,
+              `dropped: does not lie within root VirtualService ${root.metadata.namespace}/${root.metadata.name} spec.http[${i}].match[${j}] (${merged})`))
+            return
+          }
+          const gateways = rm?.gateways !== undefined && rm.gateways.length > 0 ? normalizeGateways(rm.gateways, root.metadata.namespace) : vsGateways
+          out.push({ route: this.route(root, dh, i, j * dBlocks.length + k, merged, shared, `${dns}/${target.metadata.name} (delegate of ${root.metadata.namespace}/${root.metadata.name})`), gateways })
+        })
+      })
+    })
   }
 
   private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight' | 'retry' | 'timeoutMs' | 'redirect' | 'directResponse' | 'fault' | 'cors' | 'mirrors'> {
@@ -369,4 +412,50 @@ function routeName (route: string | undefined, match: string | undefined): strin
 /** The cluster a destination resolves to for the port the caller addressed. */
 export function clusterFor (t: DestinationTarget, port: number): string {
   return t.cluster ?? t.byPort?.get(port) ?? t.fallbackPortCluster ?? clusterName(port, t.subset, t.host)
+}
+
+/** `exportTo` visibility (Istio): unset or `*` = everywhere, `.` = own namespace, `~` = nowhere. */
+export function visibleTo (exportTo: string[] | undefined, own: string, client: string): boolean {
+  if (exportTo === undefined || exportTo.length === 0) return true
+  return exportTo.some(e => e === '*' || e === client || (e === '.' && own === client))
+}
+
+/** Is `inner` within `outer` for a URI? (Istio delegate rules.) Undefined inner takes the outer. */
+function uriWithin (outer: StringMatch, inner: StringMatch): boolean {
+  if (outer.regex !== undefined || inner.regex !== undefined) return false
+  if (outer.exact !== undefined) return inner.exact === outer.exact
+  const p = outer.prefix ?? ''
+  return (inner.exact ?? inner.prefix ?? '').startsWith(p)
+}
+
+function sameMatch (a: StringMatch, b: StringMatch): boolean {
+  return a.exact === b.exact && a.prefix === b.prefix && a.regex === b.regex
+}
+
+/** Merge a root match block with a delegate's; a string explains a conflict. */
+export function mergeMatch (root: HTTPMatchRequest | undefined, del: HTTPMatchRequest | undefined): HTTPMatchRequest | undefined | string {
+  if (root === undefined) return del
+  if (del === undefined) return root
+  const out: HTTPMatchRequest = { ...root }
+  for (const f of ['uri', 'scheme', 'method', 'authority'] as const) {
+    const r = root[f]
+    const d = del[f]
+    if (d === undefined) continue
+    if (r === undefined) { out[f] = d; continue }
+    if (f === 'uri') { if (!uriWithin(r, d)) return `uri ${JSON.stringify(d)} is not within ${JSON.stringify(r)}`; out.uri = d; continue }
+    if (!sameMatch(r, d)) return `${f} conflicts`
+  }
+  for (const f of ['headers', 'withoutHeaders', 'queryParams'] as const) {
+    const r = root[f] ?? {}
+    const d = del[f] ?? {}
+    for (const k of Object.keys(d)) if (r[k] !== undefined && !sameMatch(r[k], d[k])) return `${f}.${k} conflicts`
+    if (root[f] !== undefined || del[f] !== undefined) out[f] = { ...r, ...d }
+  }
+  if (del.port !== undefined) {
+    if (root.port !== undefined && root.port !== del.port) return 'port conflicts'
+    out.port = del.port
+  }
+  if (del.ignoreUriCase !== undefined) out.ignoreUriCase = del.ignoreUriCase
+  if (del.name !== undefined) out.name = del.name
+  return out
 }

@@ -10,7 +10,7 @@ import { GRPC_CODES } from '../routing/actions.js'
  * HTTPRoute fields meshgate does not implement yet. A route using one is rejected at load,
  * because ignoring it would change what the route does.
  */
-export const UNSUPPORTED_HTTP_ROUTE_FIELDS = ['delegate'] as const
+export const UNSUPPORTED_HTTP_ROUTE_FIELDS = [] as const
 
 /** Longest regex accepted: RE2 compiles in linear time, but a cap keeps compile memory bounded. */
 export const MAX_REGEX_LENGTH = 4096
@@ -47,7 +47,18 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
   const subsets = new Set(set.destinationRules.flatMap(dr => (dr.spec.subsets ?? []).map(s => `${toFqdn(dr.spec.host, dr.metadata.namespace)}+${s.name}`)))
   const registered = (fqdn: string): boolean => services.some(s => s === fqdn || (s.startsWith('*') && hostMatches(s, fqdn)))
 
-  for (const vs of set.virtualServices) validateVirtualService(c, vs, gateways, registered, subsets)
+  const delegates = new Set(set.virtualServices.flatMap(vs => (vs.spec.http ?? []).filter(h => h.delegate !== undefined).map(h => `${h.delegate!.namespace ?? vs.metadata.namespace}/${h.delegate!.name ?? ''}`)))
+  for (const vs of set.virtualServices) validateVirtualService(c, vs, gateways, registered, subsets, delegates.has(`${vs.metadata.namespace}/${vs.metadata.name}`))
+  for (const vs of set.virtualServices) {
+    ;(vs.spec.http ?? []).forEach((h, i) => {
+      if (h.delegate === undefined) return
+      const ns = h.delegate.namespace ?? vs.metadata.namespace
+      const target = set.virtualServices.find(v => v.metadata.name === h.delegate!.name && v.metadata.namespace === ns)
+      if (target === undefined) c.error(vs, ['spec', 'http', i, 'delegate'], `Referenced delegate VirtualService not found: "${ns}/${h.delegate.name ?? ''}"`, Codes.ReferencedResourceNotFound)
+      else if ((target.spec.http ?? []).some(x => x.delegate !== undefined)) c.error(vs, ['spec', 'http', i, 'delegate'], `delegate ${ns}/${h.delegate.name ?? ''} delegates again; Istio allows one level of delegation`)
+      if (h.delegate.name === undefined) c.error(vs, ['spec', 'http', i, 'delegate', 'name'], 'delegate.name is required')
+    })
+  }
   for (const dr of set.destinationRules) {
     hostField(c, dr, ['spec', 'host'], dr.spec.host, { allowWildcard: true })
     const seen = new Set<string>()
@@ -117,10 +128,11 @@ function hostField (c: Collector, r: Resource, path: Path, host: string, opts: {
   if (p !== undefined) c.error(r, path, p)
 }
 
-function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: Set<string>): void {
+function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: Set<string>, isDelegate: boolean): void {
   const ns = vs.metadata.namespace
   const hosts = vs.spec.hosts ?? []
-  if (hosts.length === 0) c.error(vs, ['spec', 'hosts'], 'a VirtualService needs at least one host')
+  if (isDelegate && hosts.length > 0) c.error(vs, ['spec', 'hosts'], 'a delegate VirtualService must have no hosts (Istio delegation)')
+  if (!isDelegate && hosts.length === 0) c.error(vs, ['spec', 'hosts'], 'a VirtualService needs at least one host (only delegates have none)')
   hosts.forEach((h, i) => hostField(c, vs, ['spec', 'hosts', i], h, { allowWildcard: true }))
   const checkGateways = (list: string[] | undefined, path: Path): void => {
     (list ?? []).forEach((g, i) => {
