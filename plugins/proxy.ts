@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ListenerSpec, Snapshot } from '../src/compile/snapshot.js'
 import { parseDurationMs } from '../src/config/duration.js'
 import { type ErrorSpec, Errors } from '../src/errors.js'
@@ -59,15 +59,18 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const initial = isMesh ? opts.store.current.mesh : opts.store.current.gateways.find(l => l.port === opts.configPort)
   const secure = initial?.tls !== undefined && initial.tls.length > 0
   const scheme = secure ? 'https' : 'http'
+  // Typed as the HTTP/1 instance: Node's HTTP/2 compatibility API gives the hooks the same
+  // request/response surface (headers, url, method, socket, streams) for both protocols.
   const app = Fastify({
-    ...(secure ? { https: httpsServerOptions(initial!.tls!) } : {}),
+    // HTTPS listeners speak HTTP/2 (ALPN h2) and HTTP/1.1; requests go upstream as HTTP/1.1.
+    ...(secure ? { http2: true, https: { ...httpsServerOptions(initial!.tls!), allowHTTP1: true } } : {}),
     logger: false,
     return503OnClosing: true,
     // Forward-proxy style requests (absolute-form, as HTTP_PROXY clients send them) carry the
     // authority in the target: RFC 9112 §3.2.2 says it replaces Host.
     rewriteUrl: isMesh ? absoluteFormToOrigin : undefined,
     // Requests Fastify's router rejects (malformed URL) get Envoy's 400 and an access-log line.
-    frameworkErrors: (_err, request, reply) => {
+    frameworkErrors: (_err: Error, request: FastifyRequest, reply: FastifyReply) => {
       const ctx = newAccessLogContext()
       ctx.startTime = now()
       ctx.startHr = process.hrtime.bigint()
@@ -84,7 +87,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       sendError(reply, ctx, Errors.BadRequest)
     },
     ...opts.serverOptions
-  })
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance
   app.decorateRequest('mg', null)
   attachUpgrade(app.server, {
     isMesh,
@@ -113,9 +116,12 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     const headers = raw.headers
     const sock = raw.socket
     ctx.method = raw.method ?? 'GET'
+    // HTTP/2 carries the authority in :authority; HTTP/1.1 in Host.
+    const authorityHeader = headers[':authority']
+    if (typeof authorityHeader === 'string' && headers.host === undefined) headers.host = authorityHeader
     ctx.authority = headers.host ?? '-'
     ctx.path = raw.url ?? '/'
-    ctx.protocol = `HTTP/${raw.httpVersion}`
+    ctx.protocol = raw.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${raw.httpVersion}`
     ctx.userAgent = headers['user-agent'] ?? '-'
     ctx.downstreamLocal = `${sock.localAddress}:${sock.localPort}`
     ctx.downstreamRemote = `${sock.remoteAddress}:${sock.remotePort}`
@@ -192,8 +198,14 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     const connection = headers.connection
     if (typeof connection === 'string') for (const name of connection.toLowerCase().split(',')) delete out[name.trim()]
     for (const name of HOP_BY_HOP) delete out[name]
+    for (const name of Object.keys(out)) if (name.charCodeAt(0) === 58 /* : */) delete out[name]
     const bodyless = ctx.method === 'GET' || ctx.method === 'HEAD'
-    const hasBody = !bodyless && (headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
+    // HTTP/2 frames the body itself (no content-length needed): a stream that did not end with
+    // its HEADERS frame has one, sent upstream chunked.
+    const h2 = (raw as unknown as { stream?: { endAfterHeaders: boolean } }).stream
+    const hasBody = !bodyless && (h2 !== undefined
+      ? !h2.endAfterHeaders
+      : headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
     if (bodyless) delete out['content-length']
     out.host = route.rewrite?.authority ?? headers.host ?? ''
     // x-forwarded-for: append the peer (Envoy use_remote_address); x-forwarded-proto at the edge.

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
+import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 
 // Gateway TLS (SIMPLE with SNI certificates, MUTUAL), httpsRedirect, and upstream TLS from a
 // DestinationRule, with certificates generated for the test.
@@ -120,4 +120,33 @@ ${serviceEntry('s', { v1: port })}`
   t.equal(r.body, 'secure s', 'forwarded over TLS, verified against the CA')
   const r2 = await rawRequest(bad.mesh, '/', { headers: { host: 's' } })
   t.equal(r2.status, 503, 'an unverifiable certificate never connects (insecureSkipVerify is off)')
+})
+
+t.test('HTTPS listeners speak HTTP/2 (ALPN h2) and forward to HTTP/1.1 upstreams', async t => {
+  const { connect } = await import('node:http2')
+  const up = await startUpstream('up')
+  const gw = await startInlineGateway(gatewayYaml('SIMPLE', up.port), { gatewayPorts: [8080, 8443], meshPort: null })
+  t.teardown(async () => { await gw.close(); await up.close() })
+  const https = gw.listeners.find(l => l.configPort === 8443)!.url
+  const session = connect(https, { ca: pki.read(pki.ca), servername: 'a.example.com' })
+  t.teardown(() => { session.close() })
+  const got = await new Promise<{ status: number; body: string; alpn: string | false | undefined }>((resolve, reject) => {
+    const req = session.request({ ':path': '/h2?x=1', ':authority': 'a.example.com', ':method': 'POST', 'content-type': 'text/plain' })
+    let status = 0
+    let body = ''
+    req.on('response', h => { status = Number(h[':status']) })
+    req.on('data', c => { body += c })
+    req.on('end', () => resolve({ status, body, alpn: session.alpnProtocol }))
+    req.on('error', reject)
+    req.end('hello h2')
+  })
+  t.equal(got.alpn, 'h2', 'negotiated h2 by ALPN')
+  t.equal(got.status, 200)
+  const seen = JSON.parse(got.body)
+  t.equal(seen.headers.host, 'a.example.com', ':authority becomes Host upstream')
+  t.equal(seen.url, '/h2?x=1')
+  t.notOk(Object.keys(seen.headers).some((k: string) => k.startsWith(':')), 'no pseudo-headers sent upstream')
+  t.equal(up.seen.at(-1)?.body, 'hello h2', 'request body streamed through over HTTP/1.1')
+  await waitForLogs(gw.logs, 1)
+  t.equal(gw.logs.at(-1)?.protocol, 'HTTP/2')
 })
