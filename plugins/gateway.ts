@@ -39,6 +39,10 @@ export interface GatewayOptions {
   onReload?: (event: { ok: true; generation: Generation } | { ok: false; problems: Problem[]; source: string }) => void
   /** Fastify server options for the proxy listeners (timeouts, limits). */
   serverOptions?: Record<string, unknown>
+  /** Resolver for `resolution: DNS` endpoint names (default: the system resolver). */
+  dnsLookup?: (name: string) => Promise<unknown>
+  /** How often endpoint names are re-resolved (default 5 s). */
+  dnsRefreshMs?: number
 }
 
 export interface BoundListener {
@@ -108,7 +112,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const store = new SnapshotStore(snapshot)
   holder.store = store
   const rt = new RuntimeState(snapshot, opts.now)
-  const hc = new HealthChecker(rt)
+  const hc = new HealthChecker(rt, { lookup: opts.dnsLookup, dnsRefreshMs: opts.dnsRefreshMs })
   rt.onRemoved(names => pools.release(names))
   store.onSwap(next => { rt.reconcile(next); hc.sync() })
   hc.sync()

@@ -28,7 +28,17 @@ export class HealthChecker {
   private readonly dns = new Map<string, NodeJS.Timeout>()
   private closed = false
 
-  constructor (private readonly runtime: RuntimeState) {}
+  private readonly lookupName: (name: string) => Promise<unknown>
+  private readonly dnsRefreshMs: number
+
+  /**
+   * `opts.lookup` resolves endpoint names (default: the system resolver, as undici uses when it
+   * connects); `opts.dnsRefreshMs` is the re-resolution period (default {@link DNS_REFRESH_MS}).
+   */
+  constructor (private readonly runtime: RuntimeState, opts: { lookup?: (name: string) => Promise<unknown>; dnsRefreshMs?: number } = {}) {
+    this.lookupName = opts.lookup ?? (name => lookup(name))
+    this.dnsRefreshMs = opts.dnsRefreshMs ?? DNS_REFRESH_MS
+  }
 
   sync (): void {
     if (this.closed) return
@@ -56,7 +66,7 @@ export class HealthChecker {
       if (w.config.enabled) p.timer = setTimeout(() => this.runProbe(p), w.config.initialDelayMs)
       else { w.host.set(Flag.FailedProbe, false) }
       if (isIP(w.address) === 0 && !this.dns.has(key)) {
-        const t = setInterval(() => { void this.resolve(w.host, w.address) }, DNS_REFRESH_MS)
+        const t = setInterval(() => { void this.resolve(w.host, w.address) }, this.dnsRefreshMs)
         t.unref()
         this.dns.set(key, t)
         void this.resolve(w.host, w.address)
@@ -96,7 +106,7 @@ export class HealthChecker {
 
   private async resolve (host: HostHealth, name: string): Promise<void> {
     try {
-      await lookup(name)
+      await this.lookupName(name)
       host.set(Flag.Unresolved, false)
     } catch (err) {
       const code = (err as { code?: string }).code
