@@ -97,7 +97,7 @@ spec:
 ${serviceEntry('app', ports)}`
 }
 
-async function threeUpstreams (t: Tap.Test): Promise<Record<string, number>> {
+async function threeUpstreams (t: { teardown: (fn: () => unknown) => void }): Promise<Record<string, number>> {
   const ports: Record<string, number> = {}
   for (const name of ['a', 'b', 'c']) {
     const up = await startUpstream(name)
