@@ -20,6 +20,9 @@ export function compileRedirect (r: HTTPRedirect | undefined): CompiledRedirect 
   return { ...r, code: r.redirectCode ?? 301 }
 }
 
+/** A redirect `uri` starting with this replaces only the matched prefix (Istio's prefix redirect). */
+const PREFIX_MARKER = '%PREFIX()%'
+
 function defaultPort (scheme: string): number {
   return scheme === 'https' ? 443 : 80
 }
@@ -27,7 +30,7 @@ function defaultPort (scheme: string): number {
 /**
  * The `Location` of a redirect, as Envoy builds it (route.go ApplyRedirect + Envoy newUri):
  * scheme, host and port replaced where configured (a port equal to the scheme's default is
- * left out), `uri` replacing the path (the matched prefix only, for a prefix match), the
+ * left out), `uri` replacing the whole path (only the matched prefix with `%PREFIX()%`), the
  * request's query kept unless the new path carries its own.
  */
 export function redirectLocation (r: CompiledRedirect, match: CompiledMatch, facts: RequestFacts, requestPort: number): string {
@@ -48,8 +51,15 @@ export function redirectLocation (r: CompiledRedirect, match: CompiledMatch, fac
   const portPart = port === undefined || port === defaultPort(scheme) ? '' : `:${port}`
   let path = facts.path
   if (r.uri !== undefined) {
-    if (match.uriKind === 'prefix') path = r.uri + facts.path.slice(match.prefix.length)
-    else path = r.uri.includes('?') || facts.query === '' ? r.uri : `${r.uri}?${facts.query}`
+    // Istio: "the entire path will be replaced, irrespective of the request URI being matched as
+    // an exact path or prefix" (Envoy path_redirect; the query is kept unless the new URI has one).
+    // `%PREFIX()%/new` replaces only the matched prefix, Istio's marker for a prefix redirect.
+    if (r.uri.startsWith(PREFIX_MARKER) && match.uriKind === 'prefix') {
+      path = r.uri.slice(PREFIX_MARKER.length) + facts.path.slice(match.prefix.length)
+    } else {
+      const uri = r.uri.startsWith(PREFIX_MARKER) ? r.uri.slice(PREFIX_MARKER.length) : r.uri
+      path = uri.includes('?') || facts.query === '' ? uri : `${uri}?${facts.query}`
+    }
   }
   return `${scheme}://${host}${portPart}${path}`
 }

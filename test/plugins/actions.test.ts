@@ -25,6 +25,8 @@ spec:
     redirect: { uri: /new }
   - match: [{ uri: { prefix: /old/ } }]
     redirect: { uri: /v2/, redirectCode: 308 }
+  - match: [{ uri: { prefix: /pre/ } }]
+    redirect: { uri: "%PREFIX()%/v3/" }
   - match: [{ uri: { exact: /https } }]
     redirect: { scheme: https, derivePort: FROM_PROTOCOL_DEFAULT }
   - match: [{ uri: { exact: /https-port } }]
@@ -47,7 +49,9 @@ spec:
     ['/plain', 'shop.example.com', 301, 'http://shop.example.com/new'],
     ['/plain?q=1&r=2', 'shop.example.com', 301, 'http://shop.example.com/new?q=1&r=2'],
     ['/plain', 'shop.example.com:8080', 301, 'http://shop.example.com:8080/new'],
-    ['/old/a/b?x=1', 'shop.example.com', 308, 'http://shop.example.com/v2/a/b?x=1'],
+    // Istio replaces the entire path even on a prefix match; the query is kept.
+    ['/old/a/b?x=1', 'shop.example.com', 308, 'http://shop.example.com/v2/?x=1'],
+    ['/pre/a/b?x=1', 'shop.example.com', 301, 'http://shop.example.com/v3/a/b?x=1'],
     ['/https', 'shop.example.com:8080', 301, 'https://shop.example.com/https'],
     ['/https-port', 'shop.example.com', 301, 'https://shop.example.com:8443/https-port'],
     ['/https-443', 'shop.example.com', 301, 'https://shop.example.com/https-443'],
