@@ -100,7 +100,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined
     if (adminPort !== 'off') {
       try {
-        admin = await startAdmin({ gateway: gw, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN })
+        admin = await startAdmin({ gateway: gw, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, logger: log })
       } catch (err) {
         await gw.close(0)
         throw err

@@ -1,10 +1,13 @@
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { open, readdir, stat } from 'node:fs/promises'
 import { extname, join } from 'node:path'
-import type { LoadInput } from '../src/config/load.js'
+import { MAX_TEXT_BYTES, type LoadInput } from '../src/config/load.js'
 import { Codes, type Problem } from '../src/config/problem.js'
 
-/** Largest config file read (bytes): a guard against pointing meshgate at the wrong file. */
-export const MAX_CONFIG_FILE_BYTES = 8 * 1024 * 1024
+/**
+ * Largest config file read (bytes), the loader's per-file cap: a guard against a wrong path
+ * (a log, a disk image) and against a huge file exhausting memory before it is parsed.
+ */
+export const MAX_CONFIG_FILE_BYTES = MAX_TEXT_BYTES
 
 const YAML_EXT = new Set(['.yaml', '.yml'])
 
@@ -35,13 +38,41 @@ export async function readConfigInputs (paths: readonly string[]): Promise<{ inp
     }
     for (const f of files) {
       try {
-        const st = await stat(f)
-        if (st.size > MAX_CONFIG_FILE_BYTES) { ioProblem(f, `file is ${st.size} bytes; the limit is ${MAX_CONFIG_FILE_BYTES}`); continue }
-        inputs.push({ file: f, text: await readFile(f, 'utf8') })
+        const text = await readBounded(f, MAX_CONFIG_FILE_BYTES)
+        if (typeof text === 'number') { ioProblem(f, `file is ${text} bytes or more; the limit is ${MAX_CONFIG_FILE_BYTES}`); continue }
+        inputs.push({ file: f, text })
       } catch (err) {
         ioProblem(f, `cannot read: ${(err as Error).message}`)
       }
     }
   }
   return { inputs, problems }
+}
+
+/**
+ * Read a whole file through one descriptor, at most `limit` bytes: the text, or the size
+ * reached when the file is larger. One open file is one inode, so a writer replacing the file
+ * by rename (the atomic way to update config) never gives a mix of old and new bytes, and a
+ * file that grows after the size check still cannot be read past the limit.
+ */
+async function readBounded (file: string, limit: number): Promise<string | number> {
+  const fh = await open(file, 'r')
+  try {
+    const st = await fh.stat()
+    if (st.size > limit) return st.size
+    const chunks: Buffer[] = []
+    let len = 0
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(limit + 1 - len, 1024 * 1024))
+      if (buf.length === 0) return len
+      const { bytesRead } = await fh.read(buf, 0, buf.length, len)
+      if (bytesRead === 0) break
+      chunks.push(buf.subarray(0, bytesRead))
+      len += bytesRead
+      if (len > limit) return len
+    }
+    return Buffer.concat(chunks, len).toString('utf8')
+  } finally {
+    await fh.close()
+  }
 }

@@ -1,7 +1,8 @@
 import { compile } from '../src/compile/compile.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
-import { type LoadInput, loadConfig } from '../src/config/load.js'
-import type { ResourceSet } from '../src/config/model.js'
+import { type LoadInput, loadConfig, parseDocuments } from '../src/config/load.js'
+import { type ResourceSet, resourceId } from '../src/config/model.js'
+import type { CredentialStore } from '../src/config/credentials.js'
 import { type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
 
@@ -42,9 +43,20 @@ export interface ConfigManagerOptions {
   keep?: number
   /** Extra check before a snapshot is accepted (e.g. the listener ports are unchanged). */
   check?: (next: Snapshot, current: Snapshot | undefined) => Problem[]
+  /** Where Gateway and DestinationRule `credentialName` secrets are looked up (see plugins/tls.ts). */
+  credentials?: CredentialStore
   /** Install an accepted snapshot (the atomic swap). */
   install: (snapshot: Snapshot) => void
+  /**
+   * File-watch reloads read the files, wait this long and read them again, and apply only
+   * when both reads agree (else wait again): a file still being written is never applied half
+   * way. Default 250 ms.
+   */
+  settleMs?: number
 }
+
+/** Rounds of `settleMs` a watch reload waits for the files to stop changing before it gives up. */
+export const MAX_SETTLE_ROUNDS = 20
 
 /**
  * Owns the configuration's life: load, reload, replace or merge through the API, dry-run
@@ -78,9 +90,26 @@ export class ConfigManager {
   /** Read the configured files (or inputs) and apply them. */
   reload (source: ConfigSource = 'files'): Promise<Generation> {
     return this.serial(async () => {
-      const { inputs, problems } = await this.readInputs()
+      const read = await this.readInputs()
+      const { inputs, problems } = source === 'watch' ? await this.settled(read) : read
       return this.applyInputs(inputs, source, problems)
     })
+  }
+
+  /** Re-read until two reads `settleMs` apart agree; after MAX_SETTLE_ROUNDS, an error. */
+  private async settled (first: { inputs: LoadInput[]; problems: Problem[] }): Promise<{ inputs: LoadInput[]; problems: Problem[] }> {
+    const ms = this.opts.settleMs ?? 250
+    let prev = first
+    for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
+      await new Promise(resolve => setTimeout(resolve, ms))
+      const next = await this.readInputs()
+      if (sameInputs(prev, next)) return next
+      prev = next
+    }
+    return {
+      inputs: prev.inputs,
+      problems: [...prev.problems, { severity: 'Error', code: 'MG0010', message: `the configuration files kept changing for ${(MAX_SETTLE_ROUNDS * ms) / 1000} s; not applied (write a new file and rename it over the old one)`, file: prev.inputs[0]?.file ?? '-', line: 1, column: 1 }]
+    }
   }
 
   /** Apply already-read inputs as the whole configuration. */
@@ -92,7 +121,7 @@ export class ConfigManager {
   applyText (text: string, mode: 'replace' | 'merge', file = '<body>'): Promise<Generation> {
     return this.serial(async () => {
       const body = { file, text }
-      const inputs = mode === 'replace' ? [body] : [...this.current.inputs, body]
+      const inputs = mode === 'replace' ? [body] : compactInputs([...this.current.inputs, body])
       return this.applyInputs(inputs, 'api', [])
     })
   }
@@ -133,7 +162,7 @@ export class ConfigManager {
     const loaded = loadConfig(inputs, { strict: this.opts.strict })
     let problems = [...io, ...loaded.problems]
     if (hasErrors(problems)) return { problems: sortProblems(problems) }
-    const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now })
+    const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now, ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}) })
     problems = [...problems, ...c.problems.map(p => this.opts.strict === true && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
     const current = this.gens[this.gens.length - 1]?.snapshot
     problems.push(...(this.opts.check?.(c.snapshot, current) ?? []))
@@ -162,4 +191,31 @@ export class ConfigManager {
     this.chain = run.catch(() => {})
     return run
   }
+}
+
+function sameInputs (a: { inputs: LoadInput[]; problems: Problem[] }, b: { inputs: LoadInput[]; problems: Problem[] }): boolean {
+  if (a.inputs.length !== b.inputs.length || a.problems.length !== b.problems.length) return false
+  return a.inputs.every((x, i) => x.file === b.inputs[i].file && x.text === b.inputs[i].text)
+}
+
+/**
+ * Drop merged API bodies whose every resource a later input redefines: repeated merges would
+ * otherwise keep every body ever sent, and re-parse them all on each change. The result
+ * loads to the same set, since a later definition replaces an earlier one. Files read from
+ * disk are always kept.
+ */
+export function compactInputs (inputs: LoadInput[]): LoadInput[] {
+  if (inputs.length < 2) return inputs
+  const ids = inputs.map(i => i.file.startsWith('<') ? parseDocuments(i.text, i.file).resources.map(r => resourceId(r)) : undefined)
+  const later = new Set<string>()
+  const keep: boolean[] = new Array(inputs.length).fill(true)
+  for (let i = inputs.length - 1; i >= 0; i--) {
+    const own = ids[i]
+    if (i < inputs.length - 1 && own !== undefined && own.every(id => later.has(id))) keep[i] = false
+    if (own !== undefined) for (const id of own) later.add(id)
+    else {
+      for (const r of parseDocuments(inputs[i].text, inputs[i].file).resources) later.add(resourceId(r))
+    }
+  }
+  return inputs.filter((_, i) => keep[i])
 }

@@ -26,7 +26,21 @@ export interface AdminOptions {
   /** Config changes allowed per `reloadWindowMs` (reload, PUT, rollback). Default 20 per 10 s. */
   reloadLimit?: number
   reloadWindowMs?: number
+  /**
+   * Audit log: one line per mutating call and per refused token (pino-compatible; the CLI passes
+   * its logger). Without one, nothing is written.
+   */
+  logger?: AdminLogger
 }
+
+/** The part of a pino logger the admin server uses. */
+export interface AdminLogger {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+}
+
+/** Content types a mutating call may carry: JSON, or YAML (a config body). */
+const BODY_TYPES = new Set(['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml'])
 
 export interface RunningAdmin {
   app: FastifyInstance
@@ -83,7 +97,8 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 })
 
   // YAML bodies for PUT /config and POST /config/validate; form posts are refused (no CSRF by form).
-  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body))
+  // text/plain is not one of them: it is a CORS "simple" type a cross-site page can post.
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => done(null, body))
 
   const routesDoc: Array<{ method: string; url: string; schema: Record<string, unknown> }> = []
   app.addHook('onRoute', r => {
@@ -91,24 +106,46 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     for (const m of [r.method].flat()) if (m !== 'HEAD') routesDoc.push({ method: m, url: r.url, schema: (r.schema ?? {}) as Record<string, unknown> })
   })
 
-  // Auth: constant-time comparison of SHA-256 digests (equal length whatever the input).
+  // Auth: constant-time comparison of SHA-256 digests (equal length whatever the input), so
+  // the time taken says nothing about how much of a guess was right.
+  const authOutcome = new WeakMap<FastifyRequest, string>()
   app.addHook('onRequest', async (req, reply) => {
     const mutating = req.method !== 'GET' && req.method !== 'HEAD'
     if (!mutating && loopback) return
     const auth = req.headers.authorization
     const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined
     if (given === undefined) {
+      authOutcome.set(req, 'missing')
       return reply.code(401).header('www-authenticate', 'Bearer realm="meshgate-admin"').send({ error: 'missing bearer token (Authorization: Bearer <token>)' })
     }
     if (!timingSafeEqual(createHash('sha256').update(given).digest(), tokenHash)) {
-      return reply.code(403).send({ error: 'invalid token' })
+      authOutcome.set(req, 'invalid')
+      return reply.code(401).header('www-authenticate', 'Bearer realm="meshgate-admin", error="invalid_token"').send({ error: 'invalid token' })
     }
+    authOutcome.set(req, 'ok')
     if (mutating) {
-      const ct = String(req.headers['content-type'] ?? '')
-      if (ct.startsWith('application/x-www-form-urlencoded') || ct.startsWith('multipart/form-data')) {
-        return reply.code(415).send({ error: 'form posts are not accepted; send JSON or YAML' })
+      // CSRF: a browser form or a cross-site fetch without preflight can only send form or
+      // text/plain bodies. Only JSON or YAML is accepted (or no body at all).
+      const ct = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+      const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined
+      if (ct !== '' ? !BODY_TYPES.has(ct) : hasBody) {
+        return reply.code(415).send({ error: 'only application/json or application/yaml bodies are accepted (no form posts, no text/plain)' })
       }
     }
+  })
+
+  // Audit: every mutating call (whatever its outcome) and every refused token.
+  app.addHook('onResponse', async (req, reply) => {
+    const log = opts.logger
+    if (log === undefined) return
+    const mutating = req.method !== 'GET' && req.method !== 'HEAD'
+    const outcome = authOutcome.get(req) ?? (loopback ? 'loopback-read' : 'none')
+    if (!mutating && outcome !== 'missing' && outcome !== 'invalid') return
+    let generation: number | undefined
+    try { generation = gw.config.current.generation } catch { generation = undefined }
+    const entry = { audit: 'admin', method: req.method, url: req.url, status: reply.statusCode, remote: req.ip, auth: outcome, generation }
+    if (reply.statusCode === 401 || reply.statusCode === 403) log.warn(entry, 'admin call refused')
+    else log.info(entry, 'admin call')
   })
 
   // Rate limit on configuration changes.
@@ -168,6 +205,17 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
       problems: g.problems,
       history: gw.config.history.map(h => ({ generation: h.generation, loadedAt: new Date(h.loadedAt).toISOString(), source: h.source })),
       ...(rej !== undefined ? { lastRejection: { at: new Date(rej.at).toISOString(), source: rej.source, problems: rej.problems } } : {})
+    }
+  })
+  // The running resources in full, secrets redacted (see `redact`).
+  app.get('/config/dump', async () => {
+    const g = gw.config.current
+    return {
+      generation: g.generation,
+      resources: allResources(g).map(r => {
+        const { source, locate: _locate, ...rest } = r as unknown as Record<string, unknown> & { source: { file: string; line: number } }
+        return { ...(redact(rest) as object), source: { file: source.file, line: source.line } }
+      })
     }
   })
   const changeResponses = { 200: GenerationReply, 400: ProblemsReply, 429: ErrorReply }
@@ -236,6 +284,29 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   return { app, url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`, token, generatedToken, close: () => app.close() }
 }
 
+/** Marks a value removed from an admin dump. */
+export const REDACTED = '[redacted]'
+
+/**
+ * Names whose values an admin dump never shows: TLS private keys (paths and inline PEM),
+ * anything named like a secret, token, password, API key or credential (labels, annotations,
+ * header names in matches and header rewrites), Authorization and Cookie header values, and
+ * kubectl's last-applied-configuration annotation (a full copy of the resource).
+ */
+export const SECRET_NAME = /private[-_]?key|secret|token|passw(or)?d|api[-_]?key|credential|^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|last-applied-configuration/i
+
+/** A deep copy with the value of every key matching SECRET_NAME replaced by REDACTED. */
+export function redact (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(v => redact(v))
+  if (value === null || typeof value !== 'object') return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === 'function') continue
+    out[k] = SECRET_NAME.test(k) && v !== undefined && v !== null ? REDACTED : redact(v)
+  }
+  return out
+}
+
 function yamlBody (req: FastifyRequest): { yaml: string; mode?: 'replace' | 'merge' } | undefined {
   const b = req.body as unknown
   if (typeof b === 'string') return { yaml: b }
@@ -266,7 +337,7 @@ function describeRoute (r: CompiledRoute, order: number): Record<string, unknown
     virtualService: r.virtualService,
     httpIndex: r.httpIndex,
     matchIndex: r.matchIndex,
-    match: r.matchSpec ?? null,
+    match: redact(r.matchSpec ?? null),
     catchAll: r.match.catchAll,
     rewrite: r.rewrite === undefined ? null : { uri: r.rewrite.uri ?? null, authority: r.rewrite.authority ?? null, uriRegexRewrite: r.rewrite.regex !== undefined },
     timeoutMs: r.timeoutMs ?? null,

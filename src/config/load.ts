@@ -9,9 +9,17 @@ export interface LoadInput { file: string; text: string }
 export interface LoadOptions { strict?: boolean }
 export interface LoadResult { set: ResourceSet; problems: Problem[]; ok: boolean }
 
-/** Largest YAML text parsed (bytes). */
+/**
+ * Largest YAML text parsed per file (UTF-8 bytes), checked before the parser sees it: the YAML
+ * parser's memory grows with its input, so an oversized file is refused in O(1).
+ */
 export const MAX_TEXT_BYTES = 8 * 1024 * 1024
-/** YAML aliases allowed per document: a guard against alias ("billion laughs") bombs. */
+/** Largest configuration in total (all files of one load, UTF-8 bytes). */
+export const MAX_TOTAL_BYTES = 32 * 1024 * 1024
+/**
+ * Alias expansions allowed per document (yaml's `maxAliasCount`): a "billion laughs" bomb of
+ * a few hundred bytes is refused before it expands. Real Istio YAML uses none or a handful.
+ */
 export const MAX_ALIASES = 100
 const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status'])
 
@@ -49,7 +57,12 @@ export function parseDocuments (text: string, file: string): { resources: Resour
   const push = (line: number, column: number, message: string, code: string = Codes.SchemaValidationError, extra: Partial<Problem> = {}): void => {
     problems.push({ severity: 'Error', code, message, file, line, column, ...extra })
   }
-  if (text.length > MAX_TEXT_BYTES) { push(1, 1, `file is larger than ${MAX_TEXT_BYTES} bytes`, Codes.Io); return { resources, problems } }
+  // `length` counts UTF-16 units, never more than the UTF-8 bytes: the cheap test goes first.
+  if (typeof text !== 'string') { push(1, 1, 'configuration text must be a string', Codes.Io); return { resources, problems } }
+  if (text.length > MAX_TEXT_BYTES || Buffer.byteLength(text, 'utf8') > MAX_TEXT_BYTES) {
+    push(1, 1, `file is larger than ${MAX_TEXT_BYTES} bytes (the per-file limit); not parsed`, Codes.Io)
+    return { resources, problems }
+  }
   const lc = new LineCounter()
   let docs: Document.Parsed[]
   try {
@@ -141,7 +154,15 @@ function schemaErrors (
 export function loadConfig (inputs: LoadInput[], opts: LoadOptions = {}): LoadResult {
   const set: ResourceSet = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
   const problems: Problem[] = []
+  let total = 0
   for (const { file, text } of inputs) {
+    // A file over the per-file cap is reported by parseDocuments and not counted here.
+    const bytes = typeof text !== 'string' || text.length > MAX_TEXT_BYTES ? 0 : Buffer.byteLength(text, 'utf8')
+    total += bytes > MAX_TEXT_BYTES ? 0 : bytes
+    if (total > MAX_TOTAL_BYTES) {
+      problems.push({ severity: 'Error', code: Codes.Io, message: `the configuration is larger than ${MAX_TOTAL_BYTES} bytes in total; not parsed`, file, line: 1, column: 1 })
+      break
+    }
     const r = parseDocuments(text, file)
     problems.push(...r.problems)
     for (const res of r.resources) addResource(set, res, problems)

@@ -36,7 +36,9 @@ export const Codes = {
   /** Two resources with the same kind, namespace and name. */
   Duplicate: 'MG0005',
   /** Problem reading a file. */
-  Io: 'MG0006'
+  Io: 'MG0006',
+  /** A route that can never match: an earlier route in the same VirtualService matches every request. */
+  Shadowed: 'MG0009'
 } as const
 
 /** Field path array → `spec.http[0].route[1].destination.subset`. */

@@ -1,5 +1,5 @@
 import RE2 from 're2'
-import type { Destination, HTTPRoute, Resource, ResourceSet, StringMatch, VirtualService } from './model.js'
+import type { ClientTLSSettings, Destination, DestinationRule, HTTPRoute, Resource, TrafficPolicy, ResourceSet, StringMatch, VirtualService } from './model.js'
 import { resourceId } from './model.js'
 import { type Problem, type Severity, Codes, formatPath } from './problem.js'
 import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
@@ -12,13 +12,18 @@ import { GRPC_CODES } from '../routing/actions.js'
  */
 export const UNSUPPORTED_HTTP_ROUTE_FIELDS = [] as const
 
-/** Longest regex accepted: RE2 compiles in linear time, but a cap keeps compile memory bounded. */
-export const MAX_REGEX_LENGTH = 4096
+/**
+ * Longest regex accepted (characters), Istio's cap. RE2 matches in linear time; the cap keeps
+ * compile time and program memory bounded too.
+ */
+export const MAX_REGEX_LENGTH = 1024
 
 const REDIRECT_CODES = new Set([301, 302, 303, 307, 308])
 const GATEWAY_PROTOCOLS = new Set(['HTTP', 'HTTPS', 'GRPC', 'GRPC-WEB', 'HTTP2', 'MONGO', 'TCP', 'TLS'])
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+/** Characters a header value may not hold (RFC 9110 field-value: VCHAR, obs-text, SP and HTAB only). */
+const BAD_HEADER_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/
 
 type Path = Array<string | number>
 
@@ -68,6 +73,7 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
       seen.add(s.name)
     })
     durations(c, dr, ['spec'], dr.spec as unknown as Record<string, unknown>)
+    clientTls(c, dr)
     if (dr.spec.workloadSelector !== undefined) c.at(dr, ['spec', 'workloadSelector'], 'Warning', Codes.NoEffect, 'workloadSelector selects sidecars; meshgate applies the DestinationRule to every request and ignores it')
   }
   for (const gw of set.gateways) {
@@ -79,13 +85,17 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
       const tls = s.tls
       if (proto === 'HTTPS' && tls === undefined) c.error(gw, ['spec', 'servers', i], 'an HTTPS server needs tls settings')
       if (tls !== undefined && (proto === 'HTTPS' || proto === 'TLS') && ['SIMPLE', 'MUTUAL', 'OPTIONAL_MUTUAL', undefined].includes(tls.mode)) {
-        if (tls.credentialName !== undefined || tls.credentialNames !== undefined) {
-          c.error(gw, ['spec', 'servers', i, 'tls', tls.credentialName !== undefined ? 'credentialName' : 'credentialNames'], 'credentialName refers to a Kubernetes secret, which meshgate cannot read; use serverCertificate and privateKey file paths')
+        // credentialName names a secret, read from the credentials directory when compiled
+        // (src/config/credentials.ts); Istio allows it or the file fields, not both.
+        const cred = tls.credentialName !== undefined ? 'credentialName' : tls.credentialNames !== undefined ? 'credentialNames' : undefined
+        if (cred !== undefined) {
+          const files = (['serverCertificate', 'privateKey', 'caCertificates'] as const).filter(f => tls[f] !== undefined)
+          if (files.length > 0) c.error(gw, ['spec', 'servers', i, 'tls', files[0]], `set either ${cred} or ${files.join(', ')}, not both (Istio: only one of server certificates and CA certificate or credentialName can be specified)`)
         } else {
-          if (tls.serverCertificate === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'serverCertificate (a PEM file path) is required')
-          if (tls.privateKey === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'privateKey (a PEM file path) is required')
+          if (tls.serverCertificate === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'serverCertificate (a PEM file path) is required (or credentialName)')
+          if (tls.privateKey === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'privateKey (a PEM file path) is required (or credentialName)')
+          if (tls.mode === 'MUTUAL' && tls.caCertificates === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'MUTUAL needs caCertificates to verify client certificates')
         }
-        if (tls.mode === 'MUTUAL' && tls.caCertificates === undefined) c.error(gw, ['spec', 'servers', i, 'tls'], 'MUTUAL needs caCertificates to verify client certificates')
       }
       s.hosts.forEach((h, j) => {
         const slash = h.indexOf('/')
@@ -123,6 +133,34 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
   return c.problems
 }
 
+/**
+ * DestinationRule `tls` wherever it sits. ISTIO_MUTUAL needs Istio's CA and workload
+ * certificates, which do not exist without istiod: meshgate connects in plaintext and says so.
+ * A credentialName is resolved from the credentials directory when compiled (SIMPLE, MUTUAL).
+ */
+function clientTls (c: Collector, dr: DestinationRule): void {
+  const spots: Array<{ path: Path; tls: ClientTLSSettings | undefined }> = []
+  const policy = (path: Path, p: TrafficPolicy | undefined): void => {
+    spots.push({ path: [...path, 'tls'], tls: p?.tls })
+    ;(p?.portLevelSettings ?? []).forEach((pl, k) => spots.push({ path: [...path, 'portLevelSettings', k, 'tls'], tls: pl.tls }))
+  }
+  policy(['spec', 'trafficPolicy'], dr.spec.trafficPolicy)
+  ;(dr.spec.subsets ?? []).forEach((s, j) => policy(['spec', 'subsets', j, 'trafficPolicy'], s.trafficPolicy))
+  for (const { path, tls } of spots) {
+    if (tls === undefined) continue
+    if (tls.mode === 'ISTIO_MUTUAL') {
+      c.at(dr, [...path, 'mode'], 'Warning', Codes.NoEffect, 'tls.mode ISTIO_MUTUAL uses certificates issued by Istio\'s CA, which meshgate does not have; meshgate connects to this destination in plaintext, as with DISABLE')
+    }
+    if (tls.credentialName !== undefined && tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL') {
+      c.at(dr, [...path, 'credentialName'], 'Warning', Codes.NoEffect, `credentialName is only used with tls.mode SIMPLE or MUTUAL; with ${tls.mode ?? 'no mode'} meshgate ignores it`)
+    }
+    if (tls.credentialName !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL')) {
+      const files = (['clientCertificate', 'privateKey', 'caCertificates'] as const).filter(f => tls[f] !== undefined)
+      if (files.length > 0) c.error(dr, [...path, files[0]], `set either credentialName or ${files.join(', ')}, not both (Istio: only one of client certificates and CA certificate or credentialName can be specified)`)
+    }
+  }
+}
+
 function hostField (c: Collector, r: Resource, path: Path, host: string, opts: { allowWildcard: boolean }): void {
   const p = hostProblem(host.toLowerCase(), { allowWildcard: opts.allowWildcard, allowIP: true })
   if (p !== undefined) c.error(r, path, p)
@@ -133,6 +171,11 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
   const hosts = vs.spec.hosts ?? []
   if (isDelegate && hosts.length > 0) c.error(vs, ['spec', 'hosts'], 'a delegate VirtualService must have no hosts (Istio delegation)')
   if (!isDelegate && hosts.length === 0) c.error(vs, ['spec', 'hosts'], 'a VirtualService needs at least one host (only delegates have none)')
+  // Istio: "http, tcp or tls must be provided in virtual service".
+  if ((vs.spec.http ?? []).length === 0 && (vs.spec.tcp ?? []).length === 0 && (vs.spec.tls ?? []).length === 0) {
+    c.error(vs, ['spec', vs.spec.http !== undefined ? 'http' : 'hosts'], 'a VirtualService needs at least one http, tcp or tls route (the http list is empty)')
+  }
+  routeOrder(c, vs)
   hosts.forEach((h, i) => hostField(c, vs, ['spec', 'hosts', i], h, { allowWildcard: true }))
   const checkGateways = (list: string[] | undefined, path: Path): void => {
     (list ?? []).forEach((g, i) => {
@@ -198,6 +241,15 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
     if (route.mirror !== undefined) reference(c, vs, [...base, 'mirror'], route.mirror, registered, subsets)
     ;(route.mirrors ?? []).forEach((m, j) => reference(c, vs, [...base, 'mirrors', j, 'destination'], m.destination, registered, subsets))
     headerValues(c, vs, [...base, 'headers'], route.headers)
+    // Values meshgate copies into response or upstream headers (Location, Host, CORS headers).
+    for (const [k, v] of [['uri', route.redirect?.uri], ['authority', route.redirect?.authority], ['scheme', route.redirect?.scheme]] as const) {
+      if (v !== undefined) headerValue(c, vs, [...base, 'redirect', k], v)
+    }
+    if (route.rewrite?.authority !== undefined) headerValue(c, vs, [...base, 'rewrite', 'authority'], route.rewrite.authority)
+    if (route.rewrite?.uri !== undefined) headerValue(c, vs, [...base, 'rewrite', 'uri'], route.rewrite.uri)
+    for (const f of ['allowOrigin', 'allowMethods', 'allowHeaders', 'exposeHeaders'] as const) {
+      ;(route.corsPolicy?.[f] ?? []).forEach((v, j) => headerValue(c, vs, [...base, 'corsPolicy', f, j], v))
+    }
     ;(route.route ?? []).forEach((d, j) => {
       const dp: Path = [...base, 'route', j]
       reference(c, vs, [...dp, 'destination'], d.destination, registered, subsets)
@@ -263,14 +315,56 @@ function durations (c: Collector, r: Resource, path: Path, node: unknown): void 
   }
 }
 
-/** Header values meshgate sets must not contain CR, LF or NUL (they would split a header). */
+/**
+ * Header names and values meshgate sets: a name is an RFC 9110 token, a value holds no CR, LF,
+ * NUL or other control character (one would split a header: the undici CRLF-injection CVEs).
+ */
 function headerValues (c: Collector, vs: VirtualService, path: Path, h: HTTPRoute['headers']): void {
   for (const dir of ['request', 'response'] as const) {
     for (const op of ['set', 'add'] as const) {
       for (const [k, v] of Object.entries(h?.[dir]?.[op] ?? {})) {
         if (!HEADER_NAME.test(k.toLowerCase()) && !k.startsWith(':')) c.error(vs, [...path, dir, op, k], `"${k}" is not a valid header name`)
-        if (/[\r\n\0]/.test(v)) c.error(vs, [...path, dir, op, k], 'header value must not contain CR, LF or NUL')
+        headerValue(c, vs, [...path, dir, op, k], v)
       }
     }
+    ;(h?.[dir]?.remove ?? []).forEach((k, i) => {
+      if (!HEADER_NAME.test(k.toLowerCase())) c.error(vs, [...path, dir, 'remove', i], `"${k}" is not a valid header name`)
+    })
   }
+}
+
+function headerValue (c: Collector, r: Resource, path: Path, v: string): void {
+  if (/[\r\n\0]/.test(v)) c.error(r, path, 'header value must not contain CR, LF or NUL')
+  else if (BAD_HEADER_VALUE.test(v)) c.error(r, path, 'header value must not contain control characters')
+}
+
+/** A match that every request satisfies: no match list, or a match entry with no condition. */
+function catchAll (route: HTTPRoute): boolean {
+  const ms = route.match ?? []
+  if (ms.length === 0) return true
+  return ms.some(m => Object.entries(m).every(([k, v]) => {
+    if (k === 'name' || k === 'ignoreUriCase' || k === 'statPrefix' || v === undefined) return true
+    if (k !== 'uri') return false
+    const u = v as StringMatch
+    return u.prefix === '/' || u.regex === '.*'
+  }))
+}
+
+const routeLabel = (route: HTTPRoute, i: number): string => `spec.http[${i}]${route.name !== undefined ? ` ("${route.name}")` : ''}`
+
+/** Duplicate route names, and routes an earlier catch-all shadows: warnings naming both routes. */
+function routeOrder (c: Collector, vs: VirtualService): void {
+  const http = vs.spec.http ?? []
+  const names = new Map<string, number>()
+  let shadow: number | undefined
+  http.forEach((route, i) => {
+    if (route.name !== undefined) {
+      const first = names.get(route.name)
+      if (first !== undefined) c.at(vs, ['spec', 'http', i, 'name'], 'Warning', Codes.Duplicate, `route name "${route.name}" is also used by spec.http[${first}]; metrics and logs cannot tell the two routes apart`)
+      else names.set(route.name, i)
+    }
+    if (shadow !== undefined) {
+      c.at(vs, ['spec', 'http', i], 'Warning', Codes.Shadowed, `${routeLabel(route, i)} is never used: ${routeLabel(http[shadow], shadow)} before it matches every request`)
+    } else if (catchAll(route)) shadow = i
+  })
 }

@@ -62,7 +62,7 @@ t.test('auth: reads open on loopback, changes need the token, public bind needs 
   t.equal(r.status, 401, 'mutating call without a token')
   t.equal(r.headers['www-authenticate'], 'Bearer realm="meshgate-admin"')
   r = await rawRequest(admin.url, '/config/reload', { method: 'POST', headers: { authorization: 'Bearer wrong' } })
-  t.equal(r.status, 403, 'wrong token')
+  t.equal(r.status, 401, 'wrong token')
   r = await rawRequest(admin.url, '/config/reload', { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=b' })
   t.equal(r.status, 415, 'form posts refused')
   r = await rawRequest(admin.url, '/config/reload', { method: 'POST', headers: auth })
