@@ -29,13 +29,17 @@ export function compileRewrite (rw: HTTPRewrite | undefined, hostOverride: strin
   return out
 }
 
-/** RE2 substitution (`\1`, `\\`) → JS replace pattern (`$1`, literal `$` escaped). */
+/**
+ * RE2 substitution (`\0`…`\9`, `\\`) → JS replace pattern, literal `$` escaped. `\0` is the whole
+ * match (`$&`); groups are written two-digit (`$01`) so a digit that follows (`\10` is group 1,
+ * then `0`, in RE2) is never read as part of the group number.
+ */
 export function toJsSubstitution (s: string): string {
   let out = ''
   for (let i = 0; i < s.length; i++) {
     const c = s[i]
     if (c === '$') out += '$$'
-    else if (c === '\\' && i + 1 < s.length && /[0-9]/.test(s[i + 1])) { out += '$' + s[i + 1]; i++ }
+    else if (c === '\\' && i + 1 < s.length && /[0-9]/.test(s[i + 1])) { out += s[i + 1] === '0' ? '$&' : '$0' + s[i + 1]; i++ }
     else if (c === '\\' && s[i + 1] === '\\') { out += '\\'; i++ }
     else out += c
   }
