@@ -11,7 +11,7 @@ import { compileCors, compileDirectResponse, compileFault, compileRedirect, mirr
 import { buildClusters, buildRegistry, type Registry } from './services.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
-  type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
+  type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName, indexVirtualHosts
 } from './snapshot.js'
 
 export interface CompileOptions {
@@ -215,6 +215,7 @@ function buildHostIndex (vhosts: VirtualHost[]): HostIndex {
     }
   }
   wild.sort((a, b) => b[0].length - a[0].length)
+  indexVirtualHosts(vhosts)
   return Object.freeze({ exact, wildcards: Object.freeze(wild), any, all: Object.freeze(vhosts) })
 }
 

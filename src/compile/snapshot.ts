@@ -7,6 +7,7 @@ import type { CompiledCors, CompiledDirectResponse, CompiledFault, CompiledRedir
 import type { CompiledHeaders } from '../routing/headers.js'
 import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
+import { INDEX_MIN_ROUTES, type RouteIndex, buildRouteIndex } from '../routing/route-index.js'
 
 /**
  * The compiled, frozen configuration. Built once per load; the request path only reads it.
@@ -70,6 +71,21 @@ export interface VirtualHost {
   name: string
   domains: readonly string[]
   routes: readonly CompiledRoute[]
+  /**
+   * Candidate index over `routes` (src/routing/route-index.ts), built with the snapshot when the
+   * host has enough routes to profit; absent = linear first-match scan.
+   */
+  routeIndex?: RouteIndex
+}
+
+/**
+ * Attach route indexes to virtual hosts of a snapshot being built (compile time, never on the
+ * request path). Hosts with few routes keep the linear scan, which is faster for them.
+ */
+export function indexVirtualHosts (vhosts: Iterable<VirtualHost>): void {
+  for (const vh of vhosts) {
+    if (vh.routeIndex === undefined && vh.routes.length >= INDEX_MIN_ROUTES) vh.routeIndex = buildRouteIndex(vh.routes)
+  }
 }
 
 export interface CompiledRoute {

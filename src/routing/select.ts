@@ -1,21 +1,39 @@
 import type { CompiledDestination, CompiledRoute, ListenerSpec, VirtualHost } from '../compile/snapshot.js'
 import { lookupHost } from '../compile/compile.js'
 import type { RequestFacts } from './facts.js'
+import { candidates } from './route-index.js'
 
 export interface RouteMatchResult {
   vhost?: VirtualHost
   route?: CompiledRoute
 }
 
-/** Virtual host by Host (port ignored), then the first route whose match block applies. */
+/**
+ * Virtual host by Host (port ignored), then the first route whose match block applies. With a
+ * route index the scan covers only the candidates that can match (same order, same answer).
+ */
 export function selectRoute (listener: ListenerSpec, facts: RequestFacts): RouteMatchResult {
   const vhost = lookupHost(listener.hosts, facts.host)
   if (vhost === undefined) return {}
-  const routes = vhost.routes
+  const route = firstMatch(vhost, facts)
+  return route === undefined ? { vhost } : { vhost, route }
+}
+
+/** Istio's first-match-wins over a virtual host's routes (indexed when the host has an index). */
+export function firstMatch (vhost: VirtualHost, facts: RequestFacts): CompiledRoute | undefined {
+  const routes = vhost.routeIndex === undefined ? vhost.routes : candidates(vhost.routeIndex, facts.pathOnly)
   for (let i = 0; i < routes.length; i++) {
-    if (routes[i].match.test(facts)) return { vhost, route: routes[i] }
+    if (routes[i].match.test(facts)) return routes[i]
   }
-  return { vhost }
+  return undefined
+}
+
+/** The reference answer: a plain linear first-match scan, ignoring any index (tests, bench). */
+export function firstMatchLinear (routes: readonly CompiledRoute[], facts: RequestFacts): CompiledRoute | undefined {
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i].match.test(facts)) return routes[i]
+  }
+  return undefined
 }
 
 /**
