@@ -38,6 +38,8 @@ export interface ForwardJob {
   retry: RetryPolicy
   /** Route timeout in ms, 0 = none. */
   timeoutMs: number
+  /** Request body limit for bodies without Content-Length (counted while streaming), 0 = none. */
+  maxBodyBytes?: number
   /** Consistent-hash key for the cluster's balancer, when it hashes. */
   hashKey: (cluster: ClusterState) => string | undefined
   /** Mirror targets: fire-and-forget copies (Envoy shadowing). */
@@ -77,6 +79,7 @@ export class Forwarder {
     // so they can be replayed; anything else streams once and is not retried.
     let body: Buffer | Readable | null = null
     let replayable = true
+    let tooLarge = false
     if (job.hasBody) {
       const cl = Number(job.req.headers['content-length'])
       if (retry.attempts > 0 && Number.isFinite(cl) && cl <= RETRY_BUFFER_BYTES) {
@@ -85,7 +88,7 @@ export class Forwarder {
         body = buf
         ctx.bytesReceived = buf.length
       } else {
-        body = Number.isFinite(cl) ? job.req : countBody(job.req, ctx)
+        body = Number.isFinite(cl) ? job.req : countBody(job.req, ctx, 'received', job.maxBodyBytes, () => { tooLarge = true })
         replayable = false
       }
     }
@@ -199,10 +202,15 @@ export class Forwarder {
           if (perTry !== undefined) clearTimeout(perTry)
           release()
           if (clientGone) return
+          // A streamed body over the limit: the client's fault, not the endpoint's.
+          if (tooLarge) { settle?.(true); send.error(Errors.PayloadTooLarge); return }
           const failure = classify(err, perTryTimedOut || routeTimedOut)
           ctx.upstreamTransportFailureReason = failureReason(err, failure)
           settle?.(false)
           this.recordFailure(cluster, ep, failure)
+          // Not HTTP (CL with TE, a bad status line) or a header undici refuses to write (CR/LF):
+          // 502 UPE, never retried, the connection is not reused (undici destroys it).
+          if (isProtocolError(err)) { send.error(Errors.UpstreamProtocolError); return }
           const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
           if (!routeTimedOut && attempt < retry.attempts && replayable && isRetriable(retry, failure)) {
             lastFailure = spec
@@ -232,6 +240,13 @@ export class Forwarder {
         res.body.once('close', release)
         res.body.once('end', release)
         res.body.once('error', release)
+        // The body fails after the status went out (reset, short body, idle timeout): the client's
+        // response is aborted, never completed (Fastify destroys it); the log says why.
+        res.body.once('error', err => {
+          if (clientGone) return
+          ctx.responseFlags = isProtocolError(err) ? 'UPE' : routeTimedOut || errCode(err) === 'UND_ERR_BODY_TIMEOUT' ? 'UT' : 'UC'
+          ctx.upstreamTransportFailureReason = errCode(err) ?? (err as Error).message
+        })
         if (retriable && attempt > 0) ctx.responseFlags = 'URX'
         send.response(status, res.headers as HeaderMap, res.body)
         return
@@ -311,9 +326,15 @@ function errCode (err: unknown): string | undefined {
   return e?.code ?? e?.cause?.code
 }
 
-function classify (err: unknown, timedOut: boolean): TryFailure {
-  if (timedOut) return { kind: 'timeout' }
+/** undici's parser errors (`HPE_*`), length mismatches and refused header values. */
+function isProtocolError (err: unknown): boolean {
   const code = errCode(err)
+  return typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_INFO')
+}
+
+function classify (err: unknown, timedOut: boolean): TryFailure {
+  const code = errCode(err)
+  if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT') return { kind: 'timeout' }
   if (code !== undefined && CONNECT_CODES.has(code)) return { kind: 'connect' }
   return { kind: 'reset' }
 }
@@ -340,12 +361,22 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | undefi
   })
 }
 
-/** Pass a body of unknown length through while counting it for the access log. */
-export function countBody (src: Readable, ctx: AccessLogContext, dir: 'received' | 'sent' = 'received'): Transform {
+/**
+ * Pass a body of unknown length through while counting it for the access log. With a limit,
+ * the stream fails as soon as more than `limit` bytes went through (`onOverflow` is told first).
+ */
+export function countBody (src: Readable, ctx: AccessLogContext, dir: 'received' | 'sent' = 'received', limit = 0, onOverflow?: () => void): Transform {
+  let n = 0
   const t = new Transform({
     transform (chunk: Buffer, _enc, cb) {
+      n += chunk.length
       if (dir === 'received') ctx.bytesReceived += chunk.length
       else ctx.bytesSent += chunk.length
+      if (limit > 0 && n > limit) {
+        onOverflow?.()
+        cb(Object.assign(new Error('request body over the limit'), { code: 'MG_BODY_TOO_LARGE' }))
+        return
+      }
       cb(null, chunk)
     }
   })

@@ -12,7 +12,8 @@ import { Forwarder } from './forwarder.js'
 import { HealthChecker } from './health.js'
 import { Metrics } from './metrics.js'
 import { ClusterPools } from './pools.js'
-import { createListener } from './proxy.js'
+import { type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction, createListener } from './proxy.js'
+import type { EscapedSlashesAction, PathNormalization } from '../src/routing/path.js'
 
 export { ConfigError }
 
@@ -37,12 +38,62 @@ export interface GatewayOptions {
   onProblems?: (problems: Problem[]) => void
   /** Called when a reload (file watch) is rejected or applied. */
   onReload?: (event: { ok: true; generation: Generation } | { ok: false; problems: Problem[]; source: string }) => void
-  /** Fastify server options for the proxy listeners (timeouts, limits). */
+  /** Fastify server options for the proxy listeners, merged last (tests, special cases). */
   serverOptions?: Record<string, unknown>
+  // Hardening (README "Security"; hardening.md §2). Unset fields take proxy.ts DEFAULT_LIMITS.
+  /** Istio `pathNormalization`: NONE, BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES. */
+  pathNormalization?: PathNormalization
+  /** `%2F`/`%5C` in paths: REJECT (400, default), KEEP_UNCHANGED, UNESCAPE_AND_FORWARD, UNESCAPE_AND_REDIRECT. */
+  escapedSlashes?: EscapedSlashesAction
+  /** Header names with `_`: REJECT (400, default), DROP, ALLOW. */
+  headersWithUnderscores?: UnderscoreHeadersAction
+  /** Request line + headers, bytes (default 60 KiB, Envoy) → 431. */
+  maxHeaderBytes?: number
+  /** Request header count (default 100, Envoy) → 431. */
+  maxHeadersCount?: number
+  /** Request body bytes (default 1 GiB; 0 = unlimited) → 413. */
+  maxRequestBodyBytes?: number
+  /** Time to receive request headers (default 30 s) → 408. */
+  headersTimeoutMs?: number
+  /** Time to receive the whole request (default 300 s) → 408. */
+  requestTimeoutMs?: number
+  /** Idle downstream keep-alive (default 75 s). */
+  keepAliveTimeoutMs?: number
+  /** Downstream connections per listener (default 10 000). */
+  maxConnections?: number
+  /** HTTP/2 streams per connection (default 100). */
+  maxConcurrentStreams?: number
+  /** Load shedding (503 OM); `false` turns it off. Default: event-loop delay 1 s, heap 95 % of V8's limit. */
+  overload?: Partial<OverloadOptions> | false
+  /** Upstream idle timeout: nothing received for this long before headers (504 UT) or between body bytes (aborted). Default 300 s. */
+  upstreamIdleTimeoutMs?: number
+  /**
+   * Graceful shutdown: after readiness turns false, keep serving for this long before closing the
+   * listeners, so load balancers see the endpoint leave (Istio terminationDrainDuration; default 0).
+   */
+  shutdownDelayMs?: number
   /** Resolver for `resolution: DNS` endpoint names (default: the system resolver). */
   dnsLookup?: (name: string) => Promise<unknown>
   /** How often endpoint names are re-resolved (default 5 s). */
   dnsRefreshMs?: number
+}
+
+/** The listener limits named in GatewayOptions, unset ones left to the defaults. */
+function limitsOf (o: GatewayOptions): Partial<RequestLimits> {
+  const out: Partial<RequestLimits> = {}
+  if (o.pathNormalization !== undefined) out.pathNormalization = o.pathNormalization
+  if (o.escapedSlashes !== undefined) out.escapedSlashes = o.escapedSlashes
+  if (o.headersWithUnderscores !== undefined) out.headersWithUnderscores = o.headersWithUnderscores
+  if (o.maxHeaderBytes !== undefined) out.maxHeaderBytes = o.maxHeaderBytes
+  if (o.maxHeadersCount !== undefined) out.maxHeadersCount = o.maxHeadersCount
+  if (o.maxRequestBodyBytes !== undefined) out.maxRequestBodyBytes = o.maxRequestBodyBytes
+  if (o.headersTimeoutMs !== undefined) out.headersTimeoutMs = o.headersTimeoutMs
+  if (o.requestTimeoutMs !== undefined) out.requestTimeoutMs = o.requestTimeoutMs
+  if (o.keepAliveTimeoutMs !== undefined) out.keepAliveTimeoutMs = o.keepAliveTimeoutMs
+  if (o.maxConnections !== undefined) out.maxConnections = o.maxConnections
+  if (o.maxConcurrentStreams !== undefined) out.maxConcurrentStreams = o.maxConcurrentStreams
+  if (o.overload !== undefined) out.overload = o.overload as OverloadOptions | false
+  return out
 }
 
 export interface BoundListener {
@@ -97,7 +148,7 @@ function samePorts (next: Snapshot, current: Snapshot | undefined): Problem[] {
 export async function startGateway (opts: GatewayOptions): Promise<RunningGateway> {
   // The store exists only after the first load; the manager installs later snapshots into it.
   const holder: { store?: SnapshotStore } = {}
-  const pools = new ClusterPools()
+  const pools = new ClusterPools(opts.upstreamIdleTimeoutMs)
   const manager = new ConfigManager({
     config: opts.config,
     strict: opts.strict,
@@ -122,7 +173,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, forwarder, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, serverOptions: opts.serverOptions }
+  const common = { store, forwarder, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -187,6 +238,9 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         for (const w of watchers) w.close()
         const timer = setTimeout(() => { for (const a of apps) a.app.server.closeAllConnections() }, deadlineMs)
         timer.unref()
+        // preStop window: readiness is already false; keep serving while load balancers notice.
+        const delay = Math.min(opts.shutdownDelayMs ?? 0, deadlineMs)
+        if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
         // Fastify's close stops accepting, lets requests in flight finish and closes idle
         // keep-alive connections (forceCloseConnections: 'idle').
         await Promise.allSettled(apps.map(a => a.app.close()))

@@ -3,13 +3,20 @@ import type { PoolLimits } from '../src/resilience/pool.js'
 import type { ClientTLSSettings } from '../src/config/model.js'
 import { upstreamTlsOptions } from './tls.js'
 
+/** Default upstream stream-idle timeout: Envoy's `stream_idle_timeout` (5 min). */
+export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 300_000
+
 /**
  * One undici Agent per cluster (a keep-alive pool per endpoint origin inside it), sized from
- * the cluster's `connectionPool`. Istio sets no request timeout by default, so header and
- * body timeouts are off here; route and per-try timeouts are applied by the forwarder.
+ * the cluster's `connectionPool`. Istio sets no request timeout by default; route and per-try
+ * timeouts are applied by the forwarder. Like Envoy's stream idle timeout, an upstream that
+ * sends nothing for `idleTimeoutMs` (before its headers, or between body bytes) is dropped:
+ * 504 UT before headers, an aborted response after.
  */
 export class ClusterPools {
   private readonly agents = new Map<string, { agent: Agent; key: string }>()
+
+  constructor (private readonly idleTimeoutMs: number = DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS) {}
 
   get (cluster: string, limits: PoolLimits, tls?: ClientTLSSettings): Agent {
     const key = `${limits.maxConnections}|${limits.connectTimeoutMs}|${limits.maxRequestsPerConnection}|${limits.idleTimeoutMs}|${tls === undefined ? '' : JSON.stringify(tls)}`
@@ -24,8 +31,8 @@ export class ClusterPools {
     const agent = new Agent({
       connections: Number.isFinite(limits.maxConnections) ? limits.maxConnections : null,
       connect,
-      headersTimeout: 0,
-      bodyTimeout: 0,
+      headersTimeout: this.idleTimeoutMs,
+      bodyTimeout: this.idleTimeoutMs,
       keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
       keepAliveMaxTimeout: limits.idleTimeoutMs,
       ...(limits.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: limits.maxRequestsPerConnection } : {}),

@@ -1,5 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import { createServer as createHttp1Server, STATUS_CODES, type IncomingMessage, type Server as Http1Server, type ServerResponse } from 'node:http'
+import { createServer as createH2cServer, type Http2Session } from 'node:http2'
+import type { Socket } from 'node:net'
+import { getHeapStatistics } from 'node:v8'
+import underPressure from '@fastify/under-pressure'
 import type { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ListenerSpec, Snapshot } from '../src/compile/snapshot.js'
@@ -7,7 +11,7 @@ import { parseDurationMs } from '../src/config/duration.js'
 import { type ErrorSpec, Errors } from '../src/errors.js'
 import { buildFacts, headerValue, queryParams, type RequestFacts } from '../src/routing/facts.js'
 import { applyHeaderOps, type HeaderMap } from '../src/routing/headers.js'
-import { canonicalTarget } from '../src/routing/path.js'
+import { type EscapedSlashesAction, type PathNormalization, canonicalize } from '../src/routing/path.js'
 import { rewritePath } from '../src/routing/rewrite.js'
 import { pickDestination, selectRoute } from '../src/routing/select.js'
 import { retryPolicy } from '../src/resilience/retry.js'
@@ -43,8 +47,72 @@ export interface ListenerOptions {
   counters?: { inFlight: number }
   random?: () => number
   now?: () => number
-  /** Fastify server options merged in (timeouts, limits). */
+  /** Request limits, timeouts and normalization policy; unset fields take DEFAULT_LIMITS. */
+  limits?: Partial<RequestLimits>
+  /** Fastify server options merged in last (tests, special cases). */
   serverOptions?: Record<string, unknown>
+}
+
+/** Event-loop and memory guards that shed requests with 503 OM before the process falls over. */
+export interface OverloadOptions {
+  /** Mean event-loop delay over a sample interval above which requests are shed. 0 = off. */
+  maxEventLoopDelayMs: number
+  /** Heap used above which requests are shed. 0 = off. Default: 95 % of V8's heap limit (Envoy edge). */
+  maxHeapUsedBytes: number
+  /** Resident set size above which requests are shed. 0 = off. */
+  maxRssBytes: number
+  /** How often the guards sample (ms). */
+  sampleIntervalMs: number
+}
+
+/** `headers_with_underscores_action` (Envoy): REJECT answers 400, DROP removes the header. */
+export type UnderscoreHeadersAction = 'REJECT' | 'DROP' | 'ALLOW'
+
+/** The downstream limits of a proxy listener (hardening.md §2 A–C). */
+export interface RequestLimits {
+  pathNormalization: PathNormalization
+  escapedSlashes: EscapedSlashesAction
+  headersWithUnderscores: UnderscoreHeadersAction
+  /** Request line plus headers, bytes (HTTP/1.1 `maxHeaderSize`, HTTP/2 `maxHeaderListSize`) → 431. */
+  maxHeaderBytes: number
+  /** Request header fields → 431. */
+  maxHeadersCount: number
+  /** Request body bytes, by Content-Length or counted while streaming → 413. 0 = unlimited. */
+  maxRequestBodyBytes: number
+  /** Time to receive the request headers → 408 and close (slowloris). */
+  headersTimeoutMs: number
+  /** Time to receive the whole request, body included → 408 and close (slow body). */
+  requestTimeoutMs: number
+  /** Idle keep-alive connections close after this long. Keep it above any load balancer's idle timeout. */
+  keepAliveTimeoutMs: number
+  /** Open downstream connections per listener; more are closed at accept. */
+  maxConnections: number
+  /** HTTP/2 streams per connection (Envoy edge: 100). */
+  maxConcurrentStreams: number
+  overload: OverloadOptions | false
+}
+
+/** meshgate's defaults, each anchored in hardening.md §3 (README "Security"). */
+export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
+  pathNormalization: 'BASE',
+  escapedSlashes: 'REJECT',
+  headersWithUnderscores: 'REJECT',
+  maxHeaderBytes: 60 * 1024,
+  maxHeadersCount: 100,
+  maxRequestBodyBytes: 1024 * 1024 * 1024,
+  headersTimeoutMs: 30_000,
+  requestTimeoutMs: 300_000,
+  keepAliveTimeoutMs: 75_000,
+  maxConnections: 10_000,
+  maxConcurrentStreams: 100,
+  overload: Object.freeze({ maxEventLoopDelayMs: 1000, maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.95), maxRssBytes: 0, sampleIntervalMs: 1000 })
+})
+
+/** Defaults filled in; `overload` merges field by field unless it is `false`. */
+export function resolveLimits (partial: Partial<RequestLimits> | undefined): RequestLimits {
+  const out = { ...DEFAULT_LIMITS, ...partial } as RequestLimits
+  if (partial?.overload !== undefined && partial.overload !== false) out.overload = { ...(DEFAULT_LIMITS.overload as OverloadOptions), ...partial.overload }
+  return out
 }
 
 /**
@@ -59,11 +127,36 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const initial = isMesh ? opts.store.current.mesh : opts.store.current.gateways.find(l => l.port === opts.configPort)
   const secure = initial?.tls !== undefined && initial.tls.length > 0
   const scheme = secure ? 'https' : 'http'
+  const lim = resolveLimits(opts.limits)
+  const pathPolicy = { normalization: lim.pathNormalization, escapedSlashes: lim.escapedSlashes }
+  // Node's parser options, explicit so no leniency can slip in: llhttp strict, Host required,
+  // duplicate headers not joined (duplicate Host is refused below), header bytes capped.
+  const httpOptions = {
+    maxHeaderSize: lim.maxHeaderBytes,
+    insecureHTTPParser: false,
+    requireHostHeader: true,
+    joinDuplicateHeaders: false,
+    // Node enforces headersTimeout/requestTimeout only when it checks (every 30 s by default).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(lim.headersTimeoutMs / 4)))
+  }
+  const h2Settings = { maxConcurrentStreams: lim.maxConcurrentStreams, maxHeaderListSize: lim.maxHeaderBytes }
+  // Plain Gateway ports declared HTTP2 or GRPC take HTTP/1.1 and h2c with prior knowledge.
+  const h2c = !secure && !isMesh && (initial?.protocol === 'HTTP2' || initial?.protocol === 'GRPC')
+  const h2Sessions = new Set<Http2Session>()
   // Typed as the HTTP/1 instance: Node's HTTP/2 compatibility API gives the hooks the same
   // request/response surface (headers, url, method, socket, streams) for both protocols.
   const app = Fastify({
     // HTTPS listeners speak HTTP/2 (ALPN h2) and HTTP/1.1; requests go upstream as HTTP/1.1.
-    ...(secure ? { http2: true, https: { ...httpsServerOptions(initial!.tls!), allowHTTP1: true } } : {}),
+    ...(secure
+      ? { http2: true, https: { ...httpsServerOptions(initial!.tls!), allowHTTP1: true, settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 } }
+      : h2c
+        ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => polyglotServer(handler, httpOptions, { settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 }, lim.headersTimeoutMs, h2Sessions) }
+        : { http: httpOptions }),
+    requestTimeout: lim.requestTimeoutMs,
+    keepAliveTimeout: lim.keepAliveTimeoutMs,
+    forceCloseConnections: 'idle',
+    // Parse errors, header overflow and timeouts: Envoy-style local reply, connection closed, logged.
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => { onClientError(err, socket) },
     logger: false,
     return503OnClosing: true,
     // Forward-proxy style requests (absolute-form, as HTTP_PROXY clients send them) carry the
@@ -89,6 +182,43 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     ...opts.serverOptions
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance
   app.decorateRequest('mg', null)
+  // Set on the server itself too: Fastify applies these only to plain HTTP/1 servers it creates.
+  const srv = app.server as unknown as Http1Server & { connectionsCheckingInterval?: number }
+  srv.headersTimeout = lim.headersTimeoutMs
+  srv.requestTimeout = lim.requestTimeoutMs
+  srv.keepAliveTimeout = lim.keepAliveTimeoutMs
+  srv.maxHeadersCount = lim.maxHeadersCount + 1
+  srv.maxConnections = lim.maxConnections
+  srv.connectionsCheckingInterval = httpOptions.connectionsCheckingInterval
+  if (h2c) {
+    // HTTP/2 sessions are not connections Fastify tracks: end them gracefully (GOAWAY) on close.
+    app.addHook('preClose', async () => { for (const s of h2Sessions) s.close() })
+  }
+
+  function onClientError (err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+    const ctx = newAccessLogContext()
+    ctx.startTime = now()
+    ctx.startHr = process.hrtime.bigint()
+    ctx.protocol = 'HTTP/1.1'
+    ctx.downstreamLocal = `${socket.localAddress}:${socket.localPort}`
+    ctx.downstreamRemote = `${socket.remoteAddress}:${socket.remotePort}`
+    ctx.listener = isMesh ? 'mesh' : String(opts.configPort)
+    ctx.responseFlags = status === 408 ? '-' : 'DPE'
+    ctx.upstreamTransportFailureReason = err.code ?? '-'
+    const body = STATUS_CODES[status] ?? ''
+    ctx.bytesSent = body.length
+    const inFlight = (socket as unknown as { _httpMessage?: { headersSent: boolean } })._httpMessage
+    if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
+      socket.write(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`)
+    }
+    // Nothing after a framing error is read: the rest of the bytes may be a smuggled request.
+    socket.destroySoon()
+    setTimeout(() => socket.destroy(), 1000).unref()
+    opts.accessLog.write(accessLogRecord(ctx, status, 0))
+    opts.metrics?.record(ctx, status, 0)
+  }
   attachUpgrade(app.server, {
     isMesh,
     configPort: opts.configPort,
@@ -106,7 +236,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   }
 
   const counters = opts.counters ?? { inFlight: 0 }
-  app.addHook('onRequest', async (request, reply) => {
+  /** The access-log context of a request, filled from what arrived. */
+  const begin = (request: FastifyRequest): AccessLogContext => {
     counters.inFlight++
     const ctx = newAccessLogContext()
     request.mg = ctx
@@ -137,11 +268,70 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     }
     ctx.requestId = requestId
     ctx.traceId = traceIdOf(headers)
+    return ctx
+  }
+
+  // Overload guard first, so a shed request costs one comparison (Envoy overload manager).
+  // Registered before the proxy hook: hooks run in registration order.
+  if (lim.overload !== false) {
+    const o = lim.overload
+    await app.register(underPressure, {
+      maxEventLoopDelay: o.maxEventLoopDelayMs,
+      maxHeapUsedBytes: o.maxHeapUsedBytes,
+      maxRssBytes: o.maxRssBytes,
+      sampleInterval: o.sampleIntervalMs,
+      pressureHandler: (request: FastifyRequest, reply: FastifyReply, type: string) => {
+        const ctx = begin(request)
+        ctx.responseFlags = Errors.Overloaded.flag
+        ctx.upstreamTransportFailureReason = type
+        ctx.bytesSent = Errors.Overloaded.body.length
+        // Sent here: the hooks after this one see the reply sent and do not run.
+        reply.code(503).header('content-type', 'text/plain').header('retry-after', '1').header('connection', 'close')
+        reply.send(Errors.Overloaded.body)
+      }
+    })
+  }
+
+  app.addHook('onRequest', async (request, reply) => {
+    const ctx = begin(request)
+    const raw = request.raw
+    const headers = raw.headers
+    const sock = raw.socket
+    const cl = headers['content-length']
+
+    // Header count, underscores and duplicate Host, in one pass over the raw list.
+    const rawHeaders = raw.rawHeaders
+    // HTTP/2 lists its pseudo-headers (:method, :path, …) among the raw headers.
+    if (rawHeaders.length > (lim.maxHeadersCount + (raw.httpVersionMajor === 2 ? 5 : 0)) * 2) return sendError(reply, ctx, Errors.HeadersTooLarge)
+    let hosts = 0
+    let underscores = false
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]
+      if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+      else if (name.includes('_')) underscores = true
+    }
+    // Two Host headers (or Host next to a different :authority) make the authority ambiguous.
+    if (hosts > 1) return sendError(reply, ctx, Errors.BadHeaders)
+    if (underscores && lim.headersWithUnderscores !== 'ALLOW') {
+      // A backend that maps `_` to `-` could otherwise be handed a spoofed header (Envoy edge advice).
+      if (lim.headersWithUnderscores === 'REJECT') return sendError(reply, ctx, Errors.BadHeaders)
+      for (const name of Object.keys(headers)) if (name.includes('_')) delete headers[name]
+    }
+    if (cl !== undefined && lim.maxRequestBodyBytes > 0 && Number(cl) > lim.maxRequestBodyBytes) {
+      return sendError(reply, ctx, Errors.PayloadTooLarge)
+    }
 
     const l = listener
     if (l === undefined) return sendError(reply, ctx, Errors.NoRoute)
-    const target = canonicalTarget(raw.url ?? '/')
-    if (target === undefined) return sendError(reply, ctx, Errors.BadRequest)
+    // The one canonical target: matched on, rewritten from and forwarded (hardening.md §4.2).
+    const canon = canonicalize(raw.url ?? '/', pathPolicy)
+    if (canon.kind === 'reject') return sendError(reply, ctx, Errors.BadRequest)
+    if (canon.kind === 'redirect') {
+      // UNESCAPE_AND_REDIRECT: the client comes back with the unescaped path, which every hop sees alike.
+      reply.code(307).header('location', canon.target).send('')
+      return reply
+    }
+    const target = canon.target
     const facts = buildFacts(ctx.method, scheme, headers.host ?? '', target, headers, isMesh ? undefined : opts.configPort)
     // Gateway `tls.httpsRedirect`: plain-HTTP requests for those hosts get a 301 to https (Envoy require_tls).
     if (l.httpsRedirectHosts !== undefined && l.httpsRedirectHosts.some(h => hostMatches(h, facts.host))) {
@@ -239,6 +429,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       hasBody,
       retry: route.retry ?? DEFAULT_RETRY,
       timeoutMs: route.timeoutMs ?? 0,
+      maxBodyBytes: lim.maxRequestBodyBytes,
       hashKey,
       mirrors: route.mirrors
     }, {
@@ -272,7 +463,13 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   app.addHook('onResponse', async (request, reply) => { finished(request, reply.statusCode) })
   // A client that goes away before the response completes: Envoy logs DC with code 0.
   app.addHook('onRequestAbort', async request => {
-    if (request.mg !== null) { request.mg.responseFlags = 'DC'; finished(request, 0) }
+    if (request.mg !== null) { if (request.mg.responseFlags === '-') request.mg.responseFlags = 'DC'; finished(request, 0) }
+  })
+  // An upstream body that fails before its first byte reached the client (Fastify has not
+  // written the status yet): answered like a reset before headers, never Fastify's JSON 500.
+  app.setErrorHandler((_err, request, reply) => {
+    const ctx = request.mg ?? newAccessLogContext()
+    sendError(reply, ctx, ctx.responseFlags === 'UPE' ? Errors.UpstreamProtocolError : Errors.UpstreamReset)
   })
 
   return app
@@ -286,6 +483,8 @@ function sendError (reply: FastifyReply<any, any, any, any>, ctx: AccessLogConte
   ctx.bytesSent = Buffer.byteLength(e.body)
   reply.code(e.status)
   if (e.body !== '') reply.header('content-type', 'text/plain')
+  // The unread rest of the request (a body over the limit, bytes after bad headers) is never parsed.
+  if ((e as ErrorSpec).close === true && reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
   reply.send(e.body)
   return reply
 }
@@ -363,4 +562,47 @@ function absoluteFormToOrigin (req: IncomingMessage): string {
   const rest = m[2] === '' ? '/' : m[2].startsWith('/') ? m[2] : `/${m[2]}`
   req.url = rest
   return rest
+}
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+/**
+ * One port, two protocols: HTTP/1.1 and HTTP/2 cleartext with prior knowledge (gRPC clients).
+ * The first bytes of each connection are read: the HTTP/2 connection preface hands the socket
+ * to an http2 server, anything else to the HTTP/1.1 server; the bytes read are put back first.
+ * A connection that sends nothing decisive is closed after `sniffTimeoutMs`.
+ */
+function polyglotServer (
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  httpOptions: Record<string, unknown>,
+  h2Options: Record<string, unknown>,
+  sniffTimeoutMs: number,
+  sessions: Set<Http2Session>
+): Http1Server {
+  const h1 = createHttp1Server(httpOptions, handler)
+  const h2 = createH2cServer(h2Options, handler as unknown as Parameters<typeof createH2cServer>[1])
+  h2.on('session', (s: Http2Session) => { sessions.add(s); s.once('close', () => sessions.delete(s)) })
+  const h1Connection = h1.listeners('connection') as Array<(socket: Socket) => void>
+  h1.removeAllListeners('connection')
+  h1.on('connection', (socket: Socket) => {
+    let seen: Buffer = Buffer.alloc(0)
+    const timer = setTimeout(() => socket.destroy(), sniffTimeoutMs)
+    const onError = (): void => { clearTimeout(timer); socket.destroy() }
+    socket.once('error', onError)
+    const onReadable = (): void => {
+      let chunk: Buffer | null
+      while ((chunk = socket.read() as Buffer | null) !== null) seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk])
+      const n = Math.min(seen.length, H2_PREFACE.length)
+      const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n))
+      if (isH2 && n < H2_PREFACE.length) return // a prefix of the preface so far: wait for more
+      socket.off('readable', onReadable)
+      socket.off('error', onError)
+      clearTimeout(timer)
+      socket.unshift(seen)
+      if (isH2) h2.emit('connection', socket)
+      else for (const l of h1Connection) l.call(h1, socket)
+    }
+    socket.on('readable', onReadable)
+  })
+  return h1
 }

@@ -11,6 +11,8 @@ export interface ErrorSpec {
   body: string
   /** `%RESPONSE_CODE_DETAILS%` as Envoy logs it. */
   details: string
+  /** Close the downstream connection after this answer (the rest of the request is not read). */
+  close?: boolean
 }
 
 export const Errors = {
@@ -40,6 +42,14 @@ export const Errors = {
   UpstreamTimeout: { status: 504, flag: 'UT', body: 'upstream request timeout', details: 'upstream_response_timeout' },
   /** The request target cannot be processed (malformed path or escape). */
   BadRequest: { status: 400, flag: 'DPE', body: 'Bad Request', details: 'path_normalization_failed' },
+  /** Escaped slash, header name with an underscore, duplicate Host: refused like a malformed path. */
+  BadHeaders: { status: 400, flag: 'DPE', body: 'Bad Request', details: 'http1.invalid_characters', close: true },
+  /** More request headers than the configured count (Envoy max_headers_count). */
+  HeadersTooLarge: { status: 431, flag: 'DPE', body: 'Request Header Fields Too Large', details: 'http1.headers_too_large', close: true },
+  /** Request body over the configured limit, by Content-Length or while streaming. */
+  PayloadTooLarge: { status: 413, flag: '-', body: 'Payload Too Large', details: 'request_payload_too_large', close: true },
+  /** Shed by the overload guard (event-loop delay, heap, RSS): Envoy's overload manager flag. */
+  Overloaded: { status: 503, flag: 'OM', body: 'envoy overloaded', details: 'overload', close: true },
   /** The upstream answered something that is not valid HTTP. */
   UpstreamProtocolError: { status: 502, flag: 'UPE', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', details: 'upstream_reset_before_response_started{protocol_error}' }
 } as const satisfies Record<string, ErrorSpec>
