@@ -276,3 +276,34 @@ t.test('docker/bookinfo/Dockerfile and the offline override', async t => {
     }
   }
 })
+
+/** Files reachable by relative imports from an entry file (.js specifiers map to .ts sources). */
+function importClosure (entry: string): Set<string> {
+  const seen = new Set<string>()
+  const todo = [entry]
+  while (todo.length > 0) {
+    const file = todo.pop()!
+    if (seen.has(file)) continue
+    seen.add(file)
+    const text = readFileSync(join(ROOT, file), 'utf8')
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'(\.\.?\/[^']+)'/g)) {
+      const target = posix.normalize(posix.join(posix.dirname(file), m[1])).replace(/\.js$/, '.ts')
+      if (!existsSync(join(ROOT, target))) throw new Error(`${file}: import ${m[1]} does not resolve to ${target}`)
+      todo.push(target)
+    }
+  }
+  return seen
+}
+
+t.test('the image build copies every source the CLIs import', async t => {
+  for (const [file, entries] of [['docker/Dockerfile', ['bin/meshgate.ts', 'bin/demo.ts']], ['docker/bookinfo/Dockerfile', ['docker/bookinfo/server.ts']]] as const) {
+    const build = readDockerfile(file).stages[0]
+    const copied = copies(build).filter(c => c.from === undefined).flatMap(c => c.sources)
+    for (const entry of entries) {
+      const files = importClosure(entry)
+      t.ok(files.size > 1, `${entry}: ${files.size} source files`)
+      const missing = [...files].filter(f => !copied.some(src => f === src || f.startsWith(src.replace(/\/$/, '') + '/')))
+      t.same(missing, [], `${file}: the build stage copies everything ${entry} imports`)
+    }
+  }
+})
