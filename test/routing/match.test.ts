@@ -42,6 +42,9 @@ const rows: Array<[string, string, Req, boolean]> = [
   ['regex alternation is anchored as a whole', "{uri: {regex: '/a|/b'}}", { path: '/bx' }, false],
   ['regex alternation', "{uri: {regex: '/a|/b'}}", { path: '/b' }, true],
   ['regex .*', "{uri: {regex: '.*'}}", { path: '/x/y?z' }, true],
+  ['regex with its own anchors', "{uri: {regex: '^/a$'}}", { path: '/a' }, true],
+  ['RE2 inline flag (?i) is honoured', "{uri: {regex: '(?i)/abc'}}", { path: '/ABC' }, true],
+  ['regex [^/]+ is one segment and must cover the whole path', "{uri: {regex: '/[^/]+'}}", { path: '/a/b' }, false],
   // ---- ignoreUriCase: exact and prefix only, never regex
   ['ignoreUriCase exact', '{uri: {exact: /Login}, ignoreUriCase: true}', { path: '/LOGIN' }, true],
   ['ignoreUriCase prefix', '{uri: {prefix: /API/}, ignoreUriCase: true}', { path: '/api/v1' }, true],
@@ -122,6 +125,13 @@ t.test('match table', async t => {
     const m = compileMatch(parse(yaml) as HTTPMatchRequest)
     t.equal(m.test(facts(req)), want, `${name}: ${yaml} ~ ${req.method ?? 'GET'} ${req.path}`)
   }
+})
+
+t.test('regexes run in linear time (RE2): a catastrophic-backtracking pattern answers at once', async t => {
+  const m = compileMatch({ headers: { 'x-a': { regex: '(a+)+$' } } })
+  const start = Date.now()
+  t.equal(m.test(facts({ path: '/', headers: { 'x-a': 'a'.repeat(5000) + 'b' } })), false)
+  t.ok(Date.now() - start < 2000, 'a backtracking engine would take far longer than the age of the universe here')
 })
 
 t.test('a missing match block matches every request', async t => {
