@@ -207,10 +207,15 @@ export class Forwarder {
           const failure = classify(err, perTryTimedOut || routeTimedOut)
           ctx.upstreamTransportFailureReason = failureReason(err, failure)
           settle?.(false)
-          this.recordFailure(cluster, ep, failure)
           // Not HTTP (CL with TE, a bad status line) or a header undici refuses to write (CR/LF):
-          // 502 UPE, never retried, the connection is not reused (undici destroys it).
-          if (isProtocolError(err)) { send.error(Errors.UpstreamProtocolError); return }
+          // 502 UPE, never retried, the connection is not reused (undici destroys it). Outlier
+          // detection counts it as a 502; the host is not marked unreachable.
+          if (isProtocolError(err)) {
+            cluster.record(ep, { kind: 'response', status: 502 })
+            send.error(Errors.UpstreamProtocolError)
+            return
+          }
+          this.recordFailure(cluster, ep, failure)
           const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
           if (!routeTimedOut && attempt < retry.attempts && replayable && isRetriable(retry, failure)) {
             lastFailure = spec
@@ -328,6 +333,8 @@ function errCode (err: unknown): string | undefined {
 
 /** undici's parser errors (`HPE_*`), length mismatches and refused header values. */
 function isProtocolError (err: unknown): boolean {
+  const e = err as { name?: string; cause?: { name?: string } } | undefined
+  if (e?.name === 'HTTPParserError' || e?.cause?.name === 'HTTPParserError') return true
   const code = errCode(err)
   return typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_INFO')
 }

@@ -197,6 +197,10 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
 
   function onClientError (err: Error & { code?: string }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || socket.destroyed) return
+    const inFlight = (socket as unknown as { _httpMessage?: { headersSent: boolean } | null })._httpMessage
+    // Bytes after a `Connection: close` request: never parsed; the response in flight finishes
+    // and the connection closes after it.
+    if (err.code === 'HPE_CLOSED_CONNECTION' && inFlight !== undefined && inFlight !== null) return
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const ctx = newAccessLogContext()
     ctx.startTime = now()
@@ -209,7 +213,6 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     ctx.upstreamTransportFailureReason = err.code ?? '-'
     const body = STATUS_CODES[status] ?? ''
     ctx.bytesSent = body.length
-    const inFlight = (socket as unknown as { _httpMessage?: { headersSent: boolean } })._httpMessage
     if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
       socket.write(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`)
     }
@@ -226,7 +229,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     runtime: opts.runtime,
     accessLog: opts.accessLog,
     metrics: opts.metrics,
-    random
+    random,
+    pathPolicy
   })
 
   let listener = currentListener(opts.store.current)
@@ -312,6 +316,12 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     }
     // Two Host headers (or Host next to a different :authority) make the authority ambiguous.
     if (hosts > 1) return sendError(reply, ctx, Errors.BadHeaders)
+    // Transfer-Encoding other than exactly `chunked`, or on HTTP/1.0 (RFC 9112 §6.1: faulty
+    // framing): llhttp may hand such a head over before it fails on the body, so refuse it here.
+    const te = headers['transfer-encoding']
+    if (te !== undefined && raw.httpVersionMajor === 1 && (raw.httpVersionMinor === 0 || te.toLowerCase() !== 'chunked')) {
+      return sendError(reply, ctx, Errors.BadHeaders)
+    }
     if (underscores && lim.headersWithUnderscores !== 'ALLOW') {
       // A backend that maps `_` to `-` could otherwise be handed a spoofed header (Envoy edge advice).
       if (lim.headersWithUnderscores === 'REJECT') return sendError(reply, ctx, Errors.BadHeaders)

@@ -6,7 +6,7 @@ import type { ListenerSpec } from '../src/compile/snapshot.js'
 import { Errors, type ErrorSpec } from '../src/errors.js'
 import { buildFacts } from '../src/routing/facts.js'
 import { applyHeaderOps, type HeaderMap } from '../src/routing/headers.js'
-import { canonicalTarget } from '../src/routing/path.js'
+import { type PathPolicy, canonicalTarget } from '../src/routing/path.js'
 import { rewritePath } from '../src/routing/rewrite.js'
 import { pickDestination, selectRoute } from '../src/routing/select.js'
 import { resolveFallback } from '../src/resilience/fallback.js'
@@ -23,6 +23,8 @@ export interface UpgradeOptions {
   accessLog: AccessLogWriter
   metrics?: Metrics
   random: () => number
+  /** The listener's path policy: upgrades are matched on the same canonical path as requests. */
+  pathPolicy?: PathPolicy
 }
 
 /**
@@ -63,7 +65,7 @@ export function attachUpgrade (server: Server, opts: UpgradeOptions): void {
     }
     socket.on('error', () => socket.destroy())
     const l = opts.listener()
-    const target = canonicalTarget(req.url ?? '/')
+    const target = canonicalTarget(req.url ?? '/', opts.pathPolicy)
     if (l === undefined) { fail(Errors.NoRoute); return }
     if (target === undefined) { fail(Errors.BadRequest); return }
     const facts = buildFacts(ctx.method, 'http', headers.host ?? '', target, headers, opts.isMesh ? undefined : opts.configPort)

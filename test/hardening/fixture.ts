@@ -52,6 +52,9 @@ spec:
   http:
   - name: pub
     match: [{ uri: { prefix: /public/ } }]
+    headers:
+      request:
+        set: { x-fixture: pub }
     route:
     - destination: { host: pub }
   - name: adm
