@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import pino from 'pino'
@@ -8,6 +9,7 @@ import { compile } from '../src/compile/compile.js'
 import { readConfigInputs } from '../plugins/config-files.js'
 import { ConfigError, startGateway } from '../plugins/gateway.js'
 import { startAdmin } from '../routes/admin.js'
+import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
@@ -28,6 +30,8 @@ Run options (each also read from the environment variable shown):
       --admin-token TOKEN  bearer token for the admin API (MESHGATE_ADMIN_TOKEN); required off loopback;
                            when absent on loopback a random one is generated and logged
       --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
+      --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
+                           default 1); config changes reach every worker; the admin API runs in worker 1
   -h, --help               this text
 
 validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 and every problem
@@ -56,6 +60,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'admin-host': { type: 'string' },
         'admin-token': { type: 'string' },
         'drain-timeout': { type: 'string' },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h' }
       }
     })
@@ -70,7 +75,30 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     process.stderr.write(`meshgate: no configuration given: pass --config PATH (or set MESHGATE_CONFIG)\n\n${USAGE}\n`)
     return 2
   }
-  const log = pino({ level: v['log-level'] ?? env.MESHGATE_LOG_LEVEL ?? 'info', base: { name: 'meshgate' } }, pino.destination(2))
+  let workers: number
+  try {
+    workers = parseWorkers(v.workers ?? env.MESHGATE_WORKERS)
+  } catch (err) {
+    process.stderr.write(`meshgate: ${(err as Error).message}\n`)
+    return 2
+  }
+  // Several workers: this process becomes the primary; each worker re-runs this CLI (cluster.fork).
+  const worker = workers > 1 ? workerIndex() : undefined
+  const base = workers > 1 ? { name: 'meshgate', worker: worker ?? 'primary', pid: process.pid } : { name: 'meshgate' }
+  const log = pino({ level: v['log-level'] ?? env.MESHGATE_LOG_LEVEL ?? 'info', base }, pino.destination(2))
+  const watchFiles = v.watch ?? env.MESHGATE_WATCH === '1'
+  const drainMs = Number(v['drain-timeout'] ?? env.MESHGATE_DRAIN_TIMEOUT ?? 10) * 1000
+  if (workers > 1 && cluster.isPrimary) {
+    return await runPrimary({
+      count: workers,
+      paths: config,
+      strict: v.strict ?? env.MESHGATE_STRICT === '1',
+      meshNamespace: v['mesh-namespace'] ?? env.MESHGATE_MESH_NAMESPACE ?? 'default',
+      watch: watchFiles,
+      log,
+      drainMs
+    })
+  }
   const meshPortRaw = v['mesh-port'] ?? env.MESHGATE_MESH_PORT ?? '15001'
   let portMap: Record<number, number>
   try {
@@ -88,7 +116,8 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       portMap,
       meshNamespace: v['mesh-namespace'] ?? env.MESHGATE_MESH_NAMESPACE ?? 'default',
       accessLog: v['access-log'] ?? env.MESHGATE_ACCESS_LOG ?? 'stdout',
-      watch: v.watch ?? env.MESHGATE_WATCH === '1',
+      // With workers the primary watches the files and sends the change to every worker.
+      watch: worker === undefined && watchFiles,
       onProblems: problems => { for (const p of problems) log.warn(formatProblem(p)) },
       onReload: e => {
         if (e.ok) log.info({ generation: e.generation.generation, source: e.generation.source }, 'configuration reloaded')
@@ -96,11 +125,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       }
     })
     for (const l of gw.listeners) log.info({ listener: l.name, url: l.url }, `${l.kind} listener ready`)
-    const adminPort = v['admin-port'] ?? env.MESHGATE_ADMIN_PORT ?? '15000'
+    // One admin API per worker set: worker 1's, whose config changes go through the primary.
+    const adminPort = worker !== undefined && worker !== 1 ? 'off' : v['admin-port'] ?? env.MESHGATE_ADMIN_PORT ?? '15000'
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined
     if (adminPort !== 'off') {
       try {
-        admin = await startAdmin({ gateway: gw, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, logger: log })
+        const gateway = worker === undefined ? gw : Object.create(gw, { config: { value: coordinatedConfig(gw.config) } }) as typeof gw
+        admin = await startAdmin({ gateway, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, logger: log })
       } catch (err) {
         await gw.close(0)
         throw err
@@ -108,16 +139,21 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       log.info({ url: admin.url }, 'admin API ready')
       if (admin.generatedToken) log.warn(`no admin token given; generated one for this run: ${admin.token}`)
     }
-    const drainMs = Number(v['drain-timeout'] ?? env.MESHGATE_DRAIN_TIMEOUT ?? 10) * 1000
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) { log.warn({ signal }, 'second signal: exiting now'); process.exit(1) }
       stopping = true
       log.info({ signal, inFlight: gw.inFlight, drainMs }, 'shutting down: not ready, finishing requests in flight')
-      gw.close(drainMs).then(async () => { await admin?.close(); process.exit(0) }, () => process.exit(1))
+      gw.close(drainMs).then(async () => {
+        await admin?.close()
+        if (worker !== undefined) log.info({ requests: await reportStopped(gw) }, 'worker stopped')
+        process.exit(0)
+      }, () => process.exit(1))
     }
     process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
+    // A worker leaves Ctrl-C (sent to the whole process group) to the primary, which sends SIGTERM.
+    process.on('SIGINT', () => { if (worker === undefined) stop('SIGINT') })
+    if (worker !== undefined) serveAsWorker(gw)
     return await new Promise<number>(() => {})
   } catch (err) {
     if (err instanceof ConfigError) {
