@@ -380,6 +380,9 @@ export function countBody (src: Readable, ctx: AccessLogContext, dir: 'received'
       if (dir === 'received') ctx.bytesReceived += chunk.length
       else ctx.bytesSent += chunk.length
       if (limit > 0 && n > limit) {
+        // The client's request stays open so it can still be answered 413 (then closed).
+        overflowed = true
+        src.unpipe(t)
         onOverflow?.()
         cb(Object.assign(new Error('request body over the limit'), { code: 'MG_BODY_TOO_LARGE' }))
         return
@@ -387,8 +390,9 @@ export function countBody (src: Readable, ctx: AccessLogContext, dir: 'received'
       cb(null, chunk)
     }
   })
+  let overflowed = false
   src.on('error', err => t.destroy(err))
-  t.on('close', () => { if (!src.destroyed) src.destroy() })
+  t.on('close', () => { if (!src.destroyed && !overflowed) src.destroy() })
   return src.pipe(t)
 }
 
