@@ -115,6 +115,21 @@ export function labelsInclude (labels: Readonly<Record<string, string>>, selecto
   return true
 }
 
+/**
+ * The DestinationRule that applies to a service: the one for its exact host, else the one whose
+ * wildcard host (`*.example.com`, `*.local`, `*`) is the most specific that covers it, as Istio
+ * picks it (Istio's mesh-wide examples use `host: "*.local"`).
+ */
+export function ruleFor (rules: ReadonlyMap<string, DestinationRule>, fqdn: string): DestinationRule | undefined {
+  const exact = rules.get(fqdn)
+  if (exact !== undefined) return exact
+  let best: string | undefined
+  for (const h of rules.keys()) {
+    if (h.startsWith('*') && hostMatches(h, fqdn) && (best === undefined || h.length > best.length)) best = h
+  }
+  return best === undefined ? undefined : rules.get(best)
+}
+
 /** Does any registered host (exact or wildcard) cover `fqdn`? */
 export function isRegistered (reg: Registry, fqdn: string): boolean {
   return reg.services.has(fqdn) || reg.wildcards.some(w => hostMatches(w, fqdn))
@@ -167,7 +182,7 @@ export function buildClusters (reg: Registry, problems: Problem[] = []): Map<str
       raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw as Record<string, unknown> : 'must be an object'))
   }
   for (const svc of reg.services.values()) {
-    const dr = reg.rules.get(svc.fqdn)
+    const dr = ruleFor(reg.rules, svc.fqdn)
     const drName = dr === undefined ? undefined : `${dr.metadata.namespace}/${dr.metadata.name}`
     const annotation = dr === undefined ? undefined : breakerAnnotations.get(dr)
     const breakerFor = (p: ReturnType<typeof effectivePolicy>): BreakerConfig => breakerConfig(annotation, p.outlierDetection)

@@ -49,7 +49,14 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
   const c = new Collector([], strict)
   const gateways = new Set(set.gateways.map(g => `${g.metadata.namespace}/${g.metadata.name}`))
   const services = set.serviceEntries.flatMap(se => se.spec.hosts.map(h => toFqdn(h, se.metadata.namespace)))
-  const subsets = new Set(set.destinationRules.flatMap(dr => (dr.spec.subsets ?? []).map(s => `${toFqdn(dr.spec.host, dr.metadata.namespace)}+${s.name}`)))
+  const subsetKeys = new Set(set.destinationRules.flatMap(dr => (dr.spec.subsets ?? []).map(s => `${toFqdn(dr.spec.host, dr.metadata.namespace)}+${s.name}`)))
+  const ruleHosts = [...new Set(set.destinationRules.map(dr => toFqdn(dr.spec.host, dr.metadata.namespace)))]
+  // The DestinationRule of a service is the one for its exact host, else the one whose wildcard
+  // host covers it most specifically (`*.local` in Istio's mesh-wide examples), as in compile.
+  const subsets = (fqdn: string, subset: string): boolean => {
+    const host = ruleHosts.includes(fqdn) ? fqdn : ruleHosts.filter(h => h.startsWith('*') && hostMatches(h, fqdn)).sort((a, b) => b.length - a.length)[0]
+    return host !== undefined && subsetKeys.has(`${host}+${subset}`)
+  }
   const registered = (fqdn: string): boolean => services.some(s => s === fqdn || (s.startsWith('*') && hostMatches(s, fqdn)))
 
   const delegates = new Set(set.virtualServices.flatMap(vs => (vs.spec.http ?? []).filter(h => h.delegate !== undefined).map(h => `${h.delegate!.namespace ?? vs.metadata.namespace}/${h.delegate!.name ?? ''}`)))
@@ -166,7 +173,7 @@ function hostField (c: Collector, r: Resource, path: Path, host: string, opts: {
   if (p !== undefined) c.error(r, path, p)
 }
 
-function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: Set<string>, isDelegate: boolean): void {
+function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: (fqdn: string, subset: string) => boolean, isDelegate: boolean): void {
   const ns = vs.metadata.namespace
   const hosts = vs.spec.hosts ?? []
   if (isDelegate && hosts.length > 0) c.error(vs, ['spec', 'hosts'], 'a delegate VirtualService must have no hosts (Istio delegation)')
@@ -271,13 +278,13 @@ function validateWeights (c: Collector, vs: VirtualService, route: HTTPRoute, ba
   if (ds.length > 1 && total === 0) c.error(vs, [...base, 'route'], 'total destination weight = 0: with several destinations, give at least one a positive weight')
 }
 
-function reference (c: Collector, vs: VirtualService, path: Path, d: Destination, registered: (h: string) => boolean, subsets: Set<string>): void {
+function reference (c: Collector, vs: VirtualService, path: Path, d: Destination, registered: (h: string) => boolean, subsets: (fqdn: string, subset: string) => boolean): void {
   const p = hostProblem(d.host.toLowerCase(), { allowWildcard: false, allowIP: true })
   if (p !== undefined) { c.error(vs, [...path, 'host'], p); return }
   const fqdn = toFqdn(d.host, vs.metadata.namespace)
   if (!registered(fqdn)) {
     c.at(vs, [...path, 'host'], 'Warning', Codes.ReferencedResourceNotFound, `Referenced host not found: "${d.host}" (no ServiceEntry registers ${fqdn}; requests answer 503 NC)`)
-  } else if (d.subset !== undefined && !subsets.has(`${fqdn}+${d.subset}`)) {
+  } else if (d.subset !== undefined && !subsets(fqdn, d.subset)) {
     c.at(vs, [...path, 'subset'], 'Warning', Codes.ReferencedResourceNotFound, `Referenced host+subset in destinationrule not found: "${d.host}+${d.subset}" (requests answer 503 NC)`)
   }
 }

@@ -120,6 +120,42 @@ spec:
   t.same(s.clusters.get('outbound|9080|v2|ratings.default.svc.cluster.local')?.endpoints[0].labels, { app: 'ratings', version: 'v2' })
 })
 
+t.test('a wildcard DestinationRule applies to the services it covers; the most specific rule wins (regression)', async t => {
+  const { snapshot: s } = build(`${REVIEWS}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.3, labels: {version: v1}}, {address: 127.0.0.4, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: everything}
+spec:
+  host: "*"
+  subsets: [{name: all-v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cluster-local}
+spec:
+  host: "*.svc.cluster.local"
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  subsets: [{name: v1, labels: {version: v1}}]
+`)
+  t.same([...s.clusters.keys()].filter(k => k.endsWith('|ratings.default.svc.cluster.local')), [
+    'outbound|9080||ratings.default.svc.cluster.local',
+    'outbound|9080|v1|ratings.default.svc.cluster.local'
+  ], '*.svc.cluster.local is more specific than *')
+  t.same(endpointsOf(s, 'outbound|9080|v1|ratings.default.svc.cluster.local'), ['127.0.0.3:9080'])
+  t.match(s.clusters.get('outbound|9080||ratings.default.svc.cluster.local'), { destinationRule: 'default/cluster-local', policy: { loadBalancer: { simple: 'ROUND_ROBIN' } } })
+  t.equal(s.clusters.get('outbound|9080||reviews.default.svc.cluster.local')?.destinationRule, 'default/reviews', 'an exact host rule wins over wildcards')
+  t.equal(s.clusters.has('outbound|9080|all-v2|reviews.default.svc.cluster.local'), false)
+})
+
 t.test('DNS services without endpoints are reached at their own name', async t => {
   const { snapshot: s } = build(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry

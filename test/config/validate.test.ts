@@ -272,6 +272,38 @@ t.test('undefined subsets and hosts are warnings (IST0101); --strict makes them 
 `)), [`Warning [IST0101] (${R} vs.yaml:9:29) spec.http[0].mirror.subset: Referenced host+subset in destinationrule not found: "reviews+shadow" (requests answer 503 NC)`])
 })
 
+t.test('a wildcard DestinationRule host defines subsets for the services it covers; an exact one wins (regression)', async t => {
+  const text = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-wide}
+spec:
+  host: "*.svc.cluster.local"
+  subsets: [{name: v3, labels: {version: v3}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, labels: {version: v3}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /ratings}}]
+    route: [{destination: {host: ratings, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v3}}]
+`
+  t.same(problemsOf(text), [
+    `Warning [IST0101] (${R} vs.yaml:25:43) spec.http[1].route[0].destination.subset: Referenced host+subset in destinationrule not found: "reviews+v3" (requests answer 503 NC)`
+  ], 'ratings+v3 comes from the wildcard rule; reviews has its own rule, without v3')
+})
+
 t.test('a VirtualService in another namespace resolves short hosts there', async t => {
   const text = `apiVersion: networking.istio.io/v1
 kind: VirtualService
