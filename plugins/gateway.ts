@@ -14,6 +14,7 @@ import { Metrics } from './metrics.js'
 import { ClusterPools } from './pools.js'
 import { type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction, createListener } from './proxy.js'
 import type { EscapedSlashesAction, PathNormalization } from '../src/routing/path.js'
+import { credentialStore, sameTlsModes } from './tls.js'
 
 export { ConfigError }
 
@@ -38,6 +39,11 @@ export interface GatewayOptions {
   onProblems?: (problems: Problem[]) => void
   /** Called when a reload (file watch) is rejected or applied. */
   onReload?: (event: { ok: true; generation: Generation } | { ok: false; problems: Problem[]; source: string }) => void
+  /**
+   * Directory of `credentialName` secrets (`DIR/NAME/tls.crt`, `tls.key`, `ca.crt`…). Default:
+   * `credentials` in the first config directory (beside the first config file), else `./credentials`.
+   */
+  credentialsDir?: string
   /** Fastify server options for the proxy listeners, merged last (tests, special cases). */
   serverOptions?: Record<string, unknown>
   // Hardening (README "Security"; hardening.md §2). Unset fields take proxy.ts DEFAULT_LIMITS.
@@ -154,7 +160,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     strict: opts.strict,
     meshNamespace: opts.meshNamespace,
     now: opts.now,
-    check: samePorts,
+    check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current)],
+    credentials: credentialStore(opts.config, opts.credentialsDir),
     install: snap => { holder.store?.swap(snap) }
   })
   const first = await manager.reload(Array.isArray(opts.config) ? 'files' : 'inputs')

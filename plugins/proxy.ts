@@ -148,7 +148,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const app = Fastify({
     // HTTPS listeners speak HTTP/2 (ALPN h2) and HTTP/1.1; requests go upstream as HTTP/1.1.
     ...(secure
-      ? { http2: true, https: { ...httpsServerOptions(initial!.tls!), allowHTTP1: true, settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 } }
+      ? { http2: true, https: { ...httpsServerOptions(initial!.tls!, () => opts.store.current.gateways.find(l => l.port === opts.configPort)?.tls), allowHTTP1: true, settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 } }
       : h2c
         ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => polyglotServer(handler, httpOptions, { settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 }, lim.headersTimeoutMs, h2Sessions) }
         : { http: httpOptions }),

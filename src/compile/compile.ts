@@ -1,4 +1,4 @@
-import type { Destination, HTTPMatchRequest, HTTPRoute, ResourceSet, StringMatch, VirtualService } from '../config/model.js'
+import type { ClientTLSSettings, Destination, HTTPMatchRequest, HTTPRoute, ResourceSet, StringMatch, VirtualService } from '../config/model.js'
 import { resourceId } from '../config/model.js'
 import { type Problem, Codes, formatPath } from '../config/problem.js'
 import { intersectHosts, meshAliases, toFqdn } from '../config/hosts.js'
@@ -9,6 +9,7 @@ import { parseDurationMs } from '../config/duration.js'
 import { retryPolicy } from '../resilience/retry.js'
 import { compileCors, compileDirectResponse, compileFault, compileRedirect, mirrorTargets } from '../routing/actions.js'
 import { buildClusters, buildRegistry, type Registry } from './services.js'
+import { type CredentialStore, type ResolvedCredential, resolveCredential } from '../config/credentials.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
   type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName, indexVirtualHosts
@@ -20,6 +21,12 @@ export interface CompileOptions {
   /** Namespace the mesh listener's callers live in: short Host names resolve against it. */
   meshNamespace?: string
   now?: () => number
+  /**
+   * Where `credentialName` secrets are looked up (see src/config/credentials.ts). Without it,
+   * credentials resolve to `credentials/NAME/tls.crt`, `tls.key` and `ca.crt` unchecked, and a
+   * missing file only shows when the listener starts.
+   */
+  credentials?: CredentialStore
 }
 
 export interface CompileResult {
@@ -48,6 +55,8 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   }
   const reg = buildRegistry(visible, problems)
   const clusters = buildClusters(reg, problems)
+  const store = opts.credentials ?? UNCHECKED_CREDENTIALS
+  resolveClusterCredentials(visible, clusters, store, problems)
   const routesOf = new RouteCompiler(reg, set, problems)
 
   // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
@@ -90,12 +99,29 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
             `servers on port ${s.port.number} use different TLS modes (${g.tls[0].mode}, ${mode}); meshgate needs one mode per port`))
           return
         }
+        // credentialName (or the first of credentialNames): the secret's files in the credentials directory.
+        const credName = s.tls.credentialName ?? s.tls.credentialNames?.[0]
+        let cred: ResolvedCredential | undefined
+        if (credName !== undefined) {
+          const field = s.tls.credentialName !== undefined ? 'credentialName' : 'credentialNames'
+          const r = resolveCredential(store, credName, { pair: true, ca: mode !== 'SIMPLE' })
+          if (typeof r === 'string') {
+            problems.push(problemAt(gw, ['spec', 'servers', i, 'tls', field], 'Error', Codes.ReferencedResourceNotFound, r))
+            return
+          }
+          cred = r
+          if ((s.tls.credentialNames?.length ?? 0) > 1) {
+            problems.push(problemAt(gw, ['spec', 'servers', i, 'tls', 'credentialNames'], 'Warning', Codes.NotSupported,
+              `only the first of credentialNames ("${credName}") is used; meshgate serves one certificate per server`))
+          }
+        }
+        const caFile = cred !== undefined ? (mode === 'SIMPLE' ? undefined : cred.ca) : s.tls.caCertificates
         g.tls.push({
           hosts: hostsOnly,
           mode: mode as TlsServer['mode'],
-          serverCertificate: s.tls.serverCertificate ?? '',
-          privateKey: s.tls.privateKey ?? '',
-          ...(s.tls.caCertificates !== undefined ? { caCertificates: s.tls.caCertificates } : {}),
+          serverCertificate: cred?.cert ?? s.tls.serverCertificate ?? '',
+          privateKey: cred?.key ?? s.tls.privateKey ?? '',
+          ...(caFile !== undefined ? { caCertificates: caFile } : {}),
           ...(s.tls.minProtocolVersion !== undefined ? { minProtocolVersion: s.tls.minProtocolVersion } : {}),
           ...(s.tls.maxProtocolVersion !== undefined ? { maxProtocolVersion: s.tls.maxProtocolVersion } : {}),
           ...(s.tls.cipherSuites !== undefined ? { cipherSuites: s.tls.cipherSuites } : {})
@@ -191,6 +217,57 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   return { snapshot, problems }
 }
 
+/** Without a credentials store: the TLS-secret layout under ./credentials, existence unchecked. */
+const UNCHECKED_CREDENTIALS: CredentialStore = { dir: 'credentials', exists: () => true }
+
+/**
+ * DestinationRule `tls.credentialName` (SIMPLE or MUTUAL): the secret's files become the
+ * cluster's `clientCertificate`, `privateKey` and `caCertificates`. Every place a TLS setting may
+ * sit (top level, subsets, portLevelSettings) is resolved once and reported at its own path.
+ */
+function resolveClusterCredentials (set: ResourceSet, clusters: ReturnType<typeof buildClusters>, store: CredentialStore, problems: Problem[]): void {
+  const resolved = new Map<string, ResolvedCredential>()
+  for (const dr of set.destinationRules) {
+    const policies: Array<{ path: Array<string | number>; policy: { tls?: ClientTLSSettings; portLevelSettings?: Array<{ tls?: ClientTLSSettings }> } | undefined }> = [
+      { path: ['spec', 'trafficPolicy'], policy: dr.spec.trafficPolicy },
+      ...(dr.spec.subsets ?? []).map((s, j) => ({ path: ['spec', 'subsets', j, 'trafficPolicy'], policy: s.trafficPolicy }))
+    ]
+    for (const { path, policy } of policies) {
+      const spots: Array<{ path: Array<string | number>; tls: ClientTLSSettings | undefined }> = [
+        { path: [...path, 'tls'], tls: policy?.tls },
+        ...(policy?.portLevelSettings ?? []).map((p, k) => ({ path: [...path, 'portLevelSettings', k, 'tls'], tls: p.tls }))
+      ]
+      for (const { path: at, tls } of spots) {
+        if (tls?.credentialName === undefined || (tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL')) continue
+        const key = `${tls.mode}|${tls.credentialName}`
+        if (resolved.has(key)) continue
+        // SIMPLE uses the secret's CA to verify the server; MUTUAL needs the client pair (CA optional).
+        const r = resolveCredential(store, tls.credentialName, { pair: tls.mode === 'MUTUAL', ca: tls.mode === 'SIMPLE' })
+        if (typeof r === 'string') { problems.push(problemAt(dr, [...at, 'credentialName'], 'Error', Codes.ReferencedResourceNotFound, r)); continue }
+        resolved.set(key, r)
+      }
+    }
+  }
+  for (const [name, c] of clusters) {
+    const tls = c.policy.tls
+    if (tls?.credentialName === undefined) continue
+    const r = resolved.get(`${tls.mode ?? ''}|${tls.credentialName}`)
+    if (r === undefined) continue
+    clusters.set(name, {
+      ...c,
+      policy: {
+        ...c.policy,
+        tls: {
+          ...tls,
+          ...(r.cert !== undefined ? { clientCertificate: r.cert } : {}),
+          ...(r.key !== undefined ? { privateKey: r.key } : {}),
+          ...(r.ca !== undefined ? { caCertificates: r.ca } : {})
+        }
+      }
+    })
+  }
+}
+
 /** `ns/host` of a Gateway server host; no namespace part means any namespace, `.` the Gateway's own. */
 function splitServerHost (raw: string, gwNamespace: string): { ns: string; host: string } {
   const slash = raw.indexOf('/')
@@ -231,7 +308,7 @@ export function lookupHost (index: HostIndex, host: string): VirtualHost | undef
 }
 
 function problemAt (
-  r: VirtualService | ResourceSet['gateways'][number] | ResourceSet['serviceEntries'][number],
+  r: VirtualService | ResourceSet['gateways'][number] | ResourceSet['serviceEntries'][number] | ResourceSet['destinationRules'][number],
   path: Array<string | number>,
   severity: Problem['severity'],
   code: string,
