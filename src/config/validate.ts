@@ -220,7 +220,8 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
           stringMatch(c, vs, [...mp, f, name], sm, true)
         }
       }
-      for (const [name, sm] of Object.entries(m.queryParams ?? {})) stringMatch(c, vs, [...mp, 'queryParams', name], sm, false)
+      // `{}` on a query parameter is a presence match, as on a header (Istio translateQueryParamMatch).
+      for (const [name, sm] of Object.entries(m.queryParams ?? {})) stringMatch(c, vs, [...mp, 'queryParams', name], sm, true)
       checkGateways(m.gateways, [...mp, 'gateways'])
       if (m.sourceLabels !== undefined) c.at(vs, [...mp, 'sourceLabels'], 'Warning', Codes.NoEffect, 'sourceLabels selects calling workloads by their pod labels, which meshgate cannot see; the condition is ignored')
       if (m.sourceNamespace !== undefined) c.at(vs, [...mp, 'sourceNamespace'], 'Warning', Codes.NoEffect, 'sourceNamespace selects calling workloads by namespace, which meshgate cannot see; the condition is ignored')

@@ -153,6 +153,12 @@ ${route}`, [`Error [IST0106] (${R} vs.yaml:8:7) spec.http[0].match[0].uri: a Str
     - headers: {end-user: {}}
       withoutHeaders: {x-debug: {}}
 ${route}`, []],
+    ['query parameter presence {} is valid, as in Istio (regression)', `  - match:
+    - queryParams: {debug: {}}
+${route}`, []],
+    ['two kinds in one query parameter match', `  - match:
+    - queryParams: {debug: {exact: a, regex: b}}
+${route}`, [`Error [IST0106] (${R} vs.yaml:8:21) spec.http[0].match[0].queryParams.debug: a StringMatch has exactly one of exact, prefix, regex; found exact, regex`]],
     ['uppercase header name', `  - match:
     - headers: {End-User: {exact: jason}}
 ${route}`, [`Error [IST0106] (${R} vs.yaml:8:17) spec.http[0].match[0].headers.End-User: header name "End-User" must be lowercase`]],

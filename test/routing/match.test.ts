@@ -108,6 +108,10 @@ const rows: Array<[string, string, Req, boolean]> = [
   ['query: + is a space', "{queryParams: {q: {exact: 'a b'}}}", { path: '/p?q=a+b' }, true],
   ['query: the first occurrence counts', "{queryParams: {id: {exact: '1'}}}", { path: '/p?id=1&id=2' }, true],
   ['query: a later occurrence does not', "{queryParams: {id: {exact: '2'}}}", { path: '/p?id=1&id=2' }, false],
+  ['query presence {}: ?key', '{queryParams: {debug: {}}}', { path: '/p?debug' }, true],
+  ['query presence {}: ?key=value', '{queryParams: {debug: {}}}', { path: '/p?a=1&debug=1' }, true],
+  ['query presence {}: absent', '{queryParams: {debug: {}}}', { path: '/p?a=1' }, false],
+  ['query regex "*" is presence', "{queryParams: {debug: {regex: '*'}}}", { path: '/p?debug=x' }, true],
   ['query names are case-sensitive', "{queryParams: {ID: {exact: '1'}}}", { path: '/p?id=1' }, false],
   // ---- port
   ['port equal', '{port: 8080}', { path: '/', port: 8080 }, true],
