@@ -66,7 +66,9 @@ export function parseDocuments (text: string, file: string): { resources: Resour
   const lc = new LineCounter()
   let docs: Document.Parsed[]
   try {
-    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }) as Document.Parsed[]
+    // logLevel 'error': yaml's warnings (e.g. a collection used as a map key) would otherwise
+    // go to process.emitWarning, letting anyone who can send config write to stderr.
+    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false, logLevel: 'error' }) as Document.Parsed[]
     if (!Array.isArray(docs)) docs = [docs]
   } catch (err) {
     push(1, 1, `YAML could not be parsed: ${(err as Error).message}`, Codes.YamlSyntax)
