@@ -260,11 +260,7 @@ export function serveAsWorker (gw: RunningGateway): void {
 
 /** Tell the primary how many requests this worker served (logged when all have stopped). */
 export async function reportStopped (gw: RunningGateway): Promise<number> {
-  let requests = 0
-  try {
-    const m = await gw.metrics.registry.getSingleMetric('istio_requests_total')?.get()
-    for (const v of m?.values ?? []) requests += v.value
-  } catch { /* metrics unavailable: report 0 */ }
+  const requests = gw.metrics.requestsTotal
   if (process.send !== undefined && process.connected) {
     await new Promise<void>(resolve => { process.send!({ t: 'mg:stopped', pid: process.pid, requests } satisfies Msg, () => resolve()) })
   }
