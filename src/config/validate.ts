@@ -205,6 +205,14 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
     if (actions.length === 0) c.error(vs, base, 'an HTTP route needs one of route, redirect, directResponse or delegate')
     if (actions.length > 1) c.error(vs, base, `an HTTP route has exactly one of route, redirect, directResponse, delegate; found ${actions.join(', ')}`)
     if (route.rewrite !== undefined && route.redirect !== undefined) c.error(vs, [...base, 'rewrite'], 'rewrite cannot be combined with redirect')
+    // The other combinations Istio's validateHTTPRouteConflict rejects.
+    if (route.rewrite !== undefined && route.directResponse !== undefined) c.error(vs, [...base, 'rewrite'], 'rewrite cannot be combined with directResponse')
+    if (route.fault !== undefined && (route.redirect !== undefined || route.directResponse !== undefined)) c.error(vs, [...base, 'fault'], `fault cannot be combined with ${route.redirect !== undefined ? 'redirect' : 'directResponse'}`)
+    if (route.mirror !== undefined && route.mirrors !== undefined) c.error(vs, [...base, 'mirrors'], 'mirror and mirrors cannot both be set')
+    if (route.fault !== undefined && route.fault.abort === undefined && route.fault.delay === undefined) c.error(vs, [...base, 'fault'], 'a fault needs an abort, a delay or both')
+    const rd = route.redirect
+    if (rd !== undefined && rd.uri === undefined && rd.authority === undefined && rd.scheme === undefined && rd.port === undefined && rd.derivePort === undefined) c.error(vs, [...base, 'redirect'], 'a redirect needs uri, authority, scheme or port')
+    if (rd?.scheme !== undefined && rd.scheme !== 'http' && rd.scheme !== 'https') c.error(vs, [...base, 'redirect', 'scheme'], `redirect scheme "${rd.scheme}" must be http or https`)
     if (route.redirect?.redirectCode !== undefined && !REDIRECT_CODES.has(route.redirect.redirectCode)) {
       c.error(vs, [...base, 'redirect', 'redirectCode'], `redirectCode ${route.redirect.redirectCode} is invalid: use 301, 302, 303, 307 or 308`)
     }
@@ -299,6 +307,8 @@ function stringMatch (c: Collector, vs: VirtualService, path: Path, m: StringMat
 }
 
 function regex (c: Collector, r: Resource, path: Path, src: string): void {
+  // Istio: "regex string match should not be empty" (an empty RE2 would match only '').
+  if (src === '') { c.error(r, path, 'regex must not be empty'); return }
   if (src.length > MAX_REGEX_LENGTH) { c.error(r, path, `regex is ${src.length} characters long; the limit is ${MAX_REGEX_LENGTH}`); return }
   try {
     void new RE2(src)

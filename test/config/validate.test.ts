@@ -177,6 +177,28 @@ ${route}`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0]: an HTTP route has 
 `, [`Error [IST0106] (${R} vs.yaml:7:25) spec.http[0].redirect.redirectCode: redirectCode 305 is invalid: use 301, 302, 303, 307 or 308`]],
     ['redirectCode 308 is valid', `  - redirect: {uri: /b, redirectCode: 308}
 `, []],
+    ['an empty redirect (regression)', `  - redirect: {redirectCode: 302}
+`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0].redirect: a redirect needs uri, authority, scheme or port`]],
+    ['redirect scheme other than http/https (regression)', `  - redirect: {scheme: ftp}
+`, [`Error [IST0106] (${R} vs.yaml:7:16) spec.http[0].redirect.scheme: redirect scheme "ftp" must be http or https`]],
+    ['fault with a redirect (regression)', `  - redirect: {uri: /b}
+    fault: {abort: {httpStatus: 500}}
+`, [`Error [IST0106] (${R} vs.yaml:8:5) spec.http[0].fault: fault cannot be combined with redirect`]],
+    ['fault and rewrite with a direct response (regression)', `  - directResponse: {status: 200}
+    fault: {delay: {fixedDelay: 1s}}
+    rewrite: {uri: /x}
+`, [
+      `Error [IST0106] (${R} vs.yaml:8:5) spec.http[0].fault: fault cannot be combined with directResponse`,
+      `Error [IST0106] (${R} vs.yaml:9:5) spec.http[0].rewrite: rewrite cannot be combined with directResponse`
+    ]],
+    ['a fault with neither abort nor delay (regression)', `  - fault: {}
+${route}`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0].fault: a fault needs an abort, a delay or both`]],
+    ['mirror and mirrors together (regression)', `  - mirror: {host: reviews}
+    mirrors: [{destination: {host: reviews}}]
+${route}`, [`Error [IST0106] (${R} vs.yaml:8:5) spec.http[0].mirrors: mirror and mirrors cannot both be set`]],
+    ['an empty regex (regression)', `  - match:
+    - headers: {x-a: {regex: ''}}
+${route}`, [`Error [IST0106] (${R} vs.yaml:8:23) spec.http[0].match[0].headers.x-a.regex: regex must not be empty`]],
     ['bad timeout duration', `  - timeout: 5 seconds
 ${route}`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0].timeout: "5 seconds" is not a duration (e.g. 500ms, 7s, 1.5s, 3m, 1h)`]],
     ['abort status out of range', `  - fault: {abort: {httpStatus: 700, percentage: {value: 100}}}
