@@ -137,7 +137,83 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
   for (const we of set.workloadEntries) {
     if (we.spec.address === undefined || we.spec.address === '') c.error(we, ['spec'], 'address is required')
   }
+  noEffectFields(c, set)
   return c.problems
+}
+
+/**
+ * Istio fields meshgate accepts but does not act on, each with what meshgate does instead. Every
+ * use is a warning, so nothing in a configuration is ignored silently. `*` is any list element.
+ */
+const NO_EFFECT: Record<string, Array<[string, string]>> = {
+  DestinationRule: [
+    ...['spec.trafficPolicy', 'spec.trafficPolicy.portLevelSettings.*', 'spec.subsets.*.trafficPolicy', 'spec.subsets.*.trafficPolicy.portLevelSettings.*'].flatMap((at): Array<[string, string]> => [
+      [`${at}.loadBalancer.localityLbSetting`, 'endpoints carry no locality priority in meshgate; locality distribution and failover are ignored (ASM fallback moves traffic between subsets instead)'],
+      [`${at}.loadBalancer.warmup`, 'slow-start warm-up is not implemented: a new endpoint gets its full share at once'],
+      [`${at}.loadBalancer.warmupDurationSecs`, 'slow-start warm-up is not implemented: a new endpoint gets its full share at once'],
+      [`${at}.connectionPool.tcp.tcpKeepalive`, 'upstream TCP keep-alive probes are not configured; ignored'],
+      [`${at}.connectionPool.tcp.maxConnectionDuration`, 'upstream connections are not closed by age; ignored (maxRequestsPerConnection and idleTimeout apply)'],
+      [`${at}.connectionPool.http.h2UpgradePolicy`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
+      [`${at}.connectionPool.http.useClientProtocol`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
+      [`${at}.connectionPool.http.maxConcurrentStreams`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
+      [`${at}.tls.subjectAltNames`, 'the upstream certificate is verified against the sni (or host) name, not these SANs'],
+      [`${at}.tls.caCrl`, 'certificate revocation lists are not checked; ignored']
+    ]),
+    ...['spec.trafficPolicy', 'spec.subsets.*.trafficPolicy'].flatMap((at): Array<[string, string]> => [
+      [`${at}.tunnel`, 'tunnelling (CONNECT / POST) to an upstream proxy is not implemented; requests go to the endpoints directly'],
+      [`${at}.proxyProtocol`, 'the PROXY protocol header is not sent to upstreams; ignored'],
+      [`${at}.retryBudget`, 'retries are limited by attempts and connectionPool.http.maxRetries only; ignored']
+    ])
+  ],
+  VirtualService: [
+    ['spec.http.*.retries.retryRemoteLocalities', 'endpoints carry no locality in meshgate; ignored'],
+    ['spec.http.*.match.*.statPrefix', 'per-route Envoy stats do not exist in meshgate (metrics carry the route name); ignored'],
+    ['spec.http.*.fault.abort.http2Error', 'HTTP/2 error aborts are not implemented; without httpStatus or grpcStatus no abort is injected'],
+    ['spec.http.*.fault.delay.exponentialDelay', 'applied as a fixed delay of that duration']
+  ],
+  Gateway: [
+    ['spec.servers.*.bind', 'listeners bind to the --host address; ignored'],
+    ['spec.servers.*.defaultEndpoint', 'applies to sidecar ingress only; ignored'],
+    ['spec.servers.*.port.targetPort', 'the bind port comes from --port-map; ignored'],
+    ['spec.servers.*.tls.subjectAltNames', 'client certificates are verified against the CA only; the SAN list is ignored'],
+    ['spec.servers.*.tls.verifyCertificateSpki', 'client certificates are verified against the CA only; pins are ignored'],
+    ['spec.servers.*.tls.verifyCertificateHash', 'client certificates are verified against the CA only; pins are ignored'],
+    ['spec.servers.*.tls.caCrl', 'certificate revocation lists are not checked; ignored']
+  ],
+  ServiceEntry: [
+    ['spec.addresses', 'meshgate routes by Host name, not by virtual IP; ignored'],
+    ['spec.subjectAltNames', 'upstream certificates are verified against the sni (or host) name; ignored'],
+    ['spec.endpoints.*.network', 'single network: every endpoint is reached directly; ignored'],
+    ['spec.endpoints.*.locality', 'endpoints carry no locality priority in meshgate; ignored'],
+    ['spec.endpoints.*.serviceAccount', 'no workload identities without Istio\'s CA; ignored']
+  ],
+  WorkloadEntry: [
+    ['spec.network', 'single network: every endpoint is reached directly; ignored'],
+    ['spec.locality', 'endpoints carry no locality priority in meshgate; ignored'],
+    ['spec.serviceAccount', 'no workload identities without Istio\'s CA; ignored']
+  ]
+}
+
+function noEffectFields (c: Collector, set: ResourceSet): void {
+  const all: Resource[] = [...set.destinationRules, ...set.virtualServices, ...set.gateways, ...set.serviceEntries, ...set.workloadEntries]
+  for (const r of all) {
+    for (const [pattern, message] of NO_EFFECT[r.kind] ?? []) {
+      const field = pattern.slice(pattern.lastIndexOf('.') + 1)
+      visit(r as unknown as Record<string, unknown>, pattern.split('.'), [], path => c.at(r, path, 'Warning', Codes.NoEffect, `${field}: ${message}`))
+    }
+  }
+}
+
+/** Call `found` with the path of every value at `pattern` (`*` = each list element). */
+function visit (node: unknown, pattern: string[], path: Path, found: (path: Path) => void): void {
+  if (node === undefined || node === null) return
+  if (pattern.length === 0) { found(path); return }
+  const [head, ...rest] = pattern
+  if (head === '*') {
+    if (Array.isArray(node)) node.forEach((v, i) => visit(v, rest, [...path, i], found))
+    return
+  }
+  if (typeof node === 'object' && !Array.isArray(node)) visit((node as Record<string, unknown>)[head], rest, [...path, head], found)
 }
 
 /**

@@ -6,6 +6,7 @@ import { join, relative } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import t, { type Test } from 'tap'
 import { credentialCandidates, resolveCredential } from '../../src/config/credentials.js'
+import { loadConfig } from '../../src/config/load.js'
 import type { Problem } from '../../src/config/problem.js'
 import { ConfigError, startGateway } from '../../plugins/gateway.js'
 import { makePki } from '../helpers/certs.js'
@@ -503,6 +504,56 @@ spec:
   const r = await meshGet(gw2.mesh, 'secure:9080', '/')
   t.equal(r.status, 200)
   t.equal(r.upstream, 'tls-upstream', 'TLS to the upstream, verified with the credential\'s CA')
+})
+
+t.test('Istio fields meshgate does not act on are warned about, each at its own path', async t => {
+  const text = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: d }
+spec:
+  host: d
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN, localityLbSetting: { enabled: true } }
+    tunnel: { targetHost: proxy, targetPort: 3128 }
+    portLevelSettings:
+    - port: { number: 80 }
+      connectionPool: { http: { h2UpgradePolicy: UPGRADE } }
+  subsets:
+  - name: v1
+    trafficPolicy: { tls: { mode: SIMPLE, caCrl: /x.pem } }
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: g }
+spec:
+  servers:
+  - port: { number: 80, name: http, protocol: HTTP }
+    bind: 1.2.3.4
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: d }
+spec:
+  hosts: [d]
+  addresses: [10.0.0.1]
+  ports: [{ number: 80, name: http }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, locality: us/east }]
+`
+  const r = loadConfig([{ file: 'x.yaml', text }])
+  const warned = r.problems.filter(p => p.code === 'MG0004').map(p => p.path).sort()
+  t.same(warned, [
+    'spec.addresses',
+    'spec.endpoints[0].locality',
+    'spec.servers[0].bind',
+    'spec.subsets[0].trafficPolicy.tls.caCrl',
+    'spec.trafficPolicy.loadBalancer.localityLbSetting',
+    'spec.trafficPolicy.portLevelSettings[0].connectionPool.http.h2UpgradePolicy',
+    'spec.trafficPolicy.tunnel'
+  ])
+  t.ok(r.ok, 'warnings only: the configuration loads')
+  t.match(r.problems.find(p => p.path === 'spec.trafficPolicy.tunnel')?.message, 'tunnel: tunnelling (CONNECT / POST) to an upstream proxy is not implemented')
 })
 
 t.test('every fixture file is exercised by a test above', async t => {
