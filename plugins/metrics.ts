@@ -47,9 +47,11 @@ export class Metrics {
       name: 'meshgate_config_generation', help: 'Generation number of the running configuration.', registers: [r],
       collect () { this.set(opts.generation()) }
     })
-    new Gauge({
-      name: 'meshgate_config_reload_failures_total', help: 'Configuration changes rejected since start.', registers: [r],
-      collect () { this.set(opts.reloadFailures()) }
+    // A counter (it only grows), read from the config manager at scrape time: every rejected
+    // change — admin PUT, reload or rollback, file watch — counts once.
+    new Counter({
+      name: 'meshgate_config_reload_failures_total', help: 'Configuration changes rejected since start (admin API, reload, file watch).', registers: [r],
+      collect () { this.reset(); this.inc(opts.reloadFailures()) }
     })
     new Gauge({
       name: 'meshgate_endpoint_healthy', help: '1 when the endpoint is healthy for routing in the cluster.', labelNames: ['cluster', 'endpoint'], registers: [r],
