@@ -614,5 +614,8 @@ function polyglotServer (
     }
     socket.on('readable', onReadable)
   })
+  // The shutdown deadline destroys what is left: HTTP/2 sessions too, not only HTTP/1 sockets.
+  const closeAll = h1.closeAllConnections.bind(h1)
+  h1.closeAllConnections = () => { closeAll(); for (const s of sessions) s.destroy() }
   return h1
 }

@@ -107,3 +107,18 @@ t.test('plain HTTP ports stay HTTP/1.1 only', async t => {
   const r = await rawExchange(gw.ingress, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
   t.equal(r.statuses[0], 400, 'the h2 preface on an HTTP port is a bad HTTP/1.1 request')
 })
+
+t.test('h2c: close() ends sessions gracefully, and the deadline destroys a stuck stream', async t => {
+  const up = await startUpstream('stuck', () => { /* never answers */ })
+  const gw = await startInlineGateway(yaml('HTTP2', up.port), { overload: false })
+  const session = h2connect(gw.ingress)
+  session.on('error', () => {})
+  t.teardown(async () => { session.destroy(); await up.close() })
+  const stuck = h2get(session, '/public/stuck').then(r => r.status === 200 ? 'answered' : 'aborted', () => 'aborted')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  const started = Date.now()
+  await gw.close(800)
+  const ms = Date.now() - started
+  t.ok(ms < 5000, `close() returned at the deadline (${ms} ms)`)
+  t.equal(await stuck, 'aborted', 'the stuck stream was ended')
+})
