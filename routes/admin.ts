@@ -289,11 +289,12 @@ export const REDACTED = '[redacted]'
 
 /**
  * Names whose values an admin dump never shows: TLS private keys (paths and inline PEM),
- * anything named like a secret, token, password, API key or credential (labels, annotations,
- * header names in matches and header rewrites), Authorization and Cookie header values, and
- * kubectl's last-applied-configuration annotation (a full copy of the resource).
+ * anything named like a secret, token, password or API key (labels, annotations, header names
+ * in matches and header rewrites), Authorization and Cookie header values, and kubectl's
+ * last-applied-configuration annotation (a full copy of the resource). `credentialName` only
+ * names a secret directory and is shown.
  */
-export const SECRET_NAME = /private[-_]?key|secret|token|passw(or)?d|api[-_]?key|credential|^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|last-applied-configuration/i
+export const SECRET_NAME = /private[-_]?key|secret|token|passw(or)?d|api[-_]?key|^credentials?$|^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|last-applied-configuration/i
 
 /** A deep copy with the value of every key matching SECRET_NAME replaced by REDACTED. */
 export function redact (value: unknown): unknown {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Pool } from 'undici'
 import { startGateway } from '../../plugins/gateway.js'
-import { REDACTED, startAdmin } from '../../routes/admin.js'
+import { REDACTED, redact, startAdmin } from '../../routes/admin.js'
 import { makePki } from '../helpers/certs.js'
 import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
 
@@ -251,7 +251,7 @@ metadata: { name: app }
 spec:
   host: app
   trafficPolicy:
-    tls: { mode: DISABLE, privateKey: /keys/PLAINTEXT-8, clientCertificate: /certs/client.pem }
+    tls: { mode: DISABLE, privateKey: /keys/PLAINTEXT-8, clientCertificate: /certs/client.pem, caCertificates: /certs/ca.pem }
 ---
 ${serviceEntry('app', { v1: up.port })}` }] },
     host: '127.0.0.1',
@@ -275,7 +275,9 @@ ${serviceEntry('app', { v1: up.port })}` }] },
   t.same(vsRes.spec.http[0].match[0].headers, { authorization: REDACTED, 'x-api-key': REDACTED })
   t.same(vsRes.spec.http[0].headers.request.set, { 'x-upstream-token': REDACTED, 'x-plain': 'visible' })
   const drRes = d.resources.find((r: { kind: string }) => r.kind === 'DestinationRule')
-  t.same(drRes.spec.trafficPolicy.tls, { mode: 'DISABLE', privateKey: REDACTED, clientCertificate: '/certs/client.pem' })
+  t.same(drRes.spec.trafficPolicy.tls, { mode: 'DISABLE', privateKey: REDACTED, clientCertificate: '/certs/client.pem', caCertificates: '/certs/ca.pem' })
+  t.same(redact({ credentialName: 'edge-cert', credentials: 'x', password: 'y', nested: [{ 'Set-Cookie': 'z', Cookie: 'c', other: 1 }] }),
+    { credentialName: 'edge-cert', credentials: REDACTED, password: REDACTED, nested: [{ 'Set-Cookie': REDACTED, Cookie: REDACTED, other: 1 }] }, 'a secret directory name is shown; values are not')
   t.match(vsRes.source, { file: 'secret.yaml' })
   t.equal(gw.config.current.set.gateways[0].spec.servers[0].tls?.privateKey, server.key, 'the running config itself is untouched')
 
