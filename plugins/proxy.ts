@@ -183,7 +183,12 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance
   app.decorateRequest('mg', null)
   // Set on the server itself too: Fastify applies these only to plain HTTP/1 servers it creates.
-  const srv = app.server as unknown as Http1Server & { connectionsCheckingInterval?: number }
+  const srv = app.server as unknown as Http1Server & { connectionsCheckingInterval?: number; maxHeaderSize?: number; requireHostHeader?: boolean; insecureHTTPParser?: boolean; joinDuplicateHeaders?: boolean }
+  // HTTPS listeners parse their HTTP/1.1 fallback with these server properties.
+  srv.maxHeaderSize = lim.maxHeaderBytes
+  srv.requireHostHeader = true
+  srv.insecureHTTPParser = false
+  srv.joinDuplicateHeaders = false
   srv.headersTimeout = lim.headersTimeoutMs
   srv.requestTimeout = lim.requestTimeoutMs
   srv.keepAliveTimeout = lim.keepAliveTimeoutMs

@@ -1,9 +1,11 @@
 import { fork } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { makePki } from '../helpers/certs.js'
+import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
 import { HOST, rawExchange, sleep, startPathFixture } from './fixture.js'
 
 // hardening.md §2 table C: header caps (431), body cap on the streaming path (413), slowloris
@@ -177,4 +179,45 @@ ${serviceEntry('big', { v1: up.port })}`
   t.ok(grew < 60, `gateway RSS grew ${grew.toFixed(1)} MB while the client read nothing`)
   t.ok(written < 40 * 1024 * 1024, `backpressure reached the upstream: it wrote ${(written / 1024 / 1024).toFixed(1)} MB of 100`)
   sock.destroy()
+})
+
+t.test('HTTPS listeners apply the same header cap and parser options to their HTTP/1.1 fallback', async t => {
+  const pki = makePki(['secure.example.com'])
+  const cert = pki.server('secure.example.com')
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  servers:
+  - port: { number: 8443, name: https, protocol: HTTPS }
+    hosts: ['*']
+    tls: { mode: SIMPLE, serverCertificate: ${cert.cert}, privateKey: ${cert.key} }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: app }
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  http:
+  - route:
+    - destination: { host: app }
+---
+${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [8443], overload: false, maxHeaderBytes: 8 * 1024 })
+  t.teardown(async () => { await gw.close(); await up.close() })
+  const port = Number(new URL(gw.ingress).port)
+  const send = (bytes: string): Promise<string> => new Promise((resolve, reject) => {
+    const sock = tlsConnect({ host: '127.0.0.1', port, servername: 'secure.example.com', ca: pki.read(pki.ca), ALPNProtocols: ['http/1.1'] }, () => sock.write(bytes))
+    let data = ''
+    sock.on('data', d => { data += d.toString('latin1') })
+    sock.on('close', () => resolve(data))
+    sock.on('error', err => { if (data !== '') resolve(data); else reject(err) })
+    setTimeout(() => sock.destroy(), 3000)
+  })
+  t.match(await send('GET /x HTTP/1.1\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200/, 'HTTP/1.1 over TLS served')
+  t.match(await send(`GET /x HTTP/1.1\r\nHost: secure.example.com\r\nCookie: ${'c'.repeat(10 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431/, 'a 10 KiB cookie over an 8 KiB cap (below Node\'s 16 KiB default) → 431')
+  t.match(await send('GET /x HTTP/1.1\r\nX-A: a\r\n\r\n'), /^HTTP\/1\.1 400/, 'Host required → 400')
+  t.match(await send('GET /x HTTP/1.1\r\nHost: secure.example.com\r\nHost: other\r\n\r\n'), /^HTTP\/1\.1 400/, 'duplicate Host → 400')
+  t.equal(up.seen.length, 1, 'only the valid request reached the upstream')
 })
