@@ -235,7 +235,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     accessLog: opts.accessLog,
     metrics: opts.metrics,
     random,
-    pathPolicy
+    pathPolicy,
+    headersWithUnderscores: lim.headersWithUnderscores,
+    maxHeadersCount: lim.maxHeadersCount
   })
 
   let listener = currentListener(opts.store.current)

@@ -15,6 +15,9 @@ import { Flag } from '../src/upstream/endpoint.js'
 import { type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
 import type { Metrics } from './metrics.js'
 
+const UNSAFE_HEADER = /[\r\n\0]/
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway' }
+
 export interface UpgradeOptions {
   isMesh: boolean
   configPort: number
@@ -25,6 +28,9 @@ export interface UpgradeOptions {
   random: () => number
   /** The listener's path policy: upgrades are matched on the same canonical path as requests. */
   pathPolicy?: PathPolicy
+  /** Header checks shared with ordinary requests (proxy.ts RequestLimits). */
+  headersWithUnderscores?: 'REJECT' | 'DROP' | 'ALLOW'
+  maxHeadersCount?: number
 }
 
 /**
@@ -60,10 +66,24 @@ export function attachUpgrade (server: Server, opts: UpgradeOptions): void {
     }
     const fail = (e: ErrorSpec): void => {
       ctx.responseFlags = e.flag
-      socket.end(`HTTP/1.1 ${e.status} ${e.status === 404 ? 'Not Found' : e.status === 400 ? 'Bad Request' : 'Service Unavailable'}\r\ncontent-length: ${Buffer.byteLength(e.body)}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${e.body}`)
+      socket.end(`HTTP/1.1 ${e.status} ${STATUS_TEXT[e.status] ?? 'Service Unavailable'}\r\ncontent-length: ${Buffer.byteLength(e.body)}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${e.body}`)
       log(e.status)
     }
     socket.on('error', () => socket.destroy())
+    // The same header checks as ordinary requests: count, duplicate Host, underscores.
+    const raw = req.rawHeaders
+    if (raw.length > (opts.maxHeadersCount ?? 100) * 2) { fail(Errors.HeadersTooLarge); return }
+    let hosts = 0
+    let underscores = false
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i].toLowerCase() === 'host') hosts++
+      else if (raw[i].includes('_')) underscores = true
+    }
+    if (hosts > 1) { fail(Errors.BadHeaders); return }
+    if (underscores && opts.headersWithUnderscores !== 'ALLOW') {
+      if (opts.headersWithUnderscores !== 'DROP') { fail(Errors.BadHeaders); return }
+      for (const name of Object.keys(headers)) if (name.includes('_')) delete headers[name]
+    }
     const l = opts.listener()
     const target = canonicalTarget(req.url ?? '/', opts.pathPolicy)
     if (l === undefined) { fail(Errors.NoRoute); return }
@@ -101,7 +121,12 @@ export function attachUpgrade (server: Server, opts: UpgradeOptions): void {
     const lines = [`${ctx.method} ${path} HTTP/1.1`]
     for (const [k, v] of Object.entries(out)) {
       if (v === undefined) continue
-      for (const one of [v].flat()) lines.push(`${k}: ${one}`)
+      for (const one of [v].flat()) {
+        // This request line is written by hand: a CR, LF or NUL would split it (undici's check
+        // does not run here), so such a value is refused like undici refuses it.
+        if (UNSAFE_HEADER.test(k) || UNSAFE_HEADER.test(one)) { fail(Errors.UpstreamProtocolError); return }
+        lines.push(`${k}: ${one}`)
+      }
     }
     const upstream: Socket = connect({ host: ep.spec.address, port: ep.spec.port })
     ep.active++

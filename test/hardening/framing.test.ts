@@ -215,3 +215,21 @@ t.test('A10: a body shorter than its Content-Length is aborted, never completed;
   t.equal(third.body, 'ok', 'the unsolicited bytes were never taken as the next response')
   t.equal(up.connections(), 3, 'neither the short-body nor the desynced connection was reused')
 })
+
+t.test('upgrades (WebSocket) get the same checks: duplicate Host, underscores, CR/LF in a written header', async t => {
+  const gw = await startPathFixture()
+  t.teardown(() => gw.close())
+  const up = (extra: string): string => `GET /public/ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`
+  const dup = await rawExchange(gw.ingress, up(`Host: evil.internal\r\n`))
+  t.equal(dup.statuses[0], 400, 'duplicate Host on an upgrade → 400')
+  t.ok(dup.closed)
+  const under = await rawExchange(gw.ingress, up('x_user: admin\r\n'))
+  t.equal(under.statuses[0], 400, 'underscore header on an upgrade → 400')
+  const route = gw.store.current.gateways[0].hosts.all[0].routes.find(r => r.name === 'pub')!
+  const set = route.headers?.request?.set as unknown as Array<[string, string]>
+  set[0] = ['x-fixture', `a\r\n\r\n${SMUGGLED}`]
+  const split = await rawExchange(gw.ingress, up(''))
+  t.equal(split.statuses[0], 502, 'a CR/LF value is never written into the hand-built upgrade request')
+  await sleep(100)
+  t.equal(gw.upstreamBytes(), 0, 'no upstream saw a byte')
+})
