@@ -2,7 +2,7 @@ import type { ClientTLSSettings, Destination, HTTPMatchRequest, HTTPRoute, Resou
 import { resourceId } from '../config/model.js'
 import { type Problem, Codes, formatPath } from '../config/problem.js'
 import { intersectHosts, meshAliases, toFqdn } from '../config/hosts.js'
-import { compileHeaders } from '../routing/headers.js'
+import { compileHeaders, foldSingleDestination } from '../routing/headers.js'
 import { compileMatch } from '../routing/match.js'
 import { compileRewrite } from '../routing/rewrite.js'
 import { parseDurationMs } from '../config/duration.js'
@@ -421,15 +421,19 @@ class RouteCompiler {
   }
 
   private action (http: HTTPRoute, ns: string): Pick<CompiledRoute, 'rewrite' | 'headers' | 'destinations' | 'totalWeight' | 'retry' | 'timeoutMs' | 'redirect' | 'directResponse' | 'fault' | 'cors' | 'mirrors'> {
-    const headers = compileHeaders(http.headers)
-    const rewrite = compileRewrite(http.rewrite, headers?.hostRewrite)
     const list = http.route ?? []
+    // A single destination's header operations join the route's list after its own (route.go
+    // processDestination), so the destination's `set` wins; weighted ones stay per destination.
+    const headers = list.length === 1
+      ? foldSingleDestination(compileHeaders(http.headers), compileHeaders(list[0].headers))
+      : compileHeaders(http.headers)
+    const rewrite = compileRewrite(http.rewrite, headers?.hostRewrite)
     const destinations: CompiledDestination[] = []
     for (const d of list) {
       // With several destinations a weight of 0 (or none) gets no traffic; a single one takes all.
       const weight = list.length === 1 ? 1 : (d.weight ?? 0)
       if (weight <= 0) continue
-      const dh = compileHeaders(d.headers)
+      const dh = list.length === 1 ? undefined : compileHeaders(d.headers)
       const dest: CompiledDestination = { ...this.target(d.destination, ns), weight }
       if (dh !== undefined) dest.headers = dh
       if (d.fallback !== undefined) dest.fallback = this.target(d.fallback.target, ns)
@@ -479,12 +483,13 @@ function normalizeGateways (gws: string[] | undefined, ns: string): Set<string> 
   return new Set(gws.map(g => (g === 'mesh' ? 'mesh' : g.includes('/') ? g : `${ns}/${g}`)))
 }
 
-/** Istio's route name: `route.match` when both are named, else whichever is, else '-'. */
+/**
+ * Istio's route name (route.go translateRoute): `http[].name`, plus `"." + match.name` when the
+ * block is named, so a named block in an unnamed route is `.match`. Empty logs as '-'.
+ */
 function routeName (route: string | undefined, match: string | undefined): string {
-  if (route !== undefined && route !== '' && match !== undefined && match !== '') return `${route}.${match}`
-  if (route !== undefined && route !== '') return route
-  if (match !== undefined && match !== '') return match
-  return '-'
+  const name = match !== undefined && match !== '' ? `${route ?? ''}.${match}` : (route ?? '')
+  return name === '' ? '-' : name
 }
 
 /** The cluster a destination resolves to for the port the caller addressed. */

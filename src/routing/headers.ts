@@ -5,6 +5,12 @@ export interface CompiledHeaderOps {
   remove: readonly string[]
   set: ReadonlyArray<readonly [string, string]>
   add: ReadonlyArray<readonly [string, string]>
+  /**
+   * Operations appended after these in the same Envoy list (a single destination's `headers`,
+   * which Istio appends to the route's: route.go processDestination). Their removes still run
+   * first with the others; their set and add run after these.
+   */
+  then?: CompiledHeaderOps
 }
 
 export interface CompiledHeaders {
@@ -61,6 +67,12 @@ export function compileHeaders (h: Headers | undefined): CompiledHeaders | undef
 export function applyHeaderOps (ops: CompiledHeaderOps | undefined, headers: HeaderMap): void {
   if (ops === undefined) return
   for (let i = 0; i < ops.remove.length; i++) delete headers[ops.remove[i]]
+  if (ops.then !== undefined) for (let i = 0; i < ops.then.remove.length; i++) delete headers[ops.then.remove[i]]
+  setAndAdd(ops, headers)
+  if (ops.then !== undefined) setAndAdd(ops.then, headers)
+}
+
+function setAndAdd (ops: CompiledHeaderOps, headers: HeaderMap): void {
   for (let i = 0; i < ops.set.length; i++) headers[ops.set[i][0]] = ops.set[i][1]
   for (let i = 0; i < ops.add.length; i++) {
     const [k, v] = ops.add[i]
@@ -69,4 +81,25 @@ export function applyHeaderOps (ops: CompiledHeaderOps | undefined, headers: Hea
     else if (Array.isArray(cur)) headers[k] = [...cur, v]
     else headers[k] = [cur, v]
   }
+}
+
+/**
+ * A single destination's header operations folded into its route's, as Istio does for a route
+ * with one destination: one Envoy list, route entries first, so the destination's `set` wins.
+ * (With several destinations they stay per weighted cluster, which Envoy applies before the
+ * route's.) The route's authority rewrite wins over the destination's.
+ */
+export function foldSingleDestination (route: CompiledHeaders | undefined, dest: CompiledHeaders | undefined): CompiledHeaders | undefined {
+  if (dest === undefined) return route
+  if (route === undefined) return dest
+  const chain = (a: CompiledHeaderOps | undefined, b: CompiledHeaderOps | undefined): CompiledHeaderOps | undefined =>
+    a === undefined ? b : b === undefined ? a : { ...a, then: b }
+  const out: CompiledHeaders = {}
+  const request = chain(route.request, dest.request)
+  const response = chain(route.response, dest.response)
+  const hostRewrite = route.hostRewrite ?? dest.hostRewrite
+  if (request !== undefined) out.request = request
+  if (response !== undefined) out.response = response
+  if (hostRewrite !== undefined) out.hostRewrite = hostRewrite
+  return out
 }

@@ -139,3 +139,21 @@ ${serviceEntry('app', { v1: up.port })}`)
   t.match(l.x_forwarded_for, /^203\.0\.113\.7,\s?127\.0\.0\.1$/, 'x_forwarded_for as sent upstream')
   t.match(l.start_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
 })
+
+t.test('route_name: http[].name + "." + match.name, as route.go translateRoute builds it', async t => {
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match: [{ uri: { prefix: /only-match }, name: m }]
+    route: [{ destination: { host: app } }]
+  - name: only-route
+    match: [{ uri: { prefix: /only-route } }]
+    route: [{ destination: { host: app } }]
+  - match: [{ uri: { prefix: /nameless } }]
+    route: [{ destination: { host: app } }]`)}
+---
+${serviceEntry('app', { v1: up.port })}`)
+  t.teardown(async () => { await gw.close(); await up.close() })
+  for (const p of ['/only-match', '/only-route', '/nameless']) t.equal((await rawRequest(gw.ingress, p)).status, 200)
+  await waitForLogs(gw.logs, 3, 5000)
+  t.same(gw.logs.map(l => l.route_name), ['.m', 'only-route', '-'], 'unnamed route + named block is ".m"; nothing named is -')
+})

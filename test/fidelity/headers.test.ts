@@ -5,13 +5,21 @@ import { GATEWAY, echoed, gatewayVs } from './fixture.js'
 // Request and response headers as Envoy (behind an Istio gateway) writes them, observed from a
 // real upstream and a real client.
 
-t.test('header operations: remove, then set, then add; destination level before route level', async t => {
+t.test('header operations: remove, then set, then add; route and destination levels as Istio orders them', async t => {
   const up = await startUpstream('app', (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': 'app', 'x-drop-me': '1', 'x-resp': 'upstream' })
     res.end(JSON.stringify({ headers: _req.headers, url: _req.url, upstream: 'app' }))
   })
+  const levels = `      headers:
+        request:
+          set: { x-level: destination }
+          add: { x-list: dest-add }
+        response:
+          set: { x-resp-level: destination }
+          add: { x-resp-dest: d }`
   const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - headers:
+${gatewayVs(`  - match: [{ uri: { prefix: /single } }]
+    headers:
       request:
         # istio route.go translateHeadersOperations: set entries, then add entries; Envoy
         # HeaderParser::evaluateHeaders removes first ("remove-before-add").
@@ -19,36 +27,61 @@ ${gatewayVs(`  - headers:
         add: { x-both: added, x-list: route-add }
         remove: [x-removed, x-client-only]
       response:
-        set: { x-resp: route }
+        set: { x-resp: route, x-resp-level: route }
         remove: [x-drop-me]
     route:
+    # One destination: Istio appends its operations after the route's in one Envoy list
+    # (route.go processDestination), so the destination's set wins and its adds come last.
+    # A destination-level set.host becomes the authority rewrite when the route has none.
     - destination: { host: app }
-      # Envoy evaluates the weighted cluster's headers first, then the route's
-      # (most_specific_header_mutations_wins defaults to false, and Istio leaves it so):
-      # on a conflicting set the route level wins, and added values keep that order.
       headers:
         request:
-          set: { x-level: destination }
+          set: { x-level: destination, host: dest-host.example }
           add: { x-list: dest-add }
         response:
-          add: { x-resp-dest: d }`)}
+          set: { x-resp-level: destination }
+          add: { x-resp-dest: d }
+  - match: [{ uri: { prefix: /weighted } }]
+    headers:
+      request:
+        set: { x-level: route }
+        add: { x-list: route-add }
+      response:
+        set: { x-resp-level: route }
+    route:
+    # Several destinations: each weighted cluster's operations run before the route's
+    # (Envoy WeightedClusterEntry::finalizeRequestHeaders), so the route's set wins.
+    - destination: { host: app }
+      weight: 100
+${levels}
+    - destination: { host: app }
+      weight: 0`)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
   t.teardown(async () => { await gw.close(); await up.close() })
-  const res = await rawRequest(gw.ingress, '/h', {
+  const res = await rawRequest(gw.ingress, '/single', {
     headers: { 'x-both': 'client', 'x-list': 'client', 'x-removed': 'client', 'x-client-only': 'gone' }
   })
   t.equal(res.status, 200)
   const h = echoed(res).headers
   t.equal(h['x-both'], 'set-value, added', 'set overwrites the client value, add appends after it')
-  t.equal(h['x-level'], 'route', 'route-level set wins over destination-level set')
-  t.equal(h['x-list'], 'client, dest-add, route-add', 'adds append in order: client, destination, route')
+  t.equal(h['x-level'], 'destination', 'single destination: its set wins over the route set')
+  t.equal(h['x-list'], 'client, route-add, dest-add', 'single destination: route adds, then destination adds')
   t.equal(h['x-removed'], 'back', 'remove runs before set: a removed-then-set header has the set value')
   t.equal(h['x-client-only'], undefined, 'remove drops the client header')
+  t.equal(h.host, 'dest-host.example', 'destination set.host rewrites the authority')
   t.equal(res.headers['x-resp'], 'route', 'response set overwrites the upstream value')
+  t.equal(res.headers['x-resp-level'], 'destination', 'single destination: destination response set wins')
   t.equal(res.headers['x-drop-me'], undefined, 'response remove')
   t.equal(res.headers['x-resp-dest'], 'd', 'destination-level response add')
   t.equal(res.headers['x-upstream'], 'app', 'other upstream response headers pass through')
+
+  const w = await rawRequest(gw.ingress, '/weighted', { headers: { 'x-list': 'client' } })
+  t.equal(w.status, 200)
+  const wh = echoed(w).headers
+  t.equal(wh['x-level'], 'route', 'weighted: the route set wins over the destination set')
+  t.equal(wh['x-list'], 'client, dest-add, route-add', 'weighted: destination adds, then route adds')
+  t.equal(w.headers['x-resp-level'], 'route', 'weighted: route response set wins')
 })
 
 t.test('x-request-id, x-forwarded-proto, x-forwarded-for, x-envoy-upstream-service-time, hop-by-hop', async t => {
