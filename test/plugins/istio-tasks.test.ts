@@ -458,6 +458,24 @@ t.test('credentials: lookup order and names that are not secret names', async t 
   for (const bad of ['../etc', 'a/b', 'UPPER', '']) {
     t.match(resolveCredential(store, bad, { pair: true, ca: false }), 'is not a Kubernetes secret name', `"${bad}" rejected`)
   }
+  // Istio: only one of the certificate files or credentialName can be specified.
+  const both = loadConfig([{ file: 'x.yaml', text: `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: g }
+spec:
+  servers:
+  - port: { number: 443, name: https, protocol: HTTPS }
+    hosts: [a.example.com]
+    tls: { mode: SIMPLE, credentialName: a, serverCertificate: /a.crt, privateKey: /a.key }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: d }
+spec:
+  host: d
+  trafficPolicy: { tls: { mode: MUTUAL, credentialName: c, clientCertificate: /c.crt } }
+` }])
+  t.same(both.problems.filter(p => p.severity === 'Error').map(p => p.path).sort(), ['spec.servers[0].tls.serverCertificate', 'spec.trafficPolicy.tls.clientCertificate'])
   t.match(resolveCredential(store, 'none', { pair: false, ca: true }), 'missing a CA certificate (one of /creds/none/ca.crt, /creds/none/cacert, /creds/none-cacert/cacert, /creds/none-cacert/ca.crt)')
 })
 
