@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { Readable } from 'node:stream'
@@ -71,6 +72,8 @@ t.test('C3: slowloris on 50 sockets → 408 and closed at headersTimeout; other 
   const gw = await startPathFixture({ headersTimeoutMs: 1000 })
   t.teardown(() => gw.close())
   const head = `GET /public/slow HTTP/1.1\r\n${H}X-Slow: ${'z'.repeat(40)}\r\n\r\n`
+  const fds = (): number => readdirSync('/proc/self/fd').length
+  const fdsBefore = fds()
   const started = Date.now()
   const slow = Array.from({ length: 50 }, () => new Promise<{ data: string; ms: number }>(resolve => {
     const sock: Socket = connect({ host: '127.0.0.1', port: Number(new URL(gw.ingress).port) })
@@ -90,6 +93,8 @@ t.test('C3: slowloris on 50 sockets → 408 and closed at headersTimeout; other 
   t.ok(worst < 6000, `all closed soon after the 1 s headersTimeout (last at ${worst} ms)`)
   t.equal(gw.pub.seen.filter(s => s.url === '/public/slow').length, 0, 'none reached the upstream')
   t.equal((await rawRequest(gw.ingress, '/public/after', { headers: { host: HOST } })).status, 200, 'served normally afterwards')
+  await sleep(200)
+  t.ok(fds() <= fdsBefore + 5, `file descriptors back to baseline (${fdsBefore} → ${fds()}; 100 were open at the peak)`)
 })
 
 t.test('C4: slow body → 408 at requestTimeout, the upstream request is abandoned', async t => {
