@@ -89,7 +89,8 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
     '--port-map', `8080=${port}`, '--mesh-port', 'off', '--admin-port', String(adminPort), '--admin-token', 'secret-token',
     '--access-log', join(dir, 'access.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  // 'close': the process exited and its stderr (shared with the workers) is fully read.
+  const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   const lines = (): Array<Record<string, unknown>> => stderr.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
   await new Promise<void>((resolve, reject) => {
@@ -100,6 +101,14 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
     })
     child.on('exit', code => { clearTimeout(timer); reject(new Error(`exited early (${code}): ${stderr}`)) })
   })
+  const waitForLine = async (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown> | undefined> => {
+    for (let i = 0; i < 200; i++) {
+      const hit = lines().find(pred)
+      if (hit !== undefined) return hit
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    return undefined
+  }
   const ready = lines().find(l => l.msg === '2 workers ready')
   const pids = ready?.workers as number[]
   t.equal(pids.length, 2, 'two worker processes')
@@ -118,8 +127,9 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
   const reload = await get(adminPort, '/config/reload', 'POST', { authorization: 'Bearer secret-token' })
   t.equal(reload.status, 200, reload.body)
   t.equal(JSON.parse(reload.body).generation, 2)
-  const applied = lines().find(l => l.msg === 'configuration applied on every worker')
-  t.same([...(applied?.workers as number[])].sort(), [...pids].sort(), 'both workers acknowledged the change')
+  // The primary logs before it answers; the log may still be in the stderr pipe: wait for it.
+  const applied = await waitForLine(l => l.msg === 'configuration applied on every worker')
+  t.same([...((applied?.workers ?? []) as number[])].sort(), [...pids].sort(), 'both workers acknowledged the change')
   t.equal(applied?.generation, 2)
   const seen = new Set<string>()
   for (let i = 0; i < 20; i++) {
