@@ -45,11 +45,14 @@ function compileOps (ops: HeaderOperations | undefined): CompiledHeaderOps | und
 /** Compile route- or destination-level `headers`. */
 export function compileHeaders (h: Headers | undefined): CompiledHeaders | undefined {
   if (h === undefined) return undefined
-  const set = h.request?.set ?? {}
+  // route.go TranslateHeadersOperations: `host`/`:authority` in `add` rewrites the authority too,
+  // and one in `set` wins over it.
   let hostRewrite: string | undefined
-  for (const [k, v] of Object.entries(set)) {
-    const n = k.toLowerCase()
-    if (n === 'host' || n === ':authority') hostRewrite = v
+  for (const ops of [h.request?.add, h.request?.set]) {
+    for (const [k, v] of Object.entries(ops ?? {})) {
+      const n = k.toLowerCase()
+      if (n === 'host' || n === ':authority') hostRewrite = v
+    }
   }
   const out: CompiledHeaders = {}
   const req = compileOps(h.request)

@@ -82,11 +82,31 @@ ${gatewayVs(`  - match:
         set: { host: from-set.example }
     route:
     - destination: { host: app }
+  - match:
+    - uri: { prefix: /addhost }
+    # TranslateHeadersOperations: host in add also rewrites the authority; set wins over add.
+    headers:
+      request:
+        add: { host: from-add.example }
+    route:
+    - destination: { host: app }
+  - match:
+    - uri: { prefix: /both }
+    headers:
+      request:
+        add: { host: from-add.example }
+        set: { host: from-set.example }
+    route:
+    - destination: { host: app }
   - route:
     - destination: { host: app }`)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
   t.teardown(async () => { await gw.close(); await up.close() })
+  const add = echoed(await rawRequest(gw.ingress, '/addhost', { headers: { host: 'shop.example.com' } }))
+  t.equal(add.headers.host, 'from-add.example', 'headers.request.add.host rewrites the authority')
+  const both = echoed(await rawRequest(gw.ingress, '/both', { headers: { host: 'shop.example.com' } }))
+  t.equal(both.headers.host, 'from-set.example', 'set.host wins over add.host')
   const plain = echoed(await rawRequest(gw.ingress, '/x', { headers: { host: 'shop.example.com:8080' } }))
   // Envoy forwards :authority unchanged unless a host rewrite is configured (DESIGN.md, Istio).
   t.equal(plain.headers.host, 'shop.example.com:8080', 'Host kept as the client sent it, port included')
