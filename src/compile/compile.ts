@@ -135,6 +135,8 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   for (const [port, group] of [...ports.entries()].sort((a, b) => a[0] - b[0])) {
     const gatewayNames = [...new Set(group.servers.map(s => s.gateway))]
     const vhosts = new Map<string, CompiledRoute[]>()
+    // Membership per list, so merging a VirtualService's routes is linear (10,000-route tables).
+    const listed = new Map<CompiledRoute[], Set<CompiledRoute>>()
     for (const vs of set.virtualServices) {
       for (const server of group.servers) {
         if (!visibleTo(vs.spec.exportTo, vs.metadata.namespace, server.gwNamespace)) continue
@@ -147,7 +149,9 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
             const domain = intersectHosts(toFqdn(h, vs.metadata.namespace), host.toLowerCase())
             if (domain === undefined) continue
             const list = vhosts.get(domain) ?? []
-            for (const r of routes) if (!list.includes(r)) list.push(r)
+            let seen = listed.get(list)
+            if (seen === undefined) { seen = new Set(); listed.set(list, seen) }
+            for (const r of routes) if (!seen.has(r)) { seen.add(r); list.push(r) }
             vhosts.set(domain, list)
           }
         }

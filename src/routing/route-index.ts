@@ -81,8 +81,21 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
     nodes++
     const baseSet = mergeSorted(inherited, b.here)
     const open = new Map<string, readonly CompiledRoute[]>()
-    const tailKeys = [...new Set(b.tails.map(([t]) => t))]
-    const tailsFor = (seg: string): number[] => b.tails.filter(([t]) => seg.startsWith(t)).map(([, p]) => p).sort((x, y) => x - y)
+    // Open tails by value, and their distinct lengths: the tails that are a prefix of a segment
+    // are found with one lookup per length (not a scan of every tail: 10,000 routes in one host).
+    const byTail = new Map<string, number[]>()
+    for (const [t, p] of b.tails) { const ps = byTail.get(t); if (ps === undefined) byTail.set(t, [p]); else ps.push(p) }
+    const tailKeys = [...byTail.keys()]
+    const tailLens = [...new Set(tailKeys.map(t => t.length))].sort((x, y) => x - y)
+    const tailsFor = (seg: string): number[] => {
+      const out: number[] = []
+      for (const len of tailLens) {
+        if (len > seg.length) break
+        const ps = byTail.get(len === seg.length ? seg : seg.slice(0, len))
+        if (ps !== undefined) out.push(...ps)
+      }
+      return out.sort((x, y) => x - y)
+    }
     for (const t of tailKeys) open.set(t, toRoutes(mergeSorted(baseSet, tailsFor(t))))
     const children = new Map<string, IndexNode>()
     for (const [seg, c] of b.children) children.set(seg, finish(c, mergeSorted(baseSet, tailsFor(seg))))
@@ -90,7 +103,7 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
       children,
       base: toRoutes(baseSet),
       open,
-      openLengths: [...new Set(tailKeys.map(t => t.length))].sort((x, y) => y - x)
+      openLengths: [...tailLens].reverse()
     }
   }
   const toRoutes = (ps: number[]): readonly CompiledRoute[] => Object.freeze(ps.map(p => routes[p]))
