@@ -260,6 +260,18 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
   }
   routeOrder(c, vs)
   hosts.forEach((h, i) => hostField(c, vs, ['spec', 'hosts', i], h, { allowWildcard: true }))
+  // Istio's validateVirtualService: `*` cannot be a mesh host (it would capture every call), and
+  // two hosts that overlap, literally or by wildcard (`*.foo.com` and `*.com`), are duplicates.
+  const meshBound = (vs.spec.gateways ?? []).length === 0 || (vs.spec.gateways ?? []).includes('mesh')
+  const wellFormed = hosts.map(h => hostProblem(h.toLowerCase(), { allowWildcard: true, allowIP: true }) === undefined)
+  hosts.forEach((h, i) => {
+    if (h === '*' && meshBound) c.error(vs, ['spec', 'hosts', i], 'wildcard host "*" is not allowed for a VirtualService bound to the mesh (no gateways, or mesh listed)')
+    for (let j = 0; j < i; j++) {
+      const a = hosts[j].toLowerCase()
+      const b = h.toLowerCase()
+      if (wellFormed[i] && wellFormed[j] && (hostMatches(a, b) || hostMatches(b, a))) c.error(vs, ['spec', 'hosts', i], `duplicate hosts in the VirtualService: "${hosts[j]}" and "${h}" overlap`)
+    }
+  })
   const checkGateways = (list: string[] | undefined, path: Path): void => {
     (list ?? []).forEach((g, i) => {
       if (g === 'mesh') return

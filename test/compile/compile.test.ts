@@ -185,10 +185,19 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: front}
 spec:
-  hosts: [a.example.com, "*", b.other.com]
+  hosts: [a.example.com, b.other.com]
   gateways: [gw]
   http:
   - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: any}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
 `)
   t.equal(s.gateways.length, 1)
   const l = s.gateways[0]
@@ -196,6 +205,8 @@ spec:
   t.same(l.hosts.all.map(v => v.name).sort(), ['*.example.com:8080', 'a.example.com:8080', 'bookinfo.local:8080'],
     'a.example.com (inside *.example.com), and "*" narrowed to each server host; b.other.com dropped')
   t.same(routesOf(l, 'a.example.com'), ['default/front#0.0 -> outbound|9080|v1|reviews.default.svc.cluster.local@1'])
+  t.same(routesOf(l, 'bookinfo.local'), ['default/any#0.0 -> outbound|9080|v2|reviews.default.svc.cluster.local@1'])
+  t.same(routesOf(l, '*.example.com'), ['default/any#0.0 -> outbound|9080|v2|reviews.default.svc.cluster.local@1'])
   t.equal(l.hosts.any, undefined, 'no "*" virtual host: the server does not accept every host')
   // The gateway rule is not a mesh rule: the mesh keeps the default route for reviews.
   t.same(routesOf(s.mesh, 'reviews'), ['-#0.0 -> outbound|9080||reviews.default.svc.cluster.local@1'])

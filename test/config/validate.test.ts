@@ -243,10 +243,16 @@ spec:
   hosts: ${hosts}
   http:
 ${route}`
-  t.same(problemsOf(withHosts('["*.example.com", "*", reviews, bookinfo.example.com, 10.0.0.1]')), [])
+  t.same(problemsOf(withHosts('["*.example.com", reviews, bookinfo.local, 10.0.0.1]')), [])
   t.same(problemsOf(withHosts('[foo.*.com]')), [`Error [IST0106] (${R} vs.yaml:5:11) spec.hosts[0]: host "foo.*.com": a wildcard is only allowed as the whole leftmost label ("*.example.com")`])
   t.same(problemsOf(withHosts('[bad_host]')), [`Error [IST0106] (${R} vs.yaml:5:11) spec.hosts[0]: host "bad_host" is not a valid DNS name (label "bad_host": lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-')`])
   t.same(problemsOf(withHosts('[-a.com]')), [`Error [IST0106] (${R} vs.yaml:5:11) spec.hosts[0]: host "-a.com" is not a valid DNS name (label "-a": lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-')`])
+  t.same(problemsOf(withHosts('["*"]')), [`Error [IST0106] (${R} vs.yaml:5:11) spec.hosts[0]: wildcard host "*" is not allowed for a VirtualService bound to the mesh (no gateways, or mesh listed)`], '"*" on the mesh (regression)')
+  t.same(problemsOf(withHosts('[reviews, "*.example.com", a.example.com, Reviews]')), [
+    `Error [IST0106] (${R} vs.yaml:5:37) spec.hosts[2]: duplicate hosts in the VirtualService: "*.example.com" and "a.example.com" overlap`,
+    `Error [IST0106] (${R} vs.yaml:5:52) spec.hosts[3]: duplicate hosts in the VirtualService: "reviews" and "Reviews" overlap`
+  ], 'overlapping hosts (regression)')
+  t.same(problemsOf(withHosts('[reviews, reviews.default.svc.cluster.local, "*.a.com", "*.b.com"]')), [], 'spellings are compared as written, as Istio does')
   t.same(problemsOf(withHosts('[]')), [`Error [IST0106] (${R} vs.yaml:5:3) spec.hosts: a VirtualService needs at least one host (only delegates have none)`])
   t.same(problemsOf(vs(`  - route:
     - destination: {host: "*.reviews"}
