@@ -1,0 +1,74 @@
+import t from 'tap'
+import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { GATEWAY, gatewayVs } from './fixture.js'
+
+// Outlier detection with Istio's defaults for the fields left out (destination_rule.proto
+// OutlierDetection; istio-semantics.md §0.9): max_ejection_percent 10 % but at least one host
+// is always ejectable (Envoy), and the panic threshold is minHealthPercent, default 0
+// (cluster_traffic_policy.go), so Envoy never routes to an ejected host.
+
+t.test('a lone host is ejected after consecutive 5xx and the cluster answers 503 UH', async t => {
+  const bad = await startUpstream('bad', (_req, res) => { res.writeHead(500); res.end('bug') })
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - route: [{ destination: { host: app } }]`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: app }
+spec:
+  host: app
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 2
+      baseEjectionTime: 60s
+---
+${serviceEntry('app', { v1: bad.port })}`)
+  t.teardown(async () => { await gw.close(); await bad.close() })
+  // 500 is not retried by the default policy, so each request is one try.
+  t.equal((await rawRequest(gw.ingress, '/a')).status, 500)
+  t.equal((await rawRequest(gw.ingress, '/b')).status, 500)
+  const after = await rawRequest(gw.ingress, '/c')
+  t.equal(after.status, 503, 'one host of one: 10 % rounds up to one ejectable host')
+  t.equal(after.body, 'no healthy upstream', 'no panic routing to the ejected host')
+  t.equal(bad.seen.length, 2, 'the ejected host gets nothing more')
+  await waitForLogs(gw.logs, 3, 5000)
+  t.equal(gw.logs[2].response_flags, 'UH')
+})
+
+t.test('with two hosts the failing one is ejected and the other takes all the traffic', async t => {
+  const bad = await startUpstream('bad', (_req, res) => { res.writeHead(502); res.end('gw') })
+  const good = await startUpstream('good')
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - retries: { attempts: 0 }
+    route: [{ destination: { host: app } }]`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: app }
+spec:
+  host: app
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN }
+    outlierDetection:
+      consecutive5xxErrors: 3
+      baseEjectionTime: 60s
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: app }
+spec:
+  hosts: [app]
+  location: MESH_INTERNAL
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints:
+  - { address: 127.0.0.1, ports: { http: ${bad.port} }, labels: { app: app } }
+  - { address: 127.0.0.1, ports: { http: ${good.port} }, labels: { app: app } }`)
+  t.teardown(async () => { await gw.close(); await bad.close(); await good.close() })
+  for (let i = 0; i < 12; i++) await rawRequest(gw.ingress, `/warm${i}`)
+  t.equal(bad.seen.length, 3, 'ejected after exactly consecutive5xxErrors failures')
+  const statuses = []
+  for (let i = 0; i < 10; i++) statuses.push((await rawRequest(gw.ingress, `/after${i}`)).status)
+  t.same(statuses, Array(10).fill(200), 'all traffic to the healthy host')
+  t.equal(bad.seen.length, 3)
+})
