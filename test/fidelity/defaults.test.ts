@@ -132,3 +132,34 @@ ${serviceEntry('app', { v1: up.port })}`)
   }
   for (let i = 0; i < 3; i++) t.equal((await rawRequest(gw.ingress, '/always')).status, 503)
 })
+
+t.test('perTryTimeout: retried only when retryOn covers a reset (5xx, gateway-error, reset)', async t => {
+  const up = await startUpstream('v1', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late') }, 1000) })
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match: [{ uri: { prefix: /default } }]
+    retries: { attempts: 2, perTryTimeout: 0.2s }
+    route: [{ destination: { host: app } }]
+  - match: [{ uri: { prefix: /5xx } }]
+    retries: { attempts: 2, perTryTimeout: 0.2s, retryOn: 5xx }
+    route: [{ destination: { host: app } }]`)}
+---
+${serviceEntry('app', { v1: up.port })}`)
+  t.teardown(async () => { await gw.close(); await up.close() })
+  // Envoy onPerTryTimeout retries as a local reset: Istio's default retryOn (connect-failure,
+  // refused-stream, unavailable, cancelled, retriable-status-codes) does not cover it.
+  const expectTries = async (path: string, tries: number): Promise<void> => {
+    const before = up.seen.length
+    const r = await rawRequest(gw.ingress, path)
+    t.equal(r.status, 504, `${path}: 504`)
+    t.equal(r.body, 'upstream request timeout')
+    const start = Date.now()
+    // The upstream records a request when its (slow) answer is written: wait for the stragglers.
+    while (up.seen.length - before < tries && Date.now() - start < 5000) await new Promise(resolve => setTimeout(resolve, 20))
+    await new Promise(resolve => setTimeout(resolve, 300))
+    t.equal(up.seen.length - before, tries, `${path}: ${tries} tries`)
+  }
+  await expectTries('/default', 1)
+  await expectTries('/5xx', 3)
+  await waitForLogs(gw.logs, 2, 5000)
+  t.same(gw.logs.map(l => l.response_flags), ['UT', 'UT,URX'], 'UT, and URX once the retries are used up')
+})
