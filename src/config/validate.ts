@@ -5,6 +5,7 @@ import { type Problem, type Severity, Codes, formatPath } from './problem.js'
 import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
 import { parseDurationMs } from './duration.js'
 import { GRPC_CODES } from '../routing/actions.js'
+import { RETRY_ON_NAMES } from '../resilience/retry.js'
 
 /**
  * HTTPRoute fields meshgate does not implement yet. A route using one is rejected at load,
@@ -305,6 +306,13 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
       c.error(vs, [...base, 'redirect', 'redirectCode'], `redirectCode ${route.redirect.redirectCode} is invalid: use 301, 302, 303, 307 or 308`)
     }
     if (route.retries?.attempts !== undefined && route.retries.attempts < 0) c.error(vs, [...base, 'retries', 'attempts'], 'attempts must be >= 0')
+    // Istio's validateHTTPRetry: a retryOn typo would silently change which failures are retried.
+    for (const item of (route.retries?.retryOn ?? '').split(',').map(x => x.trim()).filter(x => x !== '')) {
+      if (!RETRY_ON_NAMES.has(item) && !/^[1-5]\d\d$/.test(item)) c.error(vs, [...base, 'retries', 'retryOn'], `"${item}" is not a valid retryOn policy (Envoy names such as 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, or status codes)`)
+    }
+    if (route.retries !== undefined && (route.retries.attempts ?? 0) === 0 && (route.retries.perTryTimeout !== undefined || (route.retries.retryOn ?? '') !== '')) {
+      c.error(vs, [...base, 'retries'], 'retryOn or perTryTimeout is set but attempts is 0 (retries disabled); set attempts')
+    }
     validateWeights(c, vs, route, base)
     ;(route.match ?? []).forEach((m, j) => {
       const mp: Path = [...base, 'match', j]

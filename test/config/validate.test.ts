@@ -196,6 +196,12 @@ ${route}`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0].fault: a fault need
     ['mirror and mirrors together (regression)', `  - mirror: {host: reviews}
     mirrors: [{destination: {host: reviews}}]
 ${route}`, [`Error [IST0106] (${R} vs.yaml:8:5) spec.http[0].mirrors: mirror and mirrors cannot both be set`]],
+    ['a retryOn typo (regression)', `  - retries: {attempts: 2, retryOn: "5xx,conect-failure, 503"}
+${route}`, [`Error [IST0106] (${R} vs.yaml:7:28) spec.http[0].retries.retryOn: "conect-failure" is not a valid retryOn policy (Envoy names such as 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, or status codes)`]],
+    ['retryOn without attempts (regression)', `  - retries: {retryOn: 5xx}
+${route}`, [`Error [IST0106] (${R} vs.yaml:7:5) spec.http[0].retries: retryOn or perTryTimeout is set but attempts is 0 (retries disabled); set attempts`]],
+    ['attempts 0 alone disables retries and is valid', `  - retries: {attempts: 0}
+${route}`, []],
     ['an empty regex (regression)', `  - match:
     - headers: {x-a: {regex: ''}}
 ${route}`, [`Error [IST0106] (${R} vs.yaml:8:23) spec.http[0].match[0].headers.x-a.regex: regex must not be empty`]],
