@@ -1,6 +1,7 @@
 import t from 'tap'
 import { addResource, loadConfig, parseDocuments } from '../../src/config/load.js'
-import { formatProblem } from '../../src/config/problem.js'
+import { formatProblem, type Problem } from '../../src/config/problem.js'
+import type { ResourceSet } from '../../src/config/model.js'
 
 // Parsing: multi-document YAML with positions, kinds, apiVersions, namespace default, unknown
 // kinds, schema errors (unknown fields, wrong types), YAML syntax and duplicate keys.
@@ -280,10 +281,10 @@ t.test('loadConfig: later same-named resource replaces the earlier one with a wa
   t.same(strict.problems.map(formatProblem).filter(l => l.includes('MG0005')), [dup.replace('Warning', 'Error')])
   t.equal(strict.ok, false)
   // The same name in another namespace is another resource.
-  const set = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
-  const problems: never[] = []
+  const set: ResourceSet = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
+  const problems: Problem[] = []
   for (const res of parseDocuments(`${VS('networking.istio.io/v1')}---\n${VS('networking.istio.io/v1', '  namespace: other\n')}`, 'c.yaml').resources) addResource(set, res, problems)
-  t.same(set.virtualServices.map((v: { metadata: { namespace: string } }) => v.metadata.namespace), ['default', 'other'])
+  t.same(set.virtualServices.map(v => v.metadata.namespace), ['default', 'other'])
   t.same(problems, [])
 })
 
