@@ -346,6 +346,12 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
     for (const [k, p] of [['delay', route.fault?.delay?.percentage], ['abort', route.fault?.abort?.percentage]] as const) {
       if (p?.value !== undefined && (p.value < 0 || p.value > 100)) c.error(vs, [...base, 'fault', k, 'percentage', 'value'], 'percentage must be between 0 and 100')
     }
+    // istio validation.go validateHTTPRoute: mirror percentages are 0..100 (mirror_percent ≤ 100).
+    const mirrorPcts: Array<[Path, number | undefined]> = [
+      [['mirrorPercentage', 'value'], route.mirrorPercentage?.value], [['mirrorPercent'], route.mirrorPercent],
+      ...(route.mirrors ?? []).map((m, j): [Path, number | undefined] => [['mirrors', j, 'percentage', 'value'], m.percentage?.value])
+    ]
+    for (const [at, v] of mirrorPcts) if (v !== undefined && (v < 0 || v > 100)) c.error(vs, [...base, ...at], 'mirror percentage must be between 0 and 100')
     if (route.directResponse !== undefined && (route.directResponse.status < 200 || route.directResponse.status > 599)) c.error(vs, [...base, 'directResponse', 'status'], `status ${route.directResponse.status} must be between 200 and 599`)
     if (route.corsPolicy?.maxAge !== undefined) duration(c, vs, [...base, 'corsPolicy', 'maxAge'], route.corsPolicy.maxAge)
     ;(route.corsPolicy?.allowOrigins ?? []).forEach((m, j) => stringMatch(c, vs, [...base, 'corsPolicy', 'allowOrigins', j], m, false))
