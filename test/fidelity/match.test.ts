@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
+import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 import { APP_SUBSETS, GATEWAY, gatewayVs, who } from './fixture.js'
 
 // Match semantics observed over HTTP against a real meshgate, each row checked against
@@ -228,7 +228,7 @@ ${APP_SUBSETS}
 ---
 ${serviceEntry('app', { v1: v1.port, v2: v2.port })}`)
   t.teardown(async () => { await gw.close(); await v1.close(); await v2.close() })
-  for (const host of ['app', 'app:9080', 'app.default', 'app.default.svc.cluster.local:9080', 'APP']) {
+  for (const host of ['app', 'app:9080', 'app.default', 'app.default.svc', 'app.default.svc.cluster.local:9080', 'APP']) {
     const r = await rawRequest(gw.mesh, '/r', { headers: { host } })
     t.equal(r.status, 200, `mesh Host ${host}`)
     t.equal(JSON.parse(r.body).upstream, 'v2', `mesh Host ${host}: the mesh VS applies`)
@@ -246,4 +246,17 @@ ${serviceEntry('app', { v1: v1.port, v2: v2.port })}`)
     t.equal(JSON.parse(r.body).upstream, 'v1')
   }
   t.equal((await rawRequest(gw.ingress, '/r', { headers: { host: 'app' } })).status, 404, 'mesh-only VS not applied at the gateway')
+})
+
+t.test('mesh listener without a VirtualService: Istio\'s default route, named "default"', async t => {
+  const v1 = await startUpstream('v1')
+  const gw = await startInlineGateway(serviceEntry('app', { v1: v1.port }))
+  t.teardown(async () => { await gw.close(); await v1.close() })
+  const r = await rawRequest(gw.mesh, '/any/path?q=1', { headers: { host: 'app:9080' } })
+  t.equal(r.status, 200)
+  t.equal(JSON.parse(r.body).url, '/any/path?q=1')
+  await waitForLogs(gw.logs, 1, 5000)
+  // route.go BuildDefaultHTTPOutboundRoute: DefaultRouteName "default", cluster outbound|9080||host.
+  t.equal(gw.logs[0].route_name, 'default')
+  t.equal(gw.logs[0].upstream_cluster, 'outbound|9080||app.default.svc.cluster.local')
 })
