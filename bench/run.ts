@@ -24,7 +24,8 @@ import { formatRouteScale, runRouteScale, type RouteScaleResult } from './routes
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)) // dist/bench → repo root
 const SERVERS = fileURLToPath(new URL('./servers.js', import.meta.url))
 const MESHGATE = fileURLToPath(new URL('../bin/meshgate.js', import.meta.url))
-const WRK = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find(p => existsSync(p)) ?? which('wrk')
+// MESHGATE_BENCH_LOADGEN=autocannon forces the fallback (to check it without uninstalling wrk).
+const WRK = process.env.MESHGATE_BENCH_LOADGEN === 'autocannon' ? undefined : ['/usr/bin/wrk', '/usr/local/bin/wrk'].find(p => existsSync(p)) ?? which('wrk')
 const TASKSET = which('taskset')
 const NGINX = which('nginx') ?? ['/usr/sbin/nginx'].find(p => existsSync(p))
 const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100 } catch { return 100 } })()
@@ -166,8 +167,9 @@ async function load (url: string, connections: number, seconds: number): Promise
 async function autocannonLoad (url: string, connections: number, seconds: number): Promise<LoadResult> {
   const { default: autocannon } = await import('autocannon')
   const r = await autocannon({ url, connections, duration: seconds })
-  // autocannon reports latency in whole milliseconds: too coarse for added latency.
-  return { rps: r.requests.average, requests: r.requests.total, p50Us: r.latency.p50 * 1000, p99Us: r.latency.p99 * 1000, errors: r.errors + r.non2xx }
+  // autocannon reports latency in whole milliseconds: too coarse for added latency, so none is
+  // reported. It runs in this process (not pinned like wrk).
+  return { rps: r.requests.average, requests: r.requests.total, p50Us: null, p99Us: null, errors: r.errors + r.non2xx }
 }
 
 async function startNodePeer (kind: string, upstream: string, label: string): Promise<Scenario> {
@@ -330,7 +332,7 @@ export async function main (argv: string[]): Promise<number> {
           const before = cpuUs(s.pids())
           const tp = await load(s.url, opts.connections, opts.duration)
           const after = cpuUs(s.pids())
-          const lat = await load(s.url, 1, opts.latencyDuration)
+          const lat = WRK !== undefined ? await load(s.url, 1, opts.latencyDuration) : { p50Us: null, p99Us: null, errors: 0 }
           const cpu = s.pids().length > 0 && before !== null && after !== null ? (after - before) / tp.requests : null
           const sample: Sample = { rps: tp.rps, requests: tp.requests, cpuUsPerReq: cpu, p50Us: lat.p50Us, p99Us: lat.p99Us, errors: tp.errors + lat.errors }
           results[s.name].push(sample)
