@@ -243,17 +243,24 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
       closing ??= (async () => {
         ready = false
         for (const w of watchers) w.close()
-        const timer = setTimeout(() => { for (const a of apps) a.app.server.closeAllConnections() }, deadlineMs)
+        // The hard deadline: whatever still runs (HTTP/1 sockets, HTTP/2 sessions, upstream
+        // requests) is destroyed, so close() always returns.
+        const timer = setTimeout(() => {
+          for (const a of apps) (a.app.server as { closeAllConnections?: () => void }).closeAllConnections?.()
+          pools.destroy()
+        }, deadlineMs)
         timer.unref()
         // preStop window: readiness is already false; keep serving while load balancers notice.
         const delay = Math.min(opts.shutdownDelayMs ?? 0, deadlineMs)
         if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
         // Fastify's close stops accepting, lets requests in flight finish and closes idle
         // keep-alive connections (forceCloseConnections: 'idle').
+        // HTTP/2 servers close before their sessions end (those get GOAWAY and finish their streams),
+        // so the pools' close, which waits for requests in flight, is also under the deadline.
         await Promise.allSettled(apps.map(a => a.app.close()))
-        clearTimeout(timer)
         hc.close()
         await pools.close()
+        clearTimeout(timer)
         accessLog.flush()
         await accessLog.close()
       })()

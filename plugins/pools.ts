@@ -55,8 +55,18 @@ export class ClusterPools {
   async close (): Promise<void> {
     const all = [...this.agents.values()]
     this.agents.clear()
+    this.closing.push(...all.map(a => a.agent))
     await Promise.allSettled(all.map(a => a.agent.close()))
   }
+
+  /** Abort everything in flight and close every pool now (the shutdown deadline). */
+  destroy (): void {
+    for (const a of this.agents.values()) void a.agent.destroy().catch(() => {})
+    for (const agent of this.closing) void agent.destroy().catch(() => {})
+  }
+
+  /** Agents whose graceful close is under way (destroy() still reaches them). */
+  private readonly closing: Agent[] = []
 
   get size (): number {
     return this.agents.size

@@ -195,7 +195,15 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   srv.maxHeadersCount = lim.maxHeadersCount + 1
   srv.maxConnections = lim.maxConnections
   srv.connectionsCheckingInterval = httpOptions.connectionsCheckingInterval
-  if (h2c) {
+  if (secure) {
+    // Node's HTTP/2 secure server tracks neither its sessions for close() nor has
+    // closeAllConnections (used at the shutdown deadline): both are provided here.
+    const tlsSockets = new Set<Socket>()
+    srv.on('secureConnection', (s: Socket) => { tlsSockets.add(s); s.once('close', () => tlsSockets.delete(s)) })
+    srv.on('session', (s: Http2Session) => { h2Sessions.add(s); s.once('close', () => h2Sessions.delete(s)) })
+    if (typeof srv.closeAllConnections !== 'function') srv.closeAllConnections = () => { for (const s of tlsSockets) s.destroy() }
+  }
+  if (h2c || secure) {
     // HTTP/2 sessions are not connections Fastify tracks: end them gracefully (GOAWAY) on close.
     app.addHook('preClose', async () => { for (const s of h2Sessions) s.close() })
   }

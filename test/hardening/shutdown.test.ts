@@ -1,9 +1,12 @@
 import { fork } from 'node:child_process'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { request as httpsRequest } from 'node:https'
+import { connect as h2connect } from 'node:http2'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { makePki } from '../helpers/certs.js'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 import { rawExchange, sleep } from './fixture.js'
 
@@ -120,4 +123,53 @@ t.test('J2: meshgate exits at the drain deadline on SIGTERM, and at once on a se
   const two = await run('30', 2)
   t.equal(two.code, 1, 'second SIGTERM: forced exit 1')
   t.ok(two.ms < 5000, `without waiting for the 30 s drain (${two.ms} ms)`)
+})
+
+t.test('J2 on HTTPS (h2 and HTTP/1.1): the deadline ends stuck requests; close() returns, nothing throws', async t => {
+  const pki = makePki(['secure.example.com'])
+  const cert = pki.server('secure.example.com')
+  const up = await startUpstream('app', () => { /* never answers */ })
+  t.teardown(() => up.close())
+  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  servers:
+  - port: { number: 8443, name: https, protocol: HTTPS }
+    hosts: ['*']
+    tls: { mode: SIMPLE, serverCertificate: ${cert.cert}, privateKey: ${cert.key} }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: app }
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  http:
+  - route:
+    - destination: { host: app }
+---
+${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [8443], overload: false })
+  const session = h2connect(gw.ingress, { ca: pki.read(pki.ca), servername: 'secure.example.com' })
+  session.on('error', () => {})
+  t.teardown(() => session.destroy())
+  const h2 = new Promise<string>(resolve => {
+    const req = session.request({ ':path': '/stuck', ':authority': 'secure.example.com' })
+    req.on('response', () => resolve('answered'))
+    req.on('close', () => resolve('aborted'))
+    req.on('error', () => resolve('aborted'))
+    req.resume()
+  })
+  const h1 = new Promise<string>(resolve => {
+    const req = httpsRequest({ host: '127.0.0.1', port: Number(new URL(gw.ingress).port), path: '/stuck', servername: 'secure.example.com', headers: { host: 'secure.example.com' }, ca: pki.read(pki.ca), agent: false }, () => resolve('answered'))
+    req.on('error', () => resolve('aborted'))
+    req.end()
+  })
+  await sleep(300)
+  const started = Date.now()
+  await gw.close(800)
+  const ms = Date.now() - started
+  t.ok(ms < 5000, `close() returned at the deadline (${ms} ms)`)
+  t.equal(await h2, 'aborted', 'the stuck h2 stream was ended')
+  t.equal(await h1, 'aborted', 'the stuck HTTP/1.1 request was ended')
 })
