@@ -140,7 +140,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     for (const vs of set.virtualServices) {
       for (const server of group.servers) {
         if (!visibleTo(vs.spec.exportTo, vs.metadata.namespace, server.gwNamespace)) continue
-        const routes = routesOf.forListener(vs, server.gateway)
+        const routes = routesOf.forListener(vs, server.gateway, port)
         if (routes.length === 0) continue
         for (const raw of server.hosts) {
           const { ns, host } = splitServerHost(raw, server.gwNamespace)
@@ -160,7 +160,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     const hosts = [...vhosts.entries()].map(([domain, routes]): VirtualHost => ({
       name: `${domain}:${port}`,
       domains: [domain],
-      routes: Object.freeze(catchAllsLast(routes))
+      routes: Object.freeze(catchAllsLast(routes, port))
     }))
     gateways.push(Object.freeze({
       name: `0.0.0.0_${port}`,
@@ -281,8 +281,13 @@ function splitServerHost (raw: string, gwNamespace: string): { ns: string; host:
 }
 
 /** Istio `SortVHostRoutes`: catch-all routes move to the end, order otherwise kept. */
-function catchAllsLast (routes: CompiledRoute[]): CompiledRoute[] {
-  return [...routes.filter(r => !r.match.catchAll), ...routes.filter(r => r.match.catchAll)]
+function catchAllsLast (routes: CompiledRoute[], port?: number): CompiledRoute[] {
+  return [...routes.filter(r => !isCatchAll(r, port)), ...routes.filter(r => isCatchAll(r, port))]
+}
+
+/** Istio `IsCatchAllRoute` on a listener port: a `port` condition that holds there adds no matcher. */
+function isCatchAll (r: CompiledRoute, port: number | undefined): boolean {
+  return r.match.catchAll || (port !== undefined && r.match.portCatchAll === port)
 }
 
 function buildHostIndex (vhosts: VirtualHost[]): HostIndex {
@@ -333,15 +338,17 @@ class RouteCompiler {
 
   constructor (private readonly reg: Registry, private readonly set: ResourceSet, private readonly problems: Problem[]) {}
 
-  forListener (vs: VirtualService, gateway: string): CompiledRoute[] {
-    const key = `${vs.metadata.namespace}/${vs.metadata.name}\u0000${gateway}`
+  forListener (vs: VirtualService, gateway: string, port?: number): CompiledRoute[] {
+    const key = `${vs.metadata.namespace}/${vs.metadata.name}\u0000${gateway}\u0000${port ?? ''}`
     let out = this.listenerCache.get(key)
     if (out !== undefined) return out
     out = []
     for (const { route, gateways } of this.all(vs)) {
       if (!gateways.has(gateway)) continue
+      // route.go translateRoute: a block whose `port` is not the listener's is dropped.
+      if (port !== undefined && route.matchSpec?.port !== undefined && route.matchSpec.port !== port) continue
       out.push(route)
-      if (route.match.catchAll) break
+      if (isCatchAll(route, port)) break
     }
     this.listenerCache.set(key, out)
     return out

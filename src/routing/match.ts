@@ -15,6 +15,11 @@ export interface CompiledMatch {
   prefix: string
   /** Matches every request (Istio `IsCatchAllRoute`): prefix `/` or regex `.*` and nothing else. */
   catchAll: boolean
+  /**
+   * Set when the block would be a catch-all but for its `port`: Istio drops the block on other
+   * ports and emits no Envoy matcher for the port, so on that port it is a catch-all.
+   */
+  portCatchAll?: number
   /** The block's `name`, for the route name in the access log. */
   name?: string
 }
@@ -72,12 +77,15 @@ export function compileMatch (m: HTTPMatchRequest | undefined): CompiledMatch {
   const uriCatchAll = m.uri === undefined ||
     (uriKind === 'prefix' && m.uri.prefix === '/') ||
     (uriKind === 'regex' && m.uri.regex === '.*')
-  const onlyUri = checks.length === (m.uri === undefined ? 0 : 1)
+  const uriChecks = m.uri === undefined ? 0 : 1
+  const onlyUri = checks.length === uriChecks
+  const onlyUriAndPort = m.port !== undefined && checks.length === uriChecks + 1
   return {
     test: combine(checks),
     uriKind,
     prefix: uriKind === 'prefix' ? (m.uri?.prefix ?? '/') : '/',
     catchAll: uriCatchAll && onlyUri,
+    ...(uriCatchAll && onlyUriAndPort ? { portCatchAll: m.port } : {}),
     name: m.name
   }
 }

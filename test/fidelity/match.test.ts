@@ -201,6 +201,32 @@ ${gatewayVs(`  - name: api
   t.equal(await who(gw.ingress, '/dropped'), 'v1', 'a route after a catch-all is never reached')
 })
 
+t.test('match.port: no Envoy matcher, so prefix "/" on the listener port is a catch-all moved last', async t => {
+  // route.go translateRoute drops a block whose port is not the listener's and emits no matcher
+  // for one that is; IsCatchAllRoute then sees prefix "/" alone.
+  const gw = await threeVersions(t, `${GATEWAY}---
+${gatewayVs(`  - name: all-on-8080
+    match:
+    - uri: { prefix: "/" }
+      port: 8080
+    route:
+    - destination: { host: app, subset: v1 }`, 'first')}
+---
+${gatewayVs(`  - name: other-port
+    match:
+    - uri: { prefix: /api }
+      port: 9999
+    route:
+    - destination: { host: app, subset: v3 }
+  - name: api
+    match:
+    - uri: { prefix: /api }
+    route:
+    - destination: { host: app, subset: v2 }`, 'second')}`)
+  t.equal(await who(gw.ingress, '/api/x'), 'v2', 'the later VS route wins over the port-qualified catch-all')
+  t.equal(await who(gw.ingress, '/else'), 'v1', 'the port-qualified catch-all serves the rest')
+})
+
 t.test('mesh listener: Host with or without port, absolute-form target; gateway ignores the Host port', async t => {
   const v1 = await startUpstream('v1')
   const v2 = await startUpstream('v2')
