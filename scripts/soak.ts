@@ -249,9 +249,10 @@ export async function runSoak (partial: Partial<SoakOptions> = {}): Promise<Soak
           signal: ac.signal,
           dispatcher: agent
         })
-        await res.body.text()
+        const text = await res.body.text()
         const expected = kind === 'reset' || kind === '503' ? res.statusCode >= 500 : res.statusCode === 200
-        count(expected ? `${kind}:expected` : `${kind}:unexpected-${res.statusCode}`)
+        // A local reply's body names its cause (e.g. "no healthy upstream", "envoy overloaded").
+        count(expected ? `${kind}:expected` : `${kind}:unexpected-${res.statusCode}${res.statusCode >= 400 && text.length < 200 ? ` (${text.slice(0, 60)})` : ''}`)
       } catch (err) {
         const name = (err as Error).name
         count(kind === 'abort' && (name === 'AbortError' || (err as { code?: string }).code === 'UND_ERR_ABORTED') ? 'abort:expected' : `${kind}:error-${(err as { code?: string }).code ?? name}`)
