@@ -108,13 +108,10 @@ function runCli (args: string[]): Promise<{ code: number | null; stdout: string;
   return new Promise(resolve => child.on('close', code => resolve({ code, stdout, stderr })))
 }
 
-t.test('the real CLI process: exit codes and output', async t => {
-  const [bad, good] = await Promise.all([
-    runCli(['validate', `${dir}/typo-field.yaml`]),
-    runCli(['validate', 'gateway-config', 'gateway-config/local/services.yaml'])
-  ])
+// One real process proves the exit status reaches the shell; the child above covers the rest
+// (each CLI start compiles the TypeScript sources, seconds on a loaded machine).
+t.test('the real CLI process: output and exit status 1', async t => {
+  const bad = await runCli(['validate', `${dir}/typo-field.yaml`])
   t.equal(bad.stdout, `${expected['typo-field.yaml']}\nError: 1 error(s) in 1 file(s)\n`)
   t.equal(bad.code, 1, bad.stderr)
-  t.equal(good.stdout, '✔ 10 resource(s) in 3 file(s) valid\n')
-  t.equal(good.code, 0, good.stderr)
 })
