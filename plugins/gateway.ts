@@ -172,6 +172,9 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const rt = new RuntimeState(snapshot, opts.now)
   const hc = new HealthChecker(rt, { lookup: opts.dnsLookup, dnsRefreshMs: opts.dnsRefreshMs })
   rt.onRemoved(names => pools.release(names))
+  // Clusters a reload removed are released once their requests drained and the grace period passed.
+  const retireTimer = setInterval(() => rt.collect(), 5000)
+  retireTimer.unref()
   store.onSwap(next => { rt.reconcile(next); hc.sync() })
   hc.sync()
   const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures })
@@ -199,6 +202,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   } catch (err) {
     await Promise.allSettled(apps.map(a => a.app.close()))
     hc.close()
+    clearInterval(retireTimer)
     await pools.close()
     throw err
   }
@@ -259,6 +263,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         // so the pools' close, which waits for requests in flight, is also under the deadline.
         await Promise.allSettled(apps.map(a => a.app.close()))
         hc.close()
+        clearInterval(retireTimer)
+        rt.collect(true)
         await pools.close()
         clearTimeout(timer)
         accessLog.flush()
