@@ -163,3 +163,21 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
   t.same(stopped.map(l => l.pid).sort(), [...pids].sort(), 'both workers stopped')
   for (const s of stopped) t.ok((s.requests as number) > 0, `worker ${String(s.pid)} served requests (${String(s.requests)})`)
 })
+
+t.test('--workers values', async t => {
+  const { parseWorkers } = await import('../../plugins/workers.js')
+  const { availableParallelism } = await import('node:os')
+  t.equal(parseWorkers(undefined), 1, 'default 1')
+  t.equal(parseWorkers('3'), 3)
+  t.equal(parseWorkers('auto'), availableParallelism(), 'auto = one per core')
+  for (const bad of ['0', '-1', '1.5', 'many', '257']) t.throws(() => parseWorkers(bad), /--workers/, `"${bad}" is refused`)
+  // The CLI refuses a bad value before forking anything.
+  const script = fileURLToPath(new URL('../../bin/meshgate.ts', import.meta.url))
+  const tsLoader = process.execArgv.filter(x => x.includes('@tapjs/typescript'))
+  const child = spawn(process.execPath, [...tsLoader, script, '--config', 'nowhere.yaml', '--workers', 'zero'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', c => { stderr += String(c) })
+  const code = await new Promise<number | null>(resolve => child.on('close', c => resolve(c)))
+  t.equal(code, 2, 'exit 2 on a bad --workers')
+  t.match(stderr, /--workers "zero"/)
+})
