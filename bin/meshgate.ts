@@ -9,11 +9,13 @@ import { compile } from '../src/compile/compile.js'
 import { readConfigInputs } from '../plugins/config-files.js'
 import { ConfigError, startGateway } from '../plugins/gateway.js'
 import { startAdmin } from '../routes/admin.js'
+import { credentialStore } from '../plugins/tls.js'
+import { tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
 import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
-  meshgate validate [--strict] PATH…
+  meshgate validate [--strict] [--credentials-dir DIR] PATH…
 
 Run options (each also read from the environment variable shown):
   -c, --config PATH        config file or directory of *.yaml (MESHGATE_CONFIG, comma-separated)
@@ -32,6 +34,10 @@ Run options (each also read from the environment variable shown):
       --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
       --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
                            default 1); config changes reach every worker; the admin API runs in worker 1
+
+Security, limits and TLS (README "Security"):
+${tuningUsage()}
+
   -h, --help               this text
 
 validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 and every problem
@@ -61,6 +67,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'admin-token': { type: 'string' },
         'drain-timeout': { type: 'string' },
         workers: { type: 'string' },
+        ...tuningArgOptions(),
         help: { type: 'boolean', short: 'h' }
       }
     })
@@ -76,8 +83,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     return 2
   }
   let workers: number
+  let tuning: ReturnType<typeof tuningOptions>
   try {
     workers = parseWorkers(v.workers ?? env.MESHGATE_WORKERS)
+    tuning = tuningOptions(v, env)
   } catch (err) {
     process.stderr.write(`meshgate: ${(err as Error).message}\n`)
     return 2
@@ -109,6 +118,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   try {
     const gw = await startGateway({
+      ...tuning,
       config,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
       host: v.host ?? env.MESHGATE_HOST ?? '0.0.0.0',
@@ -169,13 +179,15 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
 /** `meshgate validate PATH…`: every problem, then exit 1 on errors. */
 async function validate (args: string[]): Promise<number> {
   const strict = args.includes('--strict')
-  const paths = args.filter(a => a !== '--strict')
+  const ci = args.indexOf('--credentials-dir')
+  const credentialsDir = ci >= 0 ? args[ci + 1] : process.env.MESHGATE_CREDENTIALS_DIR || undefined
+  const paths = args.filter((a, i) => a !== '--strict' && !(ci >= 0 && (i === ci || i === ci + 1)))
   if (paths.length === 0) { process.stderr.write('meshgate validate: give at least one file or directory\n'); return 2 }
   const { inputs, problems: io } = await readConfigInputs(paths)
   const loaded = loadConfig(inputs, { strict })
   let problems = [...io, ...loaded.problems]
   if (!hasErrors(problems)) {
-    const c = compile(loaded.set)
+    const c = compile(loaded.set, { credentials: credentialStore(paths, credentialsDir) })
     problems = [...problems, ...c.problems.map(p => strict && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
   }
   problems = sortProblems(problems)
