@@ -124,6 +124,8 @@ export class Forwarder {
         }
         if (decision.cluster === undefined) {
           if (lastFailure !== undefined && decision.fallbackCluster === undefined) { send.error(lastFailure, 'URX'); return }
+          // Envoy has no cluster info for a cluster it does not know: %UPSTREAM_CLUSTER% is "-".
+          if (decision.failure === 'NC' && decision.fallbackCluster === undefined) ctx.upstreamCluster = '-'
           send.error(decision.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream)
           return
         }
@@ -188,6 +190,11 @@ export class Forwarder {
           if (isRetry) cluster.activeRetries--
         }
         let res: Dispatcher.ResponseData
+        // Envoy's router headers: the try number (Istio sets include_request_attempt_count) and
+        // the time the upstream has (the per-try timeout, else the route timeout).
+        job.headers['x-envoy-attempt-count'] = String(attempt + 1)
+        const expectMs = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : job.timeoutMs
+        if (expectMs > 0) job.headers['x-envoy-expected-rq-timeout-ms'] = String(expectMs)
         try {
           const tls = cluster.spec.policy.tls
           res = await this.pools.get(cluster.spec.name, cluster.limits, tls).request({

@@ -23,6 +23,7 @@ import type { RuntimeState } from '../src/runtime/state.js'
 import { attachUpgrade } from './upgrade.js'
 import { httpsServerOptions } from './tls.js'
 import { hostMatches } from '../src/config/hosts.js'
+import { clusterFor } from '../src/compile/compile.js'
 import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
 import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
 import type { Metrics } from './metrics.js'
@@ -124,6 +125,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   const random = opts.random ?? Math.random
   const now = opts.now ?? Date.now
   const isMesh = opts.kind === 'mesh'
+  // Envoy overwrites the response's server header: Istio names gateways istio-envoy, sidecars keep envoy.
+  const serverName = isMesh ? 'envoy' : 'istio-envoy'
   const initial = isMesh ? opts.store.current.mesh : opts.store.current.gateways.find(l => l.port === opts.configPort)
   const secure = initial?.tls !== undefined && initial.tls.length > 0
   const scheme = secure ? 'https' : 'http'
@@ -312,11 +315,22 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   }
 
   app.addHook('onRequest', async (request, reply) => {
+    // Repeated request headers (more raw lines than names): Node joins them with ", ", Envoy
+    // matches them joined with "," — so matching sees the separate values.
+    const repeated = request.raw.rawHeaders.length > Object.keys(request.raw.headers).length * 2
     const ctx = begin(request)
     const raw = request.raw
     const headers = raw.headers
     const sock = raw.socket
     const cl = headers['content-length']
+    // Envoy's HCM sets these before routing, so local replies carry and log them too.
+    reply.header('server', serverName)
+    // x-forwarded-for: an edge listener appends the peer, joined with "," as Envoy does
+    // (use_remote_address); sidecar outbound (the mesh) leaves it as the caller sent it.
+    const xffIn = headers['x-forwarded-for']
+    if (!isMesh) headers['x-forwarded-for'] = xffIn === undefined || xffIn === '' ? (sock.remoteAddress ?? '') : `${xffIn},${sock.remoteAddress ?? ''}`
+    const xff = headers['x-forwarded-for']
+    if (typeof xff === 'string' && xff !== '') ctx.xForwardedFor = xff
 
     // Header count, underscores and duplicate Host, in one pass over the raw list.
     const rawHeaders = raw.rawHeaders
@@ -357,7 +371,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       return reply
     }
     const target = canon.target
-    const facts = buildFacts(ctx.method, scheme, headers.host ?? '', target, headers, isMesh ? undefined : opts.configPort)
+    const facts = buildFacts(ctx.method, scheme, headers.host ?? '', target, repeated ? distinctHeaders(raw) : headers, isMesh ? undefined : opts.configPort)
     // Gateway `tls.httpsRedirect`: plain-HTTP requests for those hosts get a 301 to https (Envoy require_tls).
     if (l.httpsRedirectHosts !== undefined && l.httpsRedirectHosts.some(h => hostMatches(h, facts.host))) {
       reply.code(301).header('location', `https://${facts.host}${target}`).send('')
@@ -390,6 +404,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       }
       if (fault.abortFraction > 0 && random() < fault.abortFraction) {
         ctx.responseFlags = ctx.responseFlags === 'DI' ? 'DI,FI' : 'FI'
+        // Envoy resolved the route's cluster before the fault filter ran, and logs it.
+        if (route.destinations.length === 1) ctx.upstreamCluster = clusterFor(route.destinations[0], facts.port)
         if (fault.abortGrpc !== undefined) {
           return sendLocal(reply, ctx, route, 200, undefined, { 'content-type': 'application/grpc', 'grpc-status': String(GRPC_CODES[fault.abortGrpc] ?? 2), 'grpc-message': 'fault filter abort', ...corsHeaders }, true)
         }
@@ -422,11 +438,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       ? !h2.endAfterHeaders
       : headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
     if (bodyless) delete out['content-length']
-    out.host = route.rewrite?.authority ?? headers.host ?? ''
-    // x-forwarded-for: append the peer (Envoy use_remote_address); x-forwarded-proto at the edge.
-    const xff = out['x-forwarded-for']
-    out['x-forwarded-for'] = xff === undefined || xff === '' ? remoteAddress : `${String(xff)}, ${remoteAddress}`
-    ctx.xForwardedFor = out['x-forwarded-for'] as string
+    // A weighted destination's `set.host` (Envoy ClusterWeight host_rewrite) unless the route rewrites it.
+    out.host = route.rewrite?.authority ?? dest.headers?.hostRewrite ?? headers.host ?? ''
+    // x-forwarded-proto at the edge (the mesh keeps the caller's).
     if (!isMesh || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = scheme
     // Envoy applies the most specific level first, so route-level operations win on conflicts.
     applyHeaderOps(dest.headers?.request, out)
@@ -441,13 +455,19 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       return r.key
     }
 
+    // The access log reads the request headers as the router left them (Envoy rewrites in place).
+    ctx.authority = String(out.host)
+    const upstreamPath = rewritePath(route.rewrite, route.match, facts)
+    // Envoy passes the pre-rewrite path on (and Istio logs it as the request's path).
+    if (upstreamPath !== target) out['x-envoy-original-path'] = target
+
     await opts.forwarder.forward({
       ctx,
       route,
       dest,
       port: facts.port,
       method: ctx.method,
-      path: rewritePath(route.rewrite, route.match, facts),
+      path: upstreamPath,
       headers: out,
       req: raw,
       res: reply.raw,
@@ -467,6 +487,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
         if (len !== undefined) ctx.bytesSent = Number(len) || 0
         reply.code(status)
         reply.headers(rh)
+        reply.header('server', serverName)
         reply.send(len === undefined && ctx.method !== 'HEAD' ? countBody(body as Readable, ctx, 'sent') : body)
       }
     })
@@ -505,12 +526,17 @@ const DEFAULT_RETRY = retryPolicy(undefined)
 function sendError (reply: FastifyReply<any, any, any, any>, ctx: AccessLogContext, e: ErrorSpec, extraFlag?: string): FastifyReply<any, any, any, any> {
   ctx.responseFlags = extraFlag === undefined ? e.flag : `${e.flag},${extraFlag}`
   if (reply.sent || reply.raw.headersSent) return reply
-  ctx.bytesSent = Buffer.byteLength(e.body)
+  const body = e.flag === 'UF' || e.flag === 'UC' ? resetBody(e, ctx, extraFlag === 'URX') : e.body
+  ctx.bytesSent = Buffer.byteLength(body)
   reply.code(e.status)
-  if (e.body !== '') reply.header('content-type', 'text/plain')
+  if (body !== '') reply.header('content-type', 'text/plain')
+  // Envoy marks requests it dropped for overflow (router.cc onUpstreamAbort).
+  if (e.flag === 'UO') reply.header('x-envoy-overloaded', 'true')
   // The unread rest of the request (a body over the limit, bytes after bad headers) is never parsed.
   if ((e as ErrorSpec).close === true && reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
-  reply.send(e.body)
+  // An empty local reply has no content-type (Fastify would add text/plain for '').
+  if (body === '') reply.send()
+  else reply.send(body)
   return reply
 }
 
@@ -527,8 +553,38 @@ function sendLocal (
   ctx.bytesSent = body?.length ?? 0
   reply.code(status)
   reply.headers(h)
-  reply.send(body ?? '')
+  if (body === undefined || body.length === 0) reply.send()
+  else reply.send(body)
   return reply
+}
+
+/** Request headers for matching with repeated ones kept apart (cookie stays joined, as sent). */
+function distinctHeaders (raw: IncomingMessage): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = { ...raw.headers }
+  for (const [k, v] of Object.entries(raw.headersDistinct)) if (v !== undefined && v.length > 1 && k !== 'cookie') out[k] = v
+  return out
+}
+
+/**
+ * Envoy's body for a reset before headers (router.cc onUpstreamReset): the reset reason, with
+ * the transport failure reason for connect failures, "retried and the latest reset reason" after
+ * retries.
+ */
+function resetBody (e: ErrorSpec, ctx: AccessLogContext, retried: boolean): string {
+  const head = `upstream connect error or disconnect/reset before headers. ${retried ? 'retried and the latest reset reason' : 'reset reason'}: `
+  if (e.flag === 'UC') return `${head}connection termination`
+  const why = ctx.upstreamTransportFailureReason
+  if (why === 'UND_ERR_CONNECT_TIMEOUT' || why === 'ETIMEDOUT' || why === 'timeout') return `${head}connection timeout`
+  const text = TRANSPORT_FAILURES[why] ?? why
+  return why === '-' || why === '' ? `${head}remote connection failure` : `${head}remote connection failure, transport failure reason: delayed connect error: ${text}`
+}
+
+const TRANSPORT_FAILURES: Record<string, string> = {
+  ECONNREFUSED: 'Connection refused',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  ECONNRESET: 'Connection reset by peer',
+  ENOTFOUND: 'Name or service not known'
 }
 
 /** Wait `ms`, unless the client goes away first (returns true then). */
