@@ -106,12 +106,16 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     for (const m of [r.method].flat()) if (m !== 'HEAD') routesDoc.push({ method: m, url: r.url, schema: (r.schema ?? {}) as Record<string, unknown> })
   })
 
+  const PROBE_PATHS = new Set(['/ready', '/live'])
   // Auth: constant-time comparison of SHA-256 digests (equal length whatever the input), so
   // the time taken says nothing about how much of a guess was right.
   const authOutcome = new WeakMap<FastifyRequest, string>()
   app.addHook('onRequest', async (req, reply) => {
     const mutating = req.method !== 'GET' && req.method !== 'HEAD'
     if (!mutating && loopback) return
+    // Readiness and liveness stay open wherever the API is bound: container and Kubernetes
+    // probes send no token, and the answer reveals nothing but the state.
+    if (!mutating && PROBE_PATHS.has(req.url.split('?')[0])) return
     const auth = req.headers.authorization
     const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined
     if (given === undefined) {

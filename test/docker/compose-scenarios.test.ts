@@ -92,6 +92,7 @@ t.test('compose scenario switching: admin API merge and reload, and the watched 
   const paths = env.MESHGATE_CONFIG.split(',').map(p => p.replace(/^\/etc\/meshgate/, mount))
 
   const reloads: string[] = []
+  const rejections: string[] = []
   const gw = await startGateway({
     config: paths,
     host: '127.0.0.1',
@@ -99,7 +100,7 @@ t.test('compose scenario switching: admin API merge and reload, and the watched 
     portMap: { 8080: 0 },
     accessLog: 'off',
     watch: true,
-    onReload: e => reloads.push(e.ok ? 'ok' : 'rejected')
+    onReload: e => { reloads.push(e.ok ? 'ok' : 'rejected'); if (!e.ok) rejections.push(e.problems.map(p => p.message).join('; ')) }
   })
   t.teardown(() => gw.close(0))
   const token = 'compose-test-token'
@@ -146,9 +147,9 @@ t.test('compose scenario switching: admin API merge and reload, and the watched 
   const before = reloads.length
   await copyFile(join(ROOT, 'gateway-config/scenarios/fallback-v3-to-v2.yaml'), active)
   await until('the watch applies the copied scenario', async () => [...await pods(mesh, 4)].join() === 'reviews-v3')
-  t.ok(reloads.length > before && reloads.at(-1) === 'ok', 'reloaded by the file watch')
+  t.ok(reloads.length > before && reloads.at(-1) === 'ok', `reloaded by the file watch (${reloads.join(',')}; ${rejections.join(' | ')})`)
   const afterCopy = reloads.length
   await unlink(active)
   await until('deleting it goes back to the base', async () => (await pods(mesh, 12)).size === 3)
-  t.ok(reloads.length > afterCopy && !reloads.includes('rejected'), 'the deletion reloaded too; no reload was rejected')
+  t.ok(reloads.length > afterCopy && !reloads.includes('rejected'), `the deletion reloaded too; no reload was rejected (${reloads.join(',')}; ${rejections.join(' | ')})`)
 })
