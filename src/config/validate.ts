@@ -17,6 +17,9 @@ export const UNSUPPORTED_HTTP_ROUTE_FIELDS = [] as const
  * Longest regex accepted (characters), Istio's cap. RE2 matches in linear time; the cap keeps
  * compile time and program memory bounded too.
  */
+/** Unix-socket endpoints (Istio allows them for sidecar-local workloads): meshgate dials TCP only. */
+const UNIX_ENDPOINT = (a: string): string => `unix socket endpoints ("${a}") are not supported by meshgate, which connects to upstreams over TCP; use an IP address or a DNS name`
+
 export const MAX_REGEX_LENGTH = 1024
 
 const REDIRECT_CODES = new Set([301, 302, 303, 307, 308])
@@ -127,8 +130,9 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
     })
     ;(se.spec.endpoints ?? []).forEach((e, i) => {
       if (e.address === undefined || e.address === '') c.error(se, ['spec', 'endpoints', i], 'endpoint address is required')
-      else if ((se.spec.resolution ?? 'NONE') === 'STATIC' && !isIP(e.address) && !e.address.startsWith('unix://')) {
-        c.error(se, ['spec', 'endpoints', i, 'address'], `endpoint address "${e.address}" must be an IP address or unix socket with resolution STATIC (use resolution: DNS for names)`)
+      else if (e.address.startsWith('unix://')) c.error(se, ['spec', 'endpoints', i, 'address'], UNIX_ENDPOINT(e.address), Codes.NotSupported)
+      else if ((se.spec.resolution ?? 'NONE') === 'STATIC' && !isIP(e.address)) {
+        c.error(se, ['spec', 'endpoints', i, 'address'], `endpoint address "${e.address}" must be an IP address with resolution STATIC (use resolution: DNS for names)`)
       }
       for (const k of Object.keys(e.ports ?? {})) {
         if (!names.has(k)) c.at(se, ['spec', 'endpoints', i, 'ports', k], 'Warning', Codes.ReferencedResourceNotFound, `port name "${k}" is not declared in spec.ports`)
@@ -137,6 +141,7 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
   }
   for (const we of set.workloadEntries) {
     if (we.spec.address === undefined || we.spec.address === '') c.error(we, ['spec'], 'address is required')
+    else if (we.spec.address.startsWith('unix://')) c.error(we, ['spec', 'address'], UNIX_ENDPOINT(we.spec.address), Codes.NotSupported)
   }
   noEffectFields(c, set)
   return c.problems

@@ -390,7 +390,16 @@ spec:
   ports: [{number: 9080, name: http, protocol: HTTP}]
   resolution: STATIC
   endpoints: [{address: ratings.local}]
-`, ['Error [IST0106] (ServiceEntry default/ratings vs.yaml:8:16) spec.endpoints[0].address: endpoint address "ratings.local" must be an IP address or unix socket with resolution STATIC (use resolution: DNS for names)']],
+`, ['Error [IST0106] (ServiceEntry default/ratings vs.yaml:8:16) spec.endpoints[0].address: endpoint address "ratings.local" must be an IP address with resolution STATIC (use resolution: DNS for names)']],
+    ['unix socket endpoint: rejected, not silently undialable', `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: "unix:///var/run/ratings.sock"}]
+`, ['Error [MG0003] (ServiceEntry default/ratings vs.yaml:8:16) spec.endpoints[0].address: unix socket endpoints ("unix:///var/run/ratings.sock") are not supported by meshgate, which connects to upstreams over TCP; use an IP address or a DNS name']],
     ['ServiceEntry host "*" and an undeclared endpoint port name', `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: any}
