@@ -3,7 +3,6 @@ import { createServer as createHttp1Server, STATUS_CODES, type IncomingMessage, 
 import { createServer as createH2cServer, type Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import { getHeapStatistics } from 'node:v8'
-import underPressure from '@fastify/under-pressure'
 import type { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ListenerSpec, Snapshot } from '../src/compile/snapshot.js'
@@ -21,10 +20,11 @@ import type { ClusterState } from '../src/runtime/cluster-state.js'
 import type { SnapshotStore } from '../src/runtime/store.js'
 import type { RuntimeState } from '../src/runtime/state.js'
 import { attachUpgrade } from './upgrade.js'
+import { OverloadGuard } from './overload.js'
 import { httpsServerOptions } from './tls.js'
 import { hostMatches } from '../src/config/hosts.js'
 import { clusterFor } from '../src/compile/compile.js'
-import { type AccessLogContext, type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
+import { type AccessLogContext, type AccessLogWriter, newAccessLogContext } from './access-log.js'
 import { type Forwarder, HOP_BY_HOP, countBody, responseHeaders } from './forwarder.js'
 import type { Metrics } from './metrics.js'
 
@@ -176,7 +176,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       ctx.protocol = `HTTP/${request.raw.httpVersion}`
       request.mg = ctx
       reply.raw.once('finish', () => {
-        opts.accessLog.write(accessLogRecord(ctx, reply.statusCode, 0))
+        opts.accessLog.log(ctx, reply.statusCode, 0)
         opts.metrics?.record(ctx, reply.statusCode, 0)
       })
       request.mg = null
@@ -235,7 +235,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     // Nothing after a framing error is read: the rest of the bytes may be a smuggled request.
     socket.destroySoon()
     setTimeout(() => socket.destroy(), 1000).unref()
-    opts.accessLog.write(accessLogRecord(ctx, status, 0))
+    opts.accessLog.log(ctx, status, 0)
     opts.metrics?.record(ctx, status, 0)
   }
   attachUpgrade(app.server, {
@@ -293,28 +293,20 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     return ctx
   }
 
-  // Overload guard first, so a shed request costs one comparison (Envoy overload manager).
-  // Registered before the proxy hook: hooks run in registration order.
-  if (lim.overload !== false) {
-    const o = lim.overload
-    await app.register(underPressure, {
-      maxEventLoopDelay: o.maxEventLoopDelayMs,
-      maxHeapUsedBytes: o.maxHeapUsedBytes,
-      maxRssBytes: o.maxRssBytes,
-      sampleInterval: o.sampleIntervalMs,
-      pressureHandler: (request: FastifyRequest, reply: FastifyReply, type: string) => {
-        const ctx = begin(request)
-        ctx.responseFlags = Errors.Overloaded.flag
-        ctx.upstreamTransportFailureReason = type
-        ctx.bytesSent = Errors.Overloaded.body.length
-        // Sent here: the hooks after this one see the reply sent and do not run.
-        reply.code(503).header('content-type', 'text/plain').header('retry-after', '1').header('connection', 'close')
-        reply.send(Errors.Overloaded.body)
-      }
-    })
-  }
+  // Overload guard (Envoy overload manager): sampled on a timer, so a request reads one field.
+  const guard = lim.overload === false ? undefined : new OverloadGuard(lim.overload)
+  if (guard !== undefined) app.addHook('onClose', async () => { guard.close() })
 
   app.addHook('onRequest', async (request, reply) => {
+    if (guard?.reason !== undefined) {
+      const ctx = begin(request)
+      ctx.responseFlags = Errors.Overloaded.flag
+      ctx.upstreamTransportFailureReason = guard.reason
+      ctx.bytesSent = Errors.Overloaded.body.length
+      reply.code(503).header('content-type', 'text/plain').header('retry-after', '1').header('connection', 'close')
+      reply.send(Errors.Overloaded.body)
+      return reply
+    }
     // Repeated request headers (more raw lines than names): Node joins them with ", ", Envoy
     // matches them joined with "," — so matching sees the separate values.
     const repeated = request.raw.rawHeaders.length > Object.keys(request.raw.headers).length * 2
@@ -503,7 +495,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     request.mg = null
     counters.inFlight--
     const ms = Number((process.hrtime.bigint() - ctx.startHr) / 1000000n)
-    opts.accessLog.write(accessLogRecord(ctx, status, ms))
+    opts.accessLog.log(ctx, status, ms)
     opts.metrics?.record(ctx, status, ms)
   }
   app.addHook('onResponse', async (request, reply) => { finished(request, reply.statusCode) })

@@ -12,7 +12,7 @@ import { pickDestination, selectRoute } from '../src/routing/select.js'
 import { resolveFallback } from '../src/resilience/fallback.js'
 import type { RuntimeState } from '../src/runtime/state.js'
 import { Flag } from '../src/upstream/endpoint.js'
-import { type AccessLogWriter, accessLogRecord, newAccessLogContext } from './access-log.js'
+import { type AccessLogWriter, newAccessLogContext } from './access-log.js'
 import type { Metrics } from './metrics.js'
 
 const UNSAFE_HEADER = /[\r\n\0]/
@@ -61,7 +61,7 @@ export function attachUpgrade (server: Server, opts: UpgradeOptions): void {
       if (logged) return
       logged = true
       const ms = Number((process.hrtime.bigint() - ctx.startHr) / 1000000n)
-      opts.accessLog.write(accessLogRecord(ctx, status, ms))
+      opts.accessLog.log(ctx, status, ms)
       opts.metrics?.record(ctx, status, ms)
     }
     const fail = (e: ErrorSpec): void => {
