@@ -111,7 +111,16 @@ export function accessLogRecord (c: AccessLogContext, responseCode: number, dura
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 
 function q (s: string): string {
+  if (s === '-') return '"-"'
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
+}
+
+// Many requests start in the same millisecond: the last ISO timestamp is reused.
+let isoMs = -1
+let isoText = ''
+function isoTime (ms: number): string {
+  if (ms !== isoMs) { isoMs = ms; isoText = new Date(ms).toISOString() }
+  return isoText
 }
 
 /**
@@ -135,7 +144,7 @@ export function accessLogLine (c: AccessLogContext, responseCode: number, durati
     ',"response_code":"' + responseCode +
     '","response_flags":' + q(c.responseFlags) +
     ',"route_name":' + q(c.routeName) +
-    ',"start_time":"' + new Date(c.startTime).toISOString() +
+    ',"start_time":"' + isoTime(c.startTime) +
     '","trace_id":' + q(c.traceId) +
     ',"upstream_cluster":' + q(c.upstreamCluster) +
     ',"upstream_host":' + q(c.upstreamHost) +

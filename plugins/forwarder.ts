@@ -18,6 +18,9 @@ import type { ClusterPools } from './pools.js'
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']
 
+/** The shared empty exclusion set of a first try (never added to). */
+const NO_HOSTS: Set<EndpointState> = new Set()
+
 /** HOP_BY_HOP as a set, for the copy loops of the request path. */
 export const HOP_BY_HOP_SET: ReadonlySet<string> = new Set(HOP_BY_HOP)
 
@@ -139,7 +142,8 @@ export class Forwarder {
         let ep: EndpointState | undefined
         let settle: ((ok: boolean) => void) | undefined
         let refused = false
-        const skipped = new Set<EndpointState>(retry.ignorePreviousHosts ? tried : [])
+        // Hosts to skip: those already tried (previous-host predicate), and breakers that refuse.
+        let skipped: Set<EndpointState> = retry.ignorePreviousHosts && tried.size > 0 ? new Set(tried) : NO_HOSTS
         for (let k = 0; k < cluster.healthy.length; k++) {
           const cand = cluster.pick({ random: this.random, hashKey: job.hashKey(cluster), exclude: skipped })
           if (cand === undefined || (refused && skipped.has(cand))) break
@@ -147,6 +151,7 @@ export class Forwarder {
           settle = b?.begin()
           if (b === undefined || settle !== undefined) { ep = cand; break }
           refused = true
+          if (skipped === NO_HOSTS) skipped = new Set()
           skipped.add(cand)
         }
         if (ep === undefined && refused) {
@@ -168,7 +173,8 @@ export class Forwarder {
           return
         }
         tried.add(ep)
-        ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : `${ep.spec.address}:${ep.spec.port}`
+        // The endpoint key is `address:port`; IPv6 addresses need brackets in a host.
+        ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : ep.spec.key
         ctx.upstreamTransportFailureReason = '-'
         const labels = ep.spec.labels
         ctx.upstreamApp = labels.app ?? 'unknown'
