@@ -18,6 +18,13 @@ import type { ClusterPools } from './pools.js'
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']
 
+/** Cluster existence as one snapshot sees it, health from the runtime state. */
+class SnapshotView implements ClusterHealthView {
+  constructor (private readonly clusters: ReadonlyMap<string, unknown>, private readonly runtime: RuntimeState) {}
+  exists (name: string): boolean { return this.clusters.has(name) }
+  hasHealthy (name: string): boolean { return this.runtime.cluster(name)?.hasHealthy() === true }
+}
+
 /** The shared empty exclusion set of a first try (never added to). */
 const NO_HOSTS: Set<EndpointState> = new Set()
 
@@ -50,6 +57,12 @@ export interface ForwardJob {
   hashKey: (cluster: ClusterState) => string | undefined
   /** Mirror targets: fire-and-forget copies (Envoy shadowing). */
   mirrors?: ReadonlyArray<{ target: DestinationTarget; fraction: number }>
+  /**
+   * The clusters of the snapshot the request started on: they decide what exists for it (a
+   * cluster removed by a later reload still serves its retries; one this snapshot lacks is NC
+   * even while a retiring cluster of that name drains).
+   */
+  clusters?: ReadonlyMap<string, unknown>
 }
 
 /** Bytes a mirror may fall behind the primary before its copy is abandoned. */
@@ -116,7 +129,7 @@ export class Forwarder {
     let lastFailure: ErrorSpec | undefined
     try {
       for (let attempt = 0; ; attempt++) {
-        const decision = resolveFallback(job.dest, job.port, this.view)
+        const decision = resolveFallback(job.dest, job.port, job.clusters === undefined ? this.view : new SnapshotView(job.clusters, this.runtime))
         ctx.upstreamCluster = decision.cluster ?? decision.primary
         if (decision.fallbackCluster !== undefined) {
           ctx.fallbackPath = `${decision.primary}:${decision.fallbackCluster}`

@@ -252,7 +252,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
   })
 
   let listener = currentListener(opts.store.current)
-  opts.store.onSwap(next => { listener = currentListener(next) })
+  // The snapshot requests start on (its cluster set decides what exists for them: NC).
+  let snapshot = opts.store.current
+  opts.store.onSwap(next => { listener = currentListener(next); snapshot = next })
   function currentListener (snap: Snapshot): ListenerSpec | undefined {
     return isMesh ? snap.mesh : snap.gateways.find(l => l.port === opts.configPort)
   }
@@ -353,6 +355,7 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     }
 
     const l = listener
+    const clusters = snapshot.clusters
     if (l === undefined) return sendError(reply, ctx, Errors.NoRoute)
     // The one canonical target: matched on, rewritten from and forwarded (hardening.md §4.2).
     const canon = canonicalize(raw.url ?? '/', pathPolicy)
@@ -473,7 +476,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
       timeoutMs: route.timeoutMs ?? 0,
       maxBodyBytes: lim.maxRequestBodyBytes,
       hashKey,
-      mirrors: route.mirrors
+      mirrors: route.mirrors,
+      clusters
     }, {
       error: (spec, extra) => { sendError(reply, ctx, spec, extra) },
       response: (status, h, body) => {
