@@ -339,6 +339,13 @@ export async function runSoak (partial: Partial<SoakOptions> = {}): Promise<Soak
       const r = await child.ask('reloads', { n: o.reloads }, 600_000)
       if (r.failed !== 0) failures.push(`${String(r.failed)} of ${o.reloads} in-process reloads failed`)
       afterReloads = await child.sample(Date.now() - start)
+      // Probes restarted by the last reloads may still be connecting: in-flight work, not a
+      // leak. Handles must return to the level before the reloads within the settle time.
+      const reloadsDoneAt = Date.now()
+      while (afterReloads.handles > beforeReloads.handles && Date.now() - reloadsDoneAt < o.settleMs) {
+        await new Promise(resolve => setTimeout(resolve, 250))
+        afterReloads = await child.sample(Date.now() - start)
+      }
       const bound = beforeReloads.heapUsed * (1 + o.heapGrowth) + o.heapSlackBytes
       if (afterReloads.heapUsed > bound) failures.push(`after ${o.reloads} reloads heap ${mib(afterReloads.heapUsed)} > bound ${mib(bound)} (from ${mib(beforeReloads.heapUsed)})`)
       if (afterReloads.handles > beforeReloads.handles) failures.push(`after ${o.reloads} reloads ${afterReloads.handles} handles > ${beforeReloads.handles} (${JSON.stringify(afterReloads.resources)})`)
