@@ -161,7 +161,6 @@ export type AccessLogTarget = string | ((line: string) => void)
 export interface AccessLogWriter {
   /** Log one request (the request path's entry point). */
   log: (ctx: AccessLogContext, responseCode: number, durationMs: number) => void
-  write: (record: Record<string, string>) => void
   flush: () => void
   close: () => Promise<void>
 }
@@ -172,9 +171,9 @@ export interface AccessLogWriter {
  */
 export function createAccessLogWriter (target: AccessLogTarget): AccessLogWriter {
   if (typeof target === 'function') {
-    return { log: (c, code, ms) => target(accessLogLine(c, code, ms)), write: r => target(JSON.stringify(r)), flush: () => {}, close: async () => {} }
+    return { log: (c, code, ms) => target(accessLogLine(c, code, ms)), flush: () => {}, close: async () => {} }
   }
-  if (target === 'off') return { log: () => {}, write: () => {}, flush: () => {}, close: async () => {} }
+  if (target === 'off') return { log: () => {}, flush: () => {}, close: async () => {} }
   const fd = target === '-' || target === 'stdout' ? 1 : target === 'stderr' ? 2 : undefined
   // Buffer mode: SonicBoom queues each line as a Buffer (O(1)); in its default string mode it
   // appends to one growing string and measures its UTF-8 length on every write, which the CPU
@@ -202,7 +201,6 @@ export function createAccessLogWriter (target: AccessLogTarget): AccessLogWriter
   }
   return {
     log: (c, code, ms) => { push(accessLogLine(c, code, ms) + '\n') },
-    write: r => { push(JSON.stringify(r) + '\n') },
     flush: () => { drain(); try { dest.flushSync() } catch { /* not ready yet: the async write completes on its own */ } },
     close: () => new Promise(resolve => {
       drain()

@@ -62,7 +62,7 @@ export interface ForwardJob {
    * cluster removed by a later reload still serves its retries; one this snapshot lacks is NC
    * even while a retiring cluster of that name drains).
    */
-  clusters?: ReadonlyMap<string, unknown>
+  clusters: ReadonlyMap<string, unknown>
 }
 
 /** Bytes a mirror may fall behind the primary before its copy is abandoned. */
@@ -86,11 +86,6 @@ export class Forwarder {
     private readonly pools: ClusterPools,
     private readonly random: () => number
   ) {}
-
-  private readonly view: ClusterHealthView = {
-    exists: name => this.runtime.cluster(name) !== undefined,
-    hasHealthy: name => this.runtime.cluster(name)?.hasHealthy() === true
-  }
 
   async forward (job: ForwardJob, send: Sender): Promise<void> {
     const { ctx, retry } = job
@@ -124,12 +119,13 @@ export class Forwarder {
     if (job.timeoutMs > 0) {
       routeTimer = setTimeout(() => { routeTimedOut = true; current?.abort() }, job.timeoutMs)
     }
+    const view = new SnapshotView(job.clusters, this.runtime)
     const tried = new Set<EndpointState>()
     // After a failed try, a retry that finds nothing to try reports that failure, as retries exhausted.
     let lastFailure: ErrorSpec | undefined
     try {
       for (let attempt = 0; ; attempt++) {
-        const decision = resolveFallback(job.dest, job.port, job.clusters === undefined ? this.view : new SnapshotView(job.clusters, this.runtime))
+        const decision = resolveFallback(job.dest, job.port, view)
         ctx.upstreamCluster = decision.cluster ?? decision.primary
         if (decision.fallbackCluster !== undefined) {
           ctx.fallbackPath = `${decision.primary}:${decision.fallbackCluster}`

@@ -486,9 +486,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
         if (corsHeaders !== undefined) Object.assign(rh, corsHeaders)
         const len = rh['content-length']
         if (len !== undefined) ctx.bytesSent = Number(len) || 0
+        rh.server = serverName
         reply.code(status)
         reply.headers(rh)
-        reply.header('server', serverName)
         reply.send(len === undefined && ctx.method !== 'HEAD' ? countBody(body as Readable, ctx, 'sent') : body)
       }
     })
