@@ -76,3 +76,36 @@ t.test('flags given to the CLI take effect on the listeners', async t => {
   t.equal((await rawRequest(relaxed.mesh!, '/', { headers: many })).status, 431, '--max-headers-count 8 applies')
   t.equal(await relaxed.kill(), 0)
 })
+
+t.test('validate --credentials-dir: a credentialName whose files are missing is an error naming them', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshgate-validate-creds-'))
+  const file = join(dir, 'gw.yaml')
+  writeFileSync(file, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  servers:
+  - port: { number: 443, name: https, protocol: HTTPS }
+    hosts: [shop.example.com]
+    tls: { mode: SIMPLE, credentialName: shop-cert }
+`)
+  const creds = join(dir, 'secrets')
+  const validate = (): Promise<{ code: number | null; out: string }> => new Promise((resolve, reject) => {
+    const child = fork(bin, ['validate', '--credentials-dir', creds, file], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    let out = ''
+    child.stdout!.on('data', c => { out += c })
+    child.stderr!.on('data', c => { out += c })
+    child.once('exit', code => resolve({ code, out }))
+    child.once('error', reject)
+  })
+  let r = await validate()
+  t.equal(r.code, 1, 'missing secret files: invalid')
+  t.match(r.out, 'spec.servers[0].tls.credentialName')
+  t.match(r.out, join(creds, 'shop-cert', 'tls.crt'), 'names the file looked for')
+  const { mkdirSync } = await import('node:fs')
+  mkdirSync(join(creds, 'shop-cert'), { recursive: true })
+  writeFileSync(join(creds, 'shop-cert', 'tls.crt'), 'cert')
+  writeFileSync(join(creds, 'shop-cert', 'tls.key'), 'key')
+  r = await validate()
+  t.equal(r.code, 0, `valid once the secret's files exist (${r.out.trim()})`)
+})
