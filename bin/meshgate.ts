@@ -29,8 +29,11 @@ Run options (each also read from the environment variable shown):
       --watch              reload when the config files change (MESHGATE_WATCH=1)
       --admin-port N       admin API port, 'off' to disable (MESHGATE_ADMIN_PORT, default 15000)
       --admin-host ADDR    admin API address (MESHGATE_ADMIN_HOST, default 127.0.0.1)
-      --admin-token TOKEN  bearer token for the admin API (MESHGATE_ADMIN_TOKEN); required off loopback;
-                           when absent on loopback a random one is generated and logged
+      --admin-token TOKEN  bearer token for the admin API (MESHGATE_ADMIN_TOKEN), needed by every call but
+                           /ready and /live; required off loopback; when absent on loopback a random one is
+                           generated and printed once on stderr (never into the JSON log)
+      --admin-allowed-hosts NAME  extra Host header names the admin API answers, besides localhost, loopback
+                           addresses and its bind address (MESHGATE_ADMIN_ALLOWED_HOSTS, comma-separated)
       --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
       --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
                            default 1); config changes reach every worker; the admin API runs in worker 1
@@ -65,6 +68,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'admin-port': { type: 'string' },
         'admin-host': { type: 'string' },
         'admin-token': { type: 'string' },
+        'admin-allowed-hosts': { type: 'string', multiple: true },
         'drain-timeout': { type: 'string' },
         workers: { type: 'string' },
         ...tuningArgOptions(),
@@ -141,13 +145,20 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     if (adminPort !== 'off') {
       try {
         const gateway = worker === undefined ? gw : Object.create(gw, { config: { value: coordinatedConfig(gw.config) } }) as typeof gw
-        admin = await startAdmin({ gateway, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, logger: log })
+        const allowedHosts = v['admin-allowed-hosts'] !== undefined ? v['admin-allowed-hosts'].flatMap(splitList) : splitList(env.MESHGATE_ADMIN_ALLOWED_HOSTS)
+        admin = await startAdmin({ gateway, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, allowedHosts, logger: log })
       } catch (err) {
         await gw.close(0)
         throw err
       }
       log.info({ url: admin.url }, 'admin API ready')
-      if (admin.generatedToken) log.warn(`no admin token given; generated one for this run: ${admin.token}`)
+      if (admin.generatedToken) {
+        // Printed once, as plain text for the person at the terminal: JSON log lines are
+        // collected and shipped, and a token has no place there.
+        process.stderr.write(`meshgate: no admin token given; generated one for this run (not logged): ${admin.token}\n` +
+          `meshgate: send it with every admin call but /ready and /live: curl -H "authorization: Bearer <token>" ${admin.url}/config\n`)
+        log.warn('no admin token given; generated one for this run and printed it on stderr (not logged)')
+      }
     }
     let stopping = false
     const stop = (signal: string): void => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
+import { BlockList, isIP, type AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { RunningGateway } from '../plugins/gateway.js'
@@ -21,8 +21,17 @@ export interface AdminOptions {
   host?: string
   /** Port. Default 15000; 0 picks a free port. */
   port?: number
-  /** Bearer token. Required for mutating calls always, and for every call off loopback. */
+  /**
+   * Bearer token, required for every call but `GET /ready` and `GET /live`. Without one a random
+   * token is generated (loopback binds only; see `generatedToken`).
+   */
   token?: string
+  /**
+   * Extra names (or addresses) the `Host` header may carry, e.g. a DNS name the API is reached
+   * by. `localhost`, loopback addresses and a non-loopback bind address are always allowed; an
+   * entry without a port matches any port. Anything else gets 403 (DNS-rebinding defence).
+   */
+  allowedHosts?: readonly string[]
   /** Config changes allowed per `reloadWindowMs` (reload, PUT, rollback). Default 20 per 10 s. */
   reloadLimit?: number
   reloadWindowMs?: number
@@ -52,6 +61,62 @@ export interface RunningAdmin {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+const LOOPBACK_NETS = new BlockList()
+LOOPBACK_NETS.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK_NETS.addAddress('::1', 'ipv6')
+
+/** A `Host` header split into a lower-case name (no brackets, no trailing dot) and a port. */
+export function parseHostHeader (value: string): { name: string; port?: number } | undefined {
+  const v = value.trim().toLowerCase()
+  let name: string
+  let rest: string
+  if (v.startsWith('[')) {
+    const end = v.indexOf(']')
+    if (end < 0) return undefined
+    name = v.slice(1, end)
+    if (isIP(name) !== 6) return undefined
+    rest = v.slice(end + 1)
+  } else {
+    const colon = v.indexOf(':')
+    if (colon !== v.lastIndexOf(':')) return undefined // an unbracketed IPv6 address is not a Host
+    name = colon < 0 ? v : v.slice(0, colon)
+    rest = colon < 0 ? '' : v.slice(colon)
+  }
+  if (name.endsWith('.')) name = name.slice(0, -1)
+  if (name === '' || !/^[a-z0-9.\-_:]+$/.test(name)) return undefined
+  if (rest === '') return { name }
+  if (!/^:\d{1,5}$/.test(rest) || Number(rest.slice(1)) > 65535) return undefined
+  return { name, port: Number(rest.slice(1)) }
+}
+
+/** `localhost`, 127.0.0.0/8 or ::1. */
+function isLoopbackName (name: string): boolean {
+  if (name === 'localhost') return true
+  const family = isIP(name)
+  return family !== 0 && LOOPBACK_NETS.check(name, family === 6 ? 'ipv6' : 'ipv4')
+}
+
+/**
+ * The `Host` check of the admin API: a predicate over the header value. Accepted: `localhost`
+ * and loopback addresses with or without a port, `bindHost` when it is not loopback, and every
+ * `extra` entry (an entry without a port matches any port). A DNS-rebinding page reaches the
+ * API under its own name, so it is refused whatever else it sends.
+ */
+export function adminHostCheck (bindHost: string, extra: readonly string[] = []): (host: string | undefined) => boolean {
+  const allowed: Array<{ name: string; port?: number }> = []
+  for (const e of [bindHost, ...extra]) {
+    const entry = isIP(e) === 6 ? { name: e.toLowerCase() } : parseHostHeader(e)
+    if (entry === undefined) throw new Error(`admin allowed host "${e}": expected a host name or address, optionally with :port`)
+    allowed.push(entry)
+  }
+  return host => {
+    if (host === undefined) return false
+    const h = parseHostHeader(host)
+    if (h === undefined) return false
+    if (isLoopbackName(h.name)) return true
+    return allowed.some(a => a.name === h.name && (a.port === undefined || a.port === h.port))
+  }
+}
 const FLAG_NAMES: Array<[number, string]> = Object.entries(Flag).map(([k, v]) => [v, k])
 
 // ---------------------------------------------------------------- schemas (TypeBox)
@@ -90,6 +155,7 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   if (!loopback && (opts.token === undefined || opts.token === '')) {
     throw new Error(`refusing to bind the admin API to ${host} without a token: set --admin-token (or MESHGATE_ADMIN_TOKEN), or bind to 127.0.0.1`)
   }
+  const hostAllowed = adminHostCheck(host, opts.allowedHosts)
   const generatedToken = opts.token === undefined || opts.token === ''
   const token = generatedToken ? randomBytes(18).toString('base64url') : opts.token!
   const tokenHash = createHash('sha256').update(token).digest()
@@ -107,15 +173,22 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   })
 
   const PROBE_PATHS = new Set(['/ready', '/live'])
-  // Auth: constant-time comparison of SHA-256 digests (equal length whatever the input), so
-  // the time taken says nothing about how much of a guess was right.
+  // Host check, then auth: constant-time comparison of SHA-256 digests (equal length whatever
+  // the input), so the time taken says nothing about how much of a guess was right.
   const authOutcome = new WeakMap<FastifyRequest, string>()
   app.addHook('onRequest', async (req, reply) => {
     const mutating = req.method !== 'GET' && req.method !== 'HEAD'
-    if (!mutating && loopback) return
-    // Readiness and liveness stay open wherever the API is bound: container and Kubernetes
-    // probes send no token, and the answer reveals nothing but the state.
+    // Readiness and liveness stay open, token and Host alike: container and Kubernetes probes
+    // send no token and address the pod by its IP, and the answer reveals nothing but the state.
     if (!mutating && PROBE_PATHS.has(req.url.split('?')[0])) return
+    // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 is same-origin
+    // with the API, but its requests carry `Host: evil.example`. Refused before the token is
+    // looked at, so a token pasted into such a page does not help either. 403 rather than 421:
+    // 421 tells a client to retry on another connection, which would reach the same server.
+    if (!hostAllowed(req.headers.host)) {
+      authOutcome.set(req, 'bad-host')
+      return reply.code(403).send({ error: 'Host not allowed: the admin API answers only localhost, loopback addresses, its bind address and the names given with --admin-allowed-hosts' })
+    }
     const auth = req.headers.authorization
     const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined
     if (given === undefined) {
@@ -143,11 +216,14 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     const log = opts.logger
     if (log === undefined) return
     const mutating = req.method !== 'GET' && req.method !== 'HEAD'
-    const outcome = authOutcome.get(req) ?? (loopback ? 'loopback-read' : 'none')
-    if (!mutating && outcome !== 'missing' && outcome !== 'invalid') return
+    const outcome = authOutcome.get(req) ?? 'none'
+    if (!mutating && outcome !== 'missing' && outcome !== 'invalid' && outcome !== 'bad-host') return
     let generation: number | undefined
     try { generation = gw.config.current.generation } catch { generation = undefined }
-    const entry = { audit: 'admin', method: req.method, url: req.url, status: reply.statusCode, remote: req.ip, auth: outcome, generation }
+    const entry = {
+      audit: 'admin', method: req.method, url: req.url, status: reply.statusCode, remote: req.ip, auth: outcome, generation,
+      ...(outcome === 'bad-host' ? { host: String(req.headers.host ?? '').slice(0, 256) } : {})
+    }
     if (reply.statusCode === 401 || reply.statusCode === 403) log.warn(entry, 'admin call refused')
     else log.info(entry, 'admin call')
   })

@@ -1,6 +1,7 @@
-// Hardening table G (hardening.md §2 G1–G5): the admin API refuses bad tokens in constant
-// time with no state change and an audit line, is absent from the data plane, refuses
-// CSRF-able bodies, rate-limits changes under a burst, and redacts secrets in its dumps.
+// Hardening table G (G1–G6): the admin API refuses bad tokens in constant time with no state
+// change and an audit line, is absent from the data plane, refuses CSRF-able bodies,
+// rate-limits changes under a burst, redacts secrets in its dumps, and answers only requests
+// whose Host is its own (DNS rebinding).
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -90,8 +91,14 @@ t.test('G1: missing, wrong, truncated, overlong and non-Bearer tokens: 401, no s
   t.equal(r.status, 200)
   t.equal((await rawRequest(mesh, '/app', { headers: { host: 'app' } })).headers['x-set'], 'B')
   t.match(audit[audit.length - 1], { level: 'info', msg: 'admin call', method: 'POST', url: '/config/reload', status: 200, auth: 'ok', generation: 2 })
-  // Reads on loopback are open and not audited; a failed change is audited.
-  t.equal((await rawRequest(admin.url, '/config')).status, 200)
+  // A read needs the token on loopback too; an authorised read is not audited, a refused one is.
+  const before = audit.length
+  t.equal((await rawRequest(admin.url, '/config', { headers: auth })).status, 200)
+  t.equal(audit.length, before, 'an authorised read writes no audit line')
+  const openRead = await rawRequest(admin.url, '/config/dump')
+  t.equal(openRead.status, 401, 'a read without the token is 401, on loopback too')
+  t.notMatch(openRead.body, /resources/, 'and shows nothing')
+  t.match(audit.pop(), { level: 'warn', msg: 'admin call refused', method: 'GET', url: '/config/dump', status: 401, auth: 'missing' })
   const bad = await rawRequest(admin.url, '/config', { method: 'PUT', headers: { ...auth, 'content-type': 'application/yaml' }, body: 'kind: [' })
   t.equal(bad.status, 400)
   t.match(audit[audit.length - 1], { method: 'PUT', url: '/config', status: 400, auth: 'ok' })
@@ -262,7 +269,7 @@ ${serviceEntry('app', { v1: up.port })}` }] },
   const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN })
   t.teardown(async () => { await admin.close(); await gw.close(); await up.close() })
   const keyPem = pki.read(server.key).toString('utf8')
-  const dump = await rawRequest(admin.url, '/config/dump')
+  const dump = await rawRequest(admin.url, '/config/dump', { headers: auth })
   t.equal(dump.status, 200)
   for (const secret of ['PLAINTEXT', server.key, keyPem.split('\n')[1], TOKEN]) t.notOk(dump.body.includes(secret), `dump does not contain ${secret.slice(0, 30)}`)
   const d = JSON.parse(dump.body)
@@ -281,14 +288,68 @@ ${serviceEntry('app', { v1: up.port })}` }] },
   t.match(vsRes.source, { file: 'secret.yaml' })
   t.equal(gw.config.current.set.gateways[0].spec.servers[0].tls?.privateKey, server.key, 'the running config itself is untouched')
 
-  const routesDump = await rawRequest(admin.url, '/routes')
+  const routesDump = await rawRequest(admin.url, '/routes', { headers: auth })
   t.equal(routesDump.status, 200)
   t.notOk(routesDump.body.includes('PLAINTEXT'), '/routes shows matches with secret header values redacted')
   t.match(routesDump.body, /authorization/)
-  const cfg = await rawRequest(admin.url, '/config')
+  const cfg = await rawRequest(admin.url, '/config', { headers: auth })
   t.notOk(cfg.body.includes('PLAINTEXT') || cfg.body.includes(server.key), 'GET /config lists resources, no values')
   // Off loopback, the dump needs the token like every call.
   const pub = await startAdmin({ gateway: gw, host: '0.0.0.0', port: 0, token: TOKEN })
   t.teardown(() => pub.close())
   t.equal((await rawRequest(pub.url.replace('0.0.0.0', '127.0.0.1'), '/config/dump')).status, 401)
+})
+
+t.test('G6: DNS rebinding: a Host other than localhost, loopback or a configured name is 403 even with the token', async t => {
+  const { gw, admin, audit, dir } = await setup(t)
+  const port = new URL(admin.url).port
+  await writeFile(join(dir, 'b-routes.yaml'), routes('B'))
+  const refused: Array<[string, string, string | undefined]> = [
+    ['GET', '/config/dump', undefined], ['GET', '/config', undefined], ['GET', '/routes', undefined], ['GET', '/clusters', undefined],
+    ['GET', '/stats/prometheus', undefined], ['GET', '/openapi.json', undefined], ['POST', '/config/reload', undefined], ['PUT', '/config', routes('E')]
+  ]
+  for (const host of ['evil.example', `evil.example:${port}`, `localhost.evil.example:${port}`, `127.0.0.1.nip.io:${port}`, `10.0.0.1:${port}`]) {
+    for (const [method, url, body] of refused) {
+      const r = await rawRequest(admin.url, url, { method, headers: { ...auth, host, ...(body !== undefined ? { 'content-type': 'application/yaml' } : {}) }, body })
+      t.equal(r.status, 403, `Host ${host}, ${method} ${url}, with the token: 403`)
+      t.match(r.headers['content-type'], /^application\/json/)
+      const parsed = JSON.parse(r.body)
+      t.same(Object.keys(parsed), ['error'], 'the JSON error shape')
+      t.match(parsed.error, /Host not allowed/)
+    }
+  }
+  t.equal(gw.config.current.generation, 1, 'nothing applied')
+  const lines = audit.filter(a => a.msg === 'admin call refused')
+  t.equal(lines.length, 5 * refused.length, 'one audit line per refused call, reads included')
+  t.ok(lines.every(a => a.level === 'warn' && a.status === 403 && a.auth === 'bad-host'), 'at warn, with auth "bad-host"')
+  t.match(lines[0], { method: 'GET', url: '/config/dump', host: 'evil.example' }, 'naming the Host')
+  t.ok(audit.every(a => !JSON.stringify(a).includes(TOKEN)), 'the token is not logged')
+
+  // The probes answer whatever the Host (orchestrators address a pod by its IP).
+  t.equal((await rawRequest(admin.url, '/ready', { headers: { host: 'evil.example' } })).status, 200, '/ready whatever the Host')
+  t.equal((await rawRequest(admin.url, '/live', { headers: { host: 'evil.example' } })).status, 200, '/live whatever the Host')
+  t.equal((await rawRequest(admin.url, '/ready', { method: 'POST', headers: { host: 'evil.example' } })).status, 403, 'but nothing else on those paths')
+
+  for (const host of [`localhost:${port}`, 'localhost', '127.0.0.1', `127.0.0.1:${port}`, `127.9.9.9:${port}`, `[::1]:${port}`, '[::1]']) {
+    t.equal((await rawRequest(admin.url, '/config/dump', { headers: { ...auth, host } })).status, 200, `Host ${host}: 200`)
+  }
+  t.equal((await rawRequest(admin.url, '/config/dump', { headers: { host: `localhost:${port}` } })).status, 401, 'an allowed Host still needs the token')
+
+  // Configured names.
+  const named = await startAdmin({ gateway: gw, port: 0, token: TOKEN, allowedHosts: ['admin.mesh.internal'] })
+  t.teardown(() => named.close())
+  t.equal((await rawRequest(named.url, '/config', { headers: { ...auth, host: 'admin.mesh.internal:15000' } })).status, 200, 'a configured name is allowed')
+  t.equal((await rawRequest(named.url, '/config', { headers: { ...auth, host: 'evil.example' } })).status, 403, 'others still are not')
+  // Bound to a non-loopback address, that address is allowed too (here the wildcard, as in a container).
+  const pub = await startAdmin({ gateway: gw, host: '0.0.0.0', port: 0, token: TOKEN })
+  t.teardown(() => pub.close())
+  const pubUrl = pub.url.replace('0.0.0.0', '127.0.0.1')
+  const pubPort = new URL(pubUrl).port
+  t.equal((await rawRequest(pubUrl, '/config', { headers: { ...auth, host: `0.0.0.0:${pubPort}` } })).status, 200, 'the bind address')
+  t.equal((await rawRequest(pubUrl, '/config', { headers: { ...auth, host: `localhost:${pubPort}` } })).status, 200, 'localhost (a published port)')
+  t.equal((await rawRequest(pubUrl, '/config', { headers: { ...auth, host: 'evil.example' } })).status, 403)
+
+  // fetch sets Host from the URL, as a browser does: localhost is the name the API is reached by.
+  const viaFetch = await fetch(`http://localhost:${port}/config`, { headers: auth })
+  t.equal(viaFetch.status, 200, 'fetch to http://localhost:port with the token')
 })

@@ -113,7 +113,7 @@ ${serviceEntry('app', { a: a.port, b: b.port })}`
   t.same(outcomes.filter(o => !o.ok).map(o => o.detail).slice(0, 5), [], 'no failed request; every response from a route set in force')
   t.equal(gw.config.current.generation, 5, 'only the 4 valid changes made generations')
   t.equal(gw.config.reloadFailures, rejected, 'each rejection counted')
-  const text = await (await fetch(`${admin.url}/stats/prometheus`)).text()
+  const text = await (await fetch(`${admin.url}/stats/prometheus`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
   t.match(text, new RegExp(`\\nmeshgate_config_reload_failures_total ${rejected}\\n`))
   t.match(text, /# TYPE meshgate_config_reload_failures_total counter/, 'exposed as a Prometheus counter')
 })

@@ -71,7 +71,7 @@ async function setup (t: { teardown: (fn: () => Promise<void>) => void }, opts: 
     return { status: r.status, set: r.headers['x-set'] as string | undefined, upstream: r.status === 200 ? JSON.parse(r.body).upstream : '' }
   }
   const failures = async (): Promise<number> => {
-    const text = (await rawRequest(admin.url, '/stats/prometheus')).body
+    const text = (await rawRequest(admin.url, '/stats/prometheus', { headers: auth })).body
     const line = text.split('\n').find(l => l.startsWith('meshgate_config_reload_failures_total '))
     return Number(line?.split(' ')[1])
   }
@@ -119,7 +119,7 @@ t.test('F1/F2 through the admin API: each bad change is a 400 with located probl
   t.equal(r.status, 413, 'an 8 MiB+ body: 413')
   t.equal((await get()).set, 'A')
   // The last rejection stays visible in GET /config.
-  const cfg = JSON.parse((await rawRequest(admin.url, '/config')).body)
+  const cfg = JSON.parse((await rawRequest(admin.url, '/config', { headers: auth })).body)
   t.equal(cfg.lastRejection.source, 'api')
   // A good change still goes through afterwards.
   const ok = await rawRequest(admin.url, '/config?mode=merge', { method: 'PUT', headers: { ...auth, 'content-type': 'application/yaml' }, body: routes('B') })

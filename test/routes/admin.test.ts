@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
-import { startAdmin } from '../../routes/admin.js'
+import { adminHostCheck, parseHostHeader, startAdmin } from '../../routes/admin.js'
 import { rawRequest, serviceEntry, startUpstream, waitForLogs } from '../helpers/upstream.js'
 
 const TOKEN = 'test-token-123'
@@ -55,9 +55,19 @@ async function setup (t: any): Promise<{ gw: Awaited<ReturnType<typeof startGate
 const auth = { authorization: `Bearer ${TOKEN}` }
 const meshGet = (mesh: string, path = '/x'): ReturnType<typeof rawRequest> => rawRequest(mesh, path, { headers: { host: 'app' } })
 
-t.test('auth: reads open on loopback, changes need the token, public bind needs a token', async t => {
+t.test('auth: every call but /ready and /live needs the token, on loopback too; public bind needs a token', async t => {
   const { gw, admin } = await setup(t)
-  t.equal((await rawRequest(admin.url, '/config')).status, 200, 'GET on loopback without a token')
+  for (const path of ['/config', '/config/dump', '/routes', '/clusters', '/stats/prometheus', '/openapi.json', '/routes/explain?authority=app']) {
+    const r = await rawRequest(admin.url, path)
+    t.equal(r.status, 401, `GET ${path} on loopback without a token`)
+    t.equal(r.headers['www-authenticate'], 'Bearer realm="meshgate-admin"')
+    t.match(JSON.parse(r.body), { error: /missing bearer token/ }, 'the JSON error shape')
+  }
+  t.equal((await rawRequest(admin.url, '/config', { method: 'HEAD' })).status, 401, 'HEAD as well')
+  t.equal((await rawRequest(admin.url, '/config', { headers: { authorization: 'Bearer wrong' } })).status, 401, 'GET with a wrong token')
+  t.equal((await rawRequest(admin.url, '/config', { headers: auth })).status, 200, 'GET with the token')
+  t.same(JSON.parse((await rawRequest(admin.url, '/ready')).body), { ready: true }, '/ready needs no token')
+  t.same(JSON.parse((await rawRequest(admin.url, '/live')).body), { live: true }, '/live needs no token')
   let r = await rawRequest(admin.url, '/config/reload', { method: 'POST' })
   t.equal(r.status, 401, 'mutating call without a token')
   t.equal(r.headers['www-authenticate'], 'Bearer realm="meshgate-admin"')
@@ -79,12 +89,32 @@ t.test('auth: reads open on loopback, changes need the token, public bind needs 
   const gen = await startAdmin({ gateway: gw, port: 0 })
   t.teardown(() => gen.close())
   t.ok(gen.generatedToken && gen.token.length >= 20, 'a token is generated when none is given on loopback')
+  t.equal((await rawRequest(gen.url, '/config')).status, 401, 'and reads need it too')
+  t.equal((await rawRequest(gen.url, '/config', { headers: { authorization: `Bearer ${gen.token}` } })).status, 200)
   t.equal((await rawRequest(gen.url, '/config/reload', { method: 'POST', headers: { authorization: `Bearer ${gen.token}` } })).status, 200)
+})
+
+t.test('Host check: localhost, loopback addresses, a non-loopback bind address and configured names', async t => {
+  const local = adminHostCheck('127.0.0.1')
+  for (const h of ['localhost', 'localhost:15000', 'LocalHost:1', 'localhost.', '127.0.0.1', '127.0.0.1:15000', '127.1.2.3:80', '[::1]', '[::1]:15000', '[0:0:0:0:0:0:0:1]:15000']) t.ok(local(h), `${h} accepted`)
+  for (const h of [undefined, '', 'evil.example', 'evil.example:15000', 'localhost.evil.example', '127.0.0.1.evil.example', 'evil.localhost', '10.0.0.1', '0.0.0.0:15000', '[::2]:15000', '::1', '[::1', 'localhost:', 'localhost:99999', 'localhost:1x', 'user@localhost', 'local host']) t.notOk(local(h), `${JSON.stringify(h)} refused`)
+  const named = adminHostCheck('127.0.0.1', ['admin.internal', 'ops.example:9000', '10.1.2.3'])
+  t.ok(named('admin.internal') && named('ADMIN.internal:15000'), 'a configured name, with any port')
+  t.ok(named('ops.example:9000') && !named('ops.example:9001') && !named('ops.example'), 'a configured name:port, with that port only')
+  t.ok(named('10.1.2.3:15000'), 'a configured address')
+  t.notOk(named('evil.example'))
+  const bound = adminHostCheck('10.9.8.7')
+  t.ok(bound('10.9.8.7:15000') && bound('localhost'), 'a non-loopback bind address is allowed, loopback still is')
+  t.notOk(bound('10.9.8.6:15000'))
+  t.ok(adminHostCheck('::')('[::]:15000'), 'an IPv6 bind address, bracketed in Host')
+  t.throws(() => adminHostCheck('127.0.0.1', ['bad host']), /admin allowed host "bad host"/)
+  t.same(parseHostHeader('[::1]:8080'), { name: '::1', port: 8080 })
+  t.same(parseHostHeader('Example.COM.'), { name: 'example.com' })
 })
 
 t.test('config: GET, PUT replace/merge, validate, rollback, reload; a rejected change keeps the old routes', async t => {
   const { gw, admin, dir, v1, v2 } = await setup(t)
-  let cfg = JSON.parse((await rawRequest(admin.url, '/config')).body)
+  let cfg = JSON.parse((await rawRequest(admin.url, '/config', { headers: auth })).body)
   t.equal(cfg.generation, 1)
   t.same(cfg.resources.map((r: { kind: string; name: string }) => `${r.kind}/${r.name}`).sort(), ['DestinationRule/app', 'ServiceEntry/app', 'VirtualService/app'])
   t.match(cfg.resources.find((r: { kind: string }) => r.kind === 'VirtualService').file, /routes\.yaml$/, 'source file of each resource')
@@ -102,7 +132,7 @@ t.test('config: GET, PUT replace/merge, validate, rollback, reload; a rejected c
   t.ok(JSON.parse(r.body).problems.length > 0, 'with its problems')
   r = await rawRequest(admin.url, '/config', { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ yaml: routeSet('v1', 'v1').replace('set: {', 'sett: {'), mode: 'merge' }) })
   t.equal(JSON.parse((await meshGet(gw.listeners[0].url)).body).upstream, 'v2', 'still the last good routes')
-  cfg = JSON.parse((await rawRequest(admin.url, '/config')).body)
+  cfg = JSON.parse((await rawRequest(admin.url, '/config', { headers: auth })).body)
   t.equal(cfg.generation, 2, 'generation unchanged by rejections')
   t.ok(cfg.lastRejection !== undefined, 'the rejection is visible in GET /config')
 
@@ -112,7 +142,7 @@ t.test('config: GET, PUT replace/merge, validate, rollback, reload; a rejected c
   t.equal(JSON.parse(r.body).ok, true)
   r = await rawRequest(admin.url, '/config/validate', { method: 'POST', headers: { ...auth, 'content-type': 'application/yaml' }, body: 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}, weight: -1}, {destination: {host: b}}]}]}' })
   t.equal(r.status, 400, 'invalid body fails validation')
-  t.equal(JSON.parse((await rawRequest(admin.url, '/config')).body).generation, 2, 'validate changes nothing')
+  t.equal(JSON.parse((await rawRequest(admin.url, '/config', { headers: auth })).body).generation, 2, 'validate changes nothing')
 
   // rollback
   r = await rawRequest(admin.url, '/config/rollback', { method: 'POST', headers: auth })
@@ -137,37 +167,37 @@ t.test('config: GET, PUT replace/merge, validate, rollback, reload; a rejected c
 t.test('state: routes, explain, clusters, drain and restore, metrics, readiness, openapi', async t => {
   const { gw, admin, logs } = await setup(t)
   const mesh = gw.listeners[0].url
-  const routes = JSON.parse((await rawRequest(admin.url, '/routes')).body)
+  const routes = JSON.parse((await rawRequest(admin.url, '/routes', { headers: auth })).body)
   const meshL = routes.listeners.find((l: { kind: string }) => l.kind === 'mesh')
   const vh = meshL.virtualHosts.find((v: { name: string }) => v.name === 'app.default.svc.cluster.local')
   t.same(vh.routes.map((r: { virtualService: string; httpIndex: number; matchIndex: number }) => [r.virtualService, r.httpIndex, r.matchIndex]), [['default/app', 0, 0], ['default/app', 1, 0]], 'routes in match order with origin and index')
 
-  let ex = JSON.parse((await rawRequest(admin.url, '/routes/explain?listener=mesh&authority=app:9080&path=/fb/1')).body)
+  let ex = JSON.parse((await rawRequest(admin.url, '/routes/explain?listener=mesh&authority=app:9080&path=/fb/1', { headers: auth })).body)
   t.equal(ex.virtualHost, 'app.default.svc.cluster.local')
   t.equal(ex.route.httpIndex, 0)
   t.match(ex.destinations[0], { subset: 'v1', weight: 1, decision: { serves: 'outbound|9080|v1|app.default.svc.cluster.local', fallbackPath: null } })
 
   // drain v1: the fallback decision changes, without sending a request
   const v1Cluster = 'outbound|9080|v1|app.default.svc.cluster.local'
-  const c = JSON.parse((await rawRequest(admin.url, `/clusters/${encodeURIComponent(v1Cluster)}`)).body)
+  const c = JSON.parse((await rawRequest(admin.url, `/clusters/${encodeURIComponent(v1Cluster)}`, { headers: auth })).body)
   const ep = c.endpoints[0].endpoint
   t.equal(c.endpoints[0].healthy, true)
   let r = await rawRequest(admin.url, `/clusters/${encodeURIComponent(v1Cluster)}/endpoints/${encodeURIComponent(ep)}/drain`, { method: 'POST', headers: auth })
   t.equal(r.status, 200)
   t.same(JSON.parse(r.body).endpoints[0].flags, ['Drained'])
-  ex = JSON.parse((await rawRequest(admin.url, '/routes/explain?listener=mesh&authority=app&path=/fb')).body)
+  ex = JSON.parse((await rawRequest(admin.url, '/routes/explain?listener=mesh&authority=app&path=/fb', { headers: auth })).body)
   t.match(ex.destinations[0].decision, { serves: 'outbound|9080|v2|app.default.svc.cluster.local', fallbackResult: 'fallback cluster is healthy' }, 'explain shows the fallback decision')
   t.equal(JSON.parse((await meshGet(mesh, '/fb')).body).upstream, 'v2', 'drained endpoint gets no traffic; fallback serves')
   t.equal((await meshGet(mesh, '/other')).status, 503, 'no fallback on that route: 503 UH')
   r = await rawRequest(admin.url, `/clusters/${encodeURIComponent(v1Cluster)}/endpoints/${encodeURIComponent(ep)}/restore`, { method: 'POST', headers: auth })
   t.equal(JSON.parse(r.body).endpoints[0].healthy, true, 'restored')
   t.equal(JSON.parse((await meshGet(mesh, '/fb')).body).upstream, 'v1')
-  const list = JSON.parse((await rawRequest(admin.url, '/clusters')).body)
+  const list = JSON.parse((await rawRequest(admin.url, '/clusters', { headers: auth })).body)
   t.ok(list.clusters.some((x: { name: string }) => x.name === v1Cluster))
-  t.equal((await rawRequest(admin.url, '/clusters/nope')).status, 404)
+  t.equal((await rawRequest(admin.url, '/clusters/nope', { headers: auth })).status, 404)
 
   await waitForLogs(logs, 3)
-  const text = (await rawRequest(admin.url, '/stats/prometheus')).body
+  const text = (await rawRequest(admin.url, '/stats/prometheus', { headers: auth })).body
   const count = (re: RegExp): number => text.split('\n').filter(l => re.test(l)).reduce((s, l) => s + Number(l.split(' ').pop()), 0)
   t.equal(count(/^istio_requests_total\{.*destination_service_name="app".*response_code="200".*\}/), 2, 'istio_requests_total counts the 200s')
   t.equal(count(/^istio_requests_total\{.*response_code="503".*response_flags="UH".*\}/), 1, 'and the 503 UH')
@@ -181,7 +211,7 @@ t.test('state: routes, explain, clusters, drain and restore, metrics, readiness,
 
   t.same(JSON.parse((await rawRequest(admin.url, '/ready')).body), { ready: true })
   t.same(JSON.parse((await rawRequest(admin.url, '/live')).body), { live: true })
-  const doc = JSON.parse((await rawRequest(admin.url, '/openapi.json')).body)
+  const doc = JSON.parse((await rawRequest(admin.url, '/openapi.json', { headers: auth })).body)
   t.equal(doc.openapi, '3.1.0')
   for (const p of ['/config', '/config/reload', '/config/validate', '/config/rollback', '/routes', '/routes/explain', '/clusters', '/clusters/{name}', '/stats/prometheus', '/ready', '/live']) t.ok(doc.paths[p] !== undefined, `openapi documents ${p}`)
 })
