@@ -8,12 +8,11 @@ import { RuntimeState } from '../src/runtime/state.js'
 import { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogTarget, createAccessLogWriter } from './access-log.js'
 import { ConfigError, ConfigManager, type Generation } from './config-manager.js'
-import { Forwarder } from './forwarder.js'
 import { HealthChecker } from './health.js'
 import { Metrics } from './metrics.js'
 import { ClusterPools } from './pools.js'
-import { type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction, createListener } from './proxy.js'
-import type { EscapedSlashesAction, PathNormalization } from '../src/routing/path.js'
+import { type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction, createListener, resolveLimits } from './listener/index.js'
+import type { EscapedSlashesAction, PathNormalization, PathPolicy } from '../src/routing/path.js'
 import { credentialStore, sameTlsModes } from './tls.js'
 
 export { ConfigError }
@@ -112,6 +111,8 @@ export interface BoundListener {
 }
 
 export interface RunningGateway {
+  /** The listeners' path normalization (explain decides with it too). */
+  pathPolicy: PathPolicy
   listeners: BoundListener[]
   store: SnapshotStore
   runtime: RuntimeState
@@ -178,12 +179,11 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   store.onSwap(next => { rt.reconcile(next); hc.sync() })
   hc.sync()
   const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures })
-  const forwarder = new Forwarder(rt, pools, opts.random ?? Math.random)
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, forwarder, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
+  const common = { store, pools, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -228,7 +228,9 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
 
   let ready = true
   let closing: Promise<void> | undefined
+  const limits = resolveLimits(limitsOf(opts))
   return {
+    pathPolicy: { normalization: limits.pathNormalization, escapedSlashes: limits.escapedSlashes },
     listeners,
     store,
     runtime: rt,

@@ -4,13 +4,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { RunningGateway } from '../plugins/gateway.js'
 import { ConfigError, type Generation } from '../plugins/config-manager.js'
-import { buildFacts } from '../src/routing/facts.js'
-import { canonicalTarget } from '../src/routing/path.js'
-import { rewritePath } from '../src/routing/rewrite.js'
-import { selectRoute } from '../src/routing/select.js'
-import { resolveFallback } from '../src/resilience/fallback.js'
+import { explain } from './explain.js'
 import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../src/compile/snapshot.js'
-import { clusterFor } from '../src/compile/compile.js'
 import type { Problem } from '../src/config/problem.js'
 import { Flag } from '../src/upstream/endpoint.js'
 import type { ClusterState } from '../src/runtime/cluster-state.js'
@@ -328,7 +323,7 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     const snap = gw.store.current
     const l = q.listener === 'mesh' ? snap.mesh : q.listener === undefined ? (snap.gateways[0] ?? snap.mesh) : snap.gateways.find(g => String(g.port) === q.listener)
     if (l === undefined) return reply.code(400).send({ error: `no listener "${q.listener}"; listeners: mesh, ${snap.gateways.map(g => g.port).join(', ')}` })
-    return explain(gw, l, q)
+    return explain(gw, l, q, { route: describeRoute, target: describeTarget })
   })
   app.get('/clusters', async () => ({
     clusters: [...gw.runtime.allClusters()].map(c => ({
@@ -468,47 +463,6 @@ function describeCluster (c: ClusterState): Record<string, unknown> {
         requests: e.requests,
         failures: e.failures,
         probe: { lastAt: e.host.lastProbeAt === 0 ? null : new Date(e.host.lastProbeAt).toISOString(), lastError: e.host.lastProbeError || null }
-      }
-    })
-  }
-}
-
-/** Route explanation: what the proxy would do with this request, without side effects. */
-function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainQueryT): Record<string, unknown> {
-  const headers: Record<string, string> = {}
-  for (const h of [q.header ?? []].flat()) {
-    const i = h.indexOf(':')
-    if (i > 0) headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim()
-  }
-  headers.host = q.authority
-  const target = canonicalTarget(q.path ?? '/')
-  if (target === undefined) return { listener: l.name, result: 'bad request', status: 400, flag: 'DPE' }
-  const facts = buildFacts((q.method ?? 'GET').toUpperCase(), 'http', q.authority, target, headers, l.kind === 'mesh' ? undefined : l.port)
-  const { vhost, route } = selectRoute(l, facts)
-  if (vhost === undefined) return { listener: l.name, virtualHost: null, result: 'no virtual host', status: 404, flag: 'NR' }
-  if (route === undefined) return { listener: l.name, virtualHost: vhost.name, route: null, result: 'no route matched', status: 404, flag: 'NR' }
-  const view = {
-    exists: (n: string) => gw.runtime.cluster(n) !== undefined,
-    hasHealthy: (n: string) => gw.runtime.cluster(n)?.hasHealthy() === true
-  }
-  return {
-    listener: l.name,
-    virtualHost: vhost.name,
-    route: describeRoute(route, vhost.routes.indexOf(route)),
-    rewrite: { path: rewritePath(route.rewrite, route.match, facts), authority: route.rewrite?.authority ?? q.authority },
-    destinations: route.destinations.map(d => {
-      const decision = resolveFallback(d, facts.port, view)
-      const primary = gw.runtime.cluster(clusterFor(d, facts.port))
-      return {
-        ...describeTarget(d),
-        weight: d.weight,
-        share: route.totalWeight > 0 ? d.weight / route.totalWeight : 0,
-        cluster: decision.primary,
-        healthyEndpoints: primary?.healthy.length ?? 0,
-        endpoints: primary?.endpoints.length ?? 0,
-        decision: decision.cluster === undefined
-          ? { serves: null, status: 503, flag: decision.failure, fallbackPath: decision.fallbackCluster === undefined ? null : `${decision.primary}:${decision.fallbackCluster}`, fallbackResult: decision.result ?? null }
-          : { serves: decision.cluster, fallbackPath: decision.fallbackCluster === undefined ? null : `${decision.primary}:${decision.fallbackCluster}`, fallbackResult: decision.result ?? null }
       }
     })
   }

@@ -1,0 +1,55 @@
+import type { ServerResponse } from 'node:http'
+import { util } from 'undici'
+import type { ForwardPlan } from '../../src/routing/decide.js'
+import { HOP_BY_HOP } from '../../src/routing/header-policy.js'
+import { type HeaderMap, applyHeaderOps } from '../../src/routing/headers.js'
+
+/**
+ * The response head sent downstream for an upstream answer: the upstream's headers without
+ * hop-by-hop ones, names lowercased as Envoy's codec writes them, `server` replaced,
+ * `x-envoy-upstream-service-time`, a generated hash cookie, CORS headers, and the
+ * destination's then the route's response header operations. Without header operations the
+ * head stays a flat name/value list (no object built per response).
+ */
+
+export interface HeadExtras {
+  server: string
+  serviceTimeMs: number
+  setCookie?: string
+  cors?: Record<string, string>
+}
+
+/** Write the head for `status` to `res`; returns the upstream's Content-Length (-1 when absent). */
+export function writeHead (res: ServerResponse, status: number, raw: Buffer[], plan: ForwardPlan, x: HeadExtras): number {
+  const ops = plan.dest.headers?.response !== undefined || plan.route.headers?.response !== undefined
+  const flat: string[] = []
+  let contentLength = -1
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = util.headerNameToString(raw[i])
+    if (HOP_BY_HOP.has(name) || name === 'server' || name === 'x-envoy-upstream-service-time') continue
+    const value = raw[i + 1].toString('latin1')
+    if (name === 'content-length') contentLength = Number(value)
+    flat.push(name, value)
+  }
+  flat.push('x-envoy-upstream-service-time', String(x.serviceTimeMs))
+  if (!ops) {
+    if (x.setCookie !== undefined) flat.push('set-cookie', x.setCookie)
+    if (x.cors !== undefined) for (const k in x.cors) flat.push(k, x.cors[k])
+    flat.push('server', x.server)
+    res.writeHead(status, flat)
+    return contentLength
+  }
+  const h: HeaderMap = {}
+  for (let i = 0; i < flat.length; i += 2) {
+    const cur = h[flat[i]]
+    h[flat[i]] = cur === undefined ? flat[i + 1] : Array.isArray(cur) ? [...cur, flat[i + 1]] : [cur, flat[i + 1]]
+  }
+  applyHeaderOps(plan.dest.headers?.response, h)
+  applyHeaderOps(plan.route.headers?.response, h)
+  if (x.setCookie !== undefined) { const c = h['set-cookie']; h['set-cookie'] = c === undefined ? x.setCookie : [...[c].flat(), x.setCookie] }
+  if (x.cors !== undefined) Object.assign(h, x.cors)
+  h.server = x.server
+  const len = h['content-length']
+  res.writeHead(status, h)
+  return len === undefined ? -1 : Number(len)
+}

@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { type ErrorSpec, Errors } from '../../src/errors.js'
+import { type AccessLogContext, newAccessLogContext } from '../access-log.js'
+import type { RequestLimits } from './limits.js'
+
+/**
+ * Request intake, shared by ordinary requests and upgrades: the access-log context filled from
+ * what arrived (with `x-request-id` generated when absent, as Envoy's connection manager does),
+ * and the header checks every request passes before routing.
+ */
+
+/** Open the access-log context of a request. */
+export function openContext (raw: IncomingMessage, listener: string, now: () => number): AccessLogContext {
+  const ctx = newAccessLogContext()
+  ctx.startTime = now()
+  ctx.startHr = process.hrtime.bigint()
+  const headers = raw.headers
+  const sock = raw.socket
+  ctx.method = raw.method ?? 'GET'
+  // HTTP/2 carries the authority in :authority; HTTP/1.1 in Host.
+  const authorityHeader = headers[':authority']
+  if (typeof authorityHeader === 'string' && headers.host === undefined) headers.host = authorityHeader
+  ctx.authority = headers.host ?? '-'
+  ctx.path = raw.url ?? '/'
+  ctx.protocol = raw.httpVersionMajor === 2 ? 'HTTP/2' : raw.httpVersionMinor === 1 ? 'HTTP/1.1' : `HTTP/${raw.httpVersion}`
+  ctx.userAgent = headers['user-agent'] ?? '-'
+  ctx.downstreamLocal = `${sock.localAddress}:${sock.localPort}`
+  ctx.downstreamRemote = `${sock.remoteAddress}:${sock.remotePort}`
+  ctx.listener = listener
+  const cl = headers['content-length']
+  if (cl !== undefined) ctx.bytesReceived = Number(cl) || 0
+  let requestId = headers['x-request-id']
+  if (typeof requestId !== 'string' || requestId === '') {
+    requestId = randomUUID()
+    headers['x-request-id'] = requestId
+  }
+  ctx.requestId = requestId
+  ctx.traceId = traceIdOf(headers)
+  return ctx
+}
+
+/**
+ * The header checks before routing: header count, duplicate Host, Transfer-Encoding framing,
+ * names with underscores (REJECT, or DROP them here), and a Content-Length over the body limit.
+ * Returns the error to answer with, or undefined.
+ */
+export function checkHeaders (raw: IncomingMessage, lim: RequestLimits): ErrorSpec | undefined {
+  const headers = raw.headers
+  const rawHeaders = raw.rawHeaders
+  // HTTP/2 lists its pseudo-headers (:method, :path, …) among the raw headers.
+  if (rawHeaders.length > (lim.maxHeadersCount + (raw.httpVersionMajor === 2 ? 5 : 0)) * 2) return Errors.HeadersTooLarge
+  let hosts = 0
+  let underscores = false
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+    else if (name.includes('_')) underscores = true
+  }
+  // Two Host headers (or Host next to a different :authority) make the authority ambiguous.
+  if (hosts > 1) return Errors.BadHeaders
+  // Transfer-Encoding other than exactly `chunked`, or on HTTP/1.0 (RFC 9112 §6.1: faulty
+  // framing): llhttp may hand such a head over before it fails on the body, so refuse it here.
+  const te = headers['transfer-encoding']
+  if (te !== undefined && raw.httpVersionMajor === 1 && (raw.httpVersionMinor === 0 || te.toLowerCase() !== 'chunked')) return Errors.BadHeaders
+  if (underscores && lim.headersWithUnderscores !== 'ALLOW') {
+    // A backend that maps `_` to `-` could otherwise be handed a spoofed header (Envoy edge advice).
+    if (lim.headersWithUnderscores === 'REJECT') return Errors.BadHeaders
+    for (const name of Object.keys(headers)) if (name.includes('_')) delete headers[name]
+  }
+  const cl = headers['content-length']
+  if (cl !== undefined && lim.maxRequestBodyBytes > 0 && Number(cl) > lim.maxRequestBodyBytes) return Errors.PayloadTooLarge
+  return undefined
+}
+
+/**
+ * Request headers for matching. Node joins repeated headers with ", "; Envoy matches them
+ * joined with ",", so repeated ones are kept apart (cookie stays joined, as sent).
+ */
+export function matchHeaders (raw: IncomingMessage, repeated: boolean): Record<string, string | string[] | undefined> {
+  const headers = raw.headers
+  if (!repeated) return headers
+  const out: Record<string, string | string[] | undefined> = { ...headers }
+  for (const [k, v] of Object.entries(raw.headersDistinct)) if (v !== undefined && v.length > 1 && k !== 'cookie') out[k] = v
+  return out
+}
+
+/** More raw header lines than names: some header is repeated. Read before intake adds any header. */
+export function hasRepeatedHeaders (raw: IncomingMessage): boolean {
+  return raw.rawHeaders.length > Object.keys(raw.headers).length * 2
+}
+
+/** W3C traceparent or B3 trace id, else '-'. */
+function traceIdOf (h: IncomingMessage['headers']): string {
+  const tp = h.traceparent
+  if (typeof tp === 'string' && tp.length >= 35) return tp.slice(3, 35)
+  const b3 = h['x-b3-traceid']
+  return typeof b3 === 'string' && b3 !== '' ? b3 : '-'
+}

@@ -1,0 +1,215 @@
+import { type IncomingMessage, type Server, STATUS_CODES, request as httpRequest } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { type ErrorSpec, Errors } from '../../src/errors.js'
+import { type DecisionContext, type Plan, decide as decideRequest, fallbackFields, routeOf } from '../../src/routing/decide.js'
+import { applyDownstreamPolicy, upstreamHeaders } from '../../src/routing/header-policy.js'
+import type { HeaderMap } from '../../src/routing/headers.js'
+import type { RuntimeState } from '../../src/runtime/state.js'
+import { Flag } from '../../src/upstream/endpoint.js'
+import type { AccessLogContext } from '../access-log.js'
+import { chooseEndpoint } from '../forward/endpoint.js'
+import { resetBody } from '../reply/local.js'
+import type { LogLine } from './client-errors.js'
+import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext } from './intake.js'
+import type { RequestLimits } from './limits.js'
+
+export interface UpgradeOptions {
+  mesh: boolean
+  configPort: number
+  scheme: string
+  /** The decision context of the moment (the listener's current snapshot). */
+  current: () => DecisionContext
+  runtime: RuntimeState
+  log: LogLine
+  random: () => number
+  now: () => number
+  limits: RequestLimits
+  server: string
+}
+
+const UNSAFE_HEADER = /[\r\n\0]/
+
+/**
+ * HTTP/1.1 upgrades (WebSocket) through routes, as Envoy allows them by default. The request
+ * goes through the same intake, header checks and routing decision as any other; a plan that is
+ * not a forward (direct response, redirect, fault abort, NR, NC, UH) is answered here and never
+ * opens an upstream connection. A forward is sent upstream with its own headers only: the bytes
+ * the client sends after them are held back until the upstream answers 101, and then the two
+ * sockets are joined. Any other answer is passed on as an ordinary response and the connection
+ * closes after it, so nothing the client sent beyond the upgrade request reaches the upstream.
+ */
+export function attachUpgrade (server: Server, o: UpgradeOptions): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { handleUpgrade(o, req, socket, head) })
+}
+
+function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const repeated = hasRepeatedHeaders(req)
+  const ctx = openContext(req, o.mesh ? 'mesh' : String(o.configPort), o.now)
+  let logged = false
+  const log = (status: number): void => {
+    if (logged) return
+    logged = true
+    o.log(ctx, status, Number((process.hrtime.bigint() - ctx.startHr) / 1000000n))
+  }
+  socket.on('error', () => socket.destroy())
+  const headers = req.headers
+  ctx.xForwardedFor = applyDownstreamPolicy(headers, { mesh: o.mesh, remoteAddress: req.socket.remoteAddress ?? '' })
+  const bad = checkHeaders(req, o.limits)
+  if (bad !== undefined) { fail(socket, ctx, bad, o.server); log(bad.status); return }
+  const dc = o.current()
+  const plan = decide(o, dc, req, ctx, repeated)
+  if (plan.kind !== 'forward') { answerLocally(socket, ctx, plan, o.server); log(statusOf(plan)); return }
+  const f = fallbackFields(plan.resolution)
+  ctx.upstreamCluster = f.upstreamCluster
+  ctx.fallbackPath = f.fallbackPath
+  ctx.fallbackResult = f.fallbackResult
+  ctx.fallbackFinalCluster = f.fallbackFinalCluster
+  const served = plan.resolution.cluster
+  if (served === undefined) {
+    const e = plan.resolution.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream
+    fail(socket, ctx, e, o.server); log(e.status); return
+  }
+  const cluster = o.runtime.cluster(served)!
+  const choice = chooseEndpoint(cluster, o.random, undefined, undefined, false)
+  if (choice.kind !== 'endpoint') {
+    const e = choice.kind === 'overflow' ? Errors.Overflow : Errors.NoHealthyUpstream
+    fail(socket, ctx, e, o.server); log(e.status); return
+  }
+  const ep = choice.ep
+  ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : ep.spec.key
+  ctx.authority = plan.authority
+  const out: HeaderMap = upstreamHeaders(headers, plan, { mesh: o.mesh, scheme: o.scheme, bodyless: true })
+  out.connection = 'upgrade'
+  out.upgrade = headers.upgrade
+  for (const k in out) {
+    const v = out[k]
+    // undici's check does not run here: a CR, LF or NUL would split the request.
+    if (v !== undefined && ([v].flat().some(one => UNSAFE_HEADER.test(one)) || UNSAFE_HEADER.test(k))) { fail(socket, ctx, Errors.UpstreamProtocolError, o.server); log(502); return }
+  }
+  ep.active++
+  cluster.active++
+  let released = false
+  const release = (ok: boolean): void => {
+    if (released) return
+    released = true
+    ep.active--
+    cluster.active--
+    choice.settle?.(ok)
+  }
+  const started = process.hrtime.bigint()
+  const up = httpRequest({ host: ep.spec.address, port: ep.spec.port, method: ctx.method, path: plan.path, headers: out as Record<string, string>, agent: false, setHost: false })
+  let upgraded = false
+  // The client leaves before the upstream answered: DC, the upstream request is dropped.
+  socket.once('close', () => { if (!logged && !upgraded) { if (ctx.responseFlags === '-') ctx.responseFlags = 'DC'; up.destroy(); release(true); log(0) } })
+  up.on('upgrade', (res, upSocket, upHead) => {
+    upgraded = true
+    ctx.upstreamServiceTime = Number((process.hrtime.bigint() - started) / 1000000n)
+    cluster.record(ep, { kind: 'response', status: 101 })
+    upSocket.on('error', () => upSocket.destroy())
+    socket.write(headLines(101, res.statusMessage, res.rawHeaders, o.server, false))
+    if (upHead.length > 0) socket.write(upHead)
+    // Only now may the client's bytes reach the upstream.
+    if (head.length > 0) upSocket.write(head)
+    upSocket.pipe(socket)
+    socket.pipe(upSocket)
+    socket.once('close', () => { upSocket.destroy(); release(true); log(101) })
+    upSocket.once('close', () => { if (!socket.destroyed) socket.end() })
+  })
+  up.on('response', res => {
+    // Not switching protocols: an ordinary response, passed on and then the connection closes
+    // (the request's remaining bytes are never read, so they cannot become a second request).
+    const status = res.statusCode ?? 502
+    ctx.upstreamServiceTime = Number((process.hrtime.bigint() - started) / 1000000n)
+    cluster.record(ep, { kind: 'response', status })
+    release(status < 500)
+    socket.write(headLines(status, res.statusMessage, res.rawHeaders, o.server, true))
+    res.on('data', (c: Buffer) => { ctx.bytesSent += c.length; socket.write(c) })
+    res.once('end', () => { log(status); socket.end() })
+    res.once('error', () => { ctx.responseFlags = 'UC'; log(status); socket.destroy() })
+  })
+  up.on('error', err => {
+    release(false)
+    if (logged || socket.destroyed) { socket.destroy(); return }
+    const code = (err as { code?: string }).code
+    ctx.upstreamTransportFailureReason = code ?? err.message
+    // Only a failed connection attempt is evidence that the host is gone.
+    const connectFailure = code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+    if (connectFailure) ep.host.set(Flag.FailedConnect, true)
+    cluster.record(ep, { kind: 'local', error: connectFailure ? 'connect' : 'reset' })
+    const e = connectFailure ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
+    fail(socket, ctx, e, o.server)
+    log(e.status)
+  })
+  up.end()
+}
+
+function decide (o: UpgradeOptions, dc: DecisionContext, req: IncomingMessage, ctx: AccessLogContext, repeated: boolean): Plan {
+  const plan = decideRequest({
+    method: ctx.method,
+    scheme: o.scheme,
+    authority: req.headers.host ?? '',
+    target: req.url ?? '/',
+    headers: matchHeaders(req, repeated),
+    listenerPort: o.mesh ? undefined : o.configPort,
+    localPort: req.socket.localPort
+  }, dc)
+  const route = routeOf(plan)
+  if (route !== undefined) ctx.routeName = route.name
+  return plan
+}
+
+function statusOf (plan: Plan): number {
+  switch (plan.kind) {
+    case 'reject': return plan.error!.status
+    case 'redirect': return plan.status!
+    case 'error': return plan.error.status
+    case 'local': return plan.status
+    case 'forward': return 0
+  }
+}
+
+/** A plan that is not a forward, answered on the socket; the connection closes after it. */
+function answerLocally (socket: Duplex, ctx: AccessLogContext, plan: Plan, server: string): void {
+  if (plan.kind === 'reject') return fail(socket, ctx, plan.error!, server)
+  if (plan.kind === 'error') {
+    if (plan.flags !== '') ctx.responseFlags = plan.flags
+    ctx.upstreamCluster = plan.upstreamCluster
+    return fail(socket, ctx, plan.error, server)
+  }
+  if (plan.kind === 'redirect') return write(socket, ctx, plan.status!, { location: plan.location! }, undefined, server)
+  if (plan.kind === 'local') {
+    if (plan.flags !== '') ctx.responseFlags = plan.flags
+    if (plan.upstreamCluster !== '-') ctx.upstreamCluster = plan.upstreamCluster
+    return write(socket, ctx, plan.status, plan.headers, plan.body, server)
+  }
+}
+
+function fail (socket: Duplex, ctx: AccessLogContext, e: ErrorSpec, server: string): void {
+  ctx.responseFlags = e.flag
+  const body = e.flag === 'UF' || e.flag === 'UC' ? resetBody(e, ctx, false) : e.body
+  write(socket, ctx, e.status, body === '' ? {} : { 'content-type': 'text/plain' }, body === '' ? undefined : Buffer.from(body), server)
+}
+
+function write (socket: Duplex, ctx: AccessLogContext, status: number, headers: Record<string, string>, body: Buffer | undefined, server: string): void {
+  const len = body?.length ?? 0
+  ctx.bytesSent = len
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nserver: ${server}\r\n`
+  for (const k in headers) head += `${k}: ${headers[k]}\r\n`
+  head += `content-length: ${len}\r\nconnection: close\r\n\r\n`
+  socket.end(body === undefined ? head : Buffer.concat([Buffer.from(head, 'latin1'), body]))
+}
+
+/** The status line and headers of an upstream answer, `server` replaced; a non-101 closes the connection. */
+function headLines (status: number, message: string | undefined, raw: string[], server: string, closing: boolean): string {
+  let head = `HTTP/1.1 ${status} ${message ?? STATUS_CODES[status] ?? ''}\r\n`
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase()
+    if (name === 'server') continue
+    // A passed-on ordinary response is close-delimited: its own framing and keep-alive go.
+    if (closing && (name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === 'content-length')) continue
+    head += `${raw[i]}: ${raw[i + 1]}\r\n`
+  }
+  head += `server: ${server}\r\n`
+  if (closing) head += 'connection: close\r\n'
+  return head + '\r\n'
+}
