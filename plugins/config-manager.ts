@@ -1,10 +1,11 @@
 import { compile } from '../src/compile/compile.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
-import { type LoadInput, loadConfig, parseDocuments } from '../src/config/load.js'
-import { type ResourceSet, resourceId } from '../src/config/model.js'
+import { type LoadInput, compactInputs, loadConfig } from '../src/config/load.js'
+import type { ResourceSet } from '../src/config/model.js'
 import type { CredentialStore } from '../src/config/credentials.js'
 import { type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
+import { loadOffThread, offThread } from './config-worker.js'
 
 /** Thrown when a configuration has errors: carries every problem. */
 export class ConfigError extends Error {
@@ -92,7 +93,7 @@ export class ConfigManager {
     return this.serial(async () => {
       const read = await this.readInputs()
       const { inputs, problems } = source === 'watch' ? await this.settled(read) : read
-      return this.applyInputs(inputs, source, problems)
+      return await this.applyInputs(inputs, source, problems)
     })
   }
 
@@ -114,15 +115,14 @@ export class ConfigManager {
 
   /** Apply already-read inputs as the whole configuration. */
   applyInputsAll (inputs: LoadInput[], source: ConfigSource = 'inputs'): Promise<Generation> {
-    return this.serial(async () => this.applyInputs(inputs, source, []))
+    return this.serial(async () => await this.applyInputs(inputs, source, []))
   }
 
   /** Apply YAML from the API: `replace` the whole set, or `merge` into the current one (same kind/namespace/name replaces). */
   applyText (text: string, mode: 'replace' | 'merge', file = '<body>'): Promise<Generation> {
     return this.serial(async () => {
       const body = { file, text }
-      const inputs = mode === 'replace' ? [body] : compactInputs([...this.current.inputs, body])
-      return this.applyInputs(inputs, 'api', [])
+      return await this.applyInputs(mode === 'replace' ? [body] : [...this.current.inputs, body], 'api', [], mode === 'merge')
     })
   }
 
@@ -133,7 +133,7 @@ export class ConfigManager {
       let io: Problem[] = []
       if (text === undefined) ({ inputs, problems: io } = await this.readInputs())
       else inputs = mode === 'replace' ? [{ file, text }] : [...this.current.inputs, { file, text }]
-      const r = this.build(inputs, io)
+      const r = await this.build(inputs, io)
       return { ok: !hasErrors(r.problems), problems: r.problems }
     })
   }
@@ -142,14 +142,9 @@ export class ConfigManager {
   rollback (): Promise<Generation> {
     return this.serial(async () => {
       if (this.gens.length < 2) throw new ConfigError([{ severity: 'Error', code: 'MG0008', message: 'no previous generation to roll back to', file: '-', line: 1, column: 1 }])
-      const prev = this.gens[this.gens.length - 2]
-      const top = this.gens.pop()!
-      try {
-        return this.applyInputs(prev.inputs, 'rollback', [], true)
-      } catch (err) {
-        this.gens.push(top)
-        throw err
-      }
+      // The kept generations change only once the rollback is accepted: while it is checked
+      // (off the event loop, for a large configuration) `current` is still the running one.
+      return await this.applyInputs(this.gens[this.gens.length - 2].inputs, 'rollback', [], false, true)
     })
   }
 
@@ -158,8 +153,27 @@ export class ConfigManager {
     return { inputs: (this.opts.config as { inputs: LoadInput[] }).inputs, problems: [] }
   }
 
-  private build (inputs: LoadInput[], io: Problem[]): { set?: ResourceSet; snapshot?: Snapshot; problems: Problem[] } {
-    const loaded = loadConfig(inputs, { strict: this.opts.strict })
+  /**
+   * Load, validate and compile. Large inputs are parsed and validated in a worker thread (see
+   * plugins/config-worker.ts), so a big change never holds up proxied traffic; only compiling
+   * runs here. The problems are the same either way.
+   */
+  private async build (inputs: LoadInput[], io: Problem[], compact = false): Promise<{ inputs: LoadInput[]; set?: ResourceSet; snapshot?: Snapshot; problems: Problem[] }> {
+    if (!offThread(inputs)) {
+      const used = compact ? compactInputs(inputs) : inputs
+      return { inputs: used, ...this.compileLoaded(loadConfig(used, { strict: this.opts.strict }), io) }
+    }
+    const off = await loadOffThread(inputs, { strict: this.opts.strict, compact })
+    try {
+      const used = off.keep === undefined ? inputs : off.keep.map(i => inputs[i])
+      const r = this.compileLoaded(off, io)
+      return { inputs: used, ...r, problems: sortProblems(await off.resolve(r.problems)) }
+    } finally {
+      off.release()
+    }
+  }
+
+  private compileLoaded (loaded: { set: ResourceSet; problems: Problem[] }, io: Problem[]): { set?: ResourceSet; snapshot?: Snapshot; problems: Problem[] } {
     let problems = [...io, ...loaded.problems]
     if (hasErrors(problems)) return { problems: sortProblems(problems) }
     const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now, ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}) })
@@ -169,8 +183,13 @@ export class ConfigManager {
     return { set: loaded.set, snapshot: c.snapshot, problems: sortProblems(problems) }
   }
 
-  private applyInputs (inputs: LoadInput[], source: ConfigSource, io: Problem[], replacingTop = false): Generation {
-    const r = this.build(inputs, io)
+  /**
+   * Build and, when there is no error, install. `compact`: drop merged API bodies a later
+   * input redefines entirely. `rollback`: the new generation replaces the top two (the one
+   * rolled back from, and the one rolled back to, whose inputs it has).
+   */
+  private async applyInputs (inputs: LoadInput[], source: ConfigSource, io: Problem[], compact = false, rollback = false): Promise<Generation> {
+    const r = await this.build(inputs, io, compact)
     const now = (this.opts.now ?? Date.now)()
     if (hasErrors(r.problems) || r.snapshot === undefined || r.set === undefined) {
       this.lastRejection = { at: now, source, problems: r.problems }
@@ -178,9 +197,8 @@ export class ConfigManager {
       throw new ConfigError(r.problems)
     }
     this.counter++
-    const gen: Generation = { generation: this.counter, loadedAt: now, source, inputs, set: r.set, snapshot: r.snapshot, problems: r.problems }
-    if (replacingTop && this.gens.length > 0) this.gens[this.gens.length - 1] = gen
-    else this.gens.push(gen)
+    const gen: Generation = { generation: this.counter, loadedAt: now, source, inputs: r.inputs, set: r.set, snapshot: r.snapshot, problems: r.problems }
+    if (rollback && this.gens.length >= 2) { this.gens.pop(); this.gens[this.gens.length - 1] = gen } else this.gens.push(gen)
     while (this.gens.length > (this.opts.keep ?? 5)) this.gens.shift()
     this.opts.install(r.snapshot)
     return gen
@@ -198,24 +216,4 @@ function sameInputs (a: { inputs: LoadInput[]; problems: Problem[] }, b: { input
   return a.inputs.every((x, i) => x.file === b.inputs[i].file && x.text === b.inputs[i].text)
 }
 
-/**
- * Drop merged API bodies whose every resource a later input redefines: repeated merges would
- * otherwise keep every body ever sent, and re-parse them all on each change. The result
- * loads to the same set, since a later definition replaces an earlier one. Files read from
- * disk are always kept.
- */
-export function compactInputs (inputs: LoadInput[]): LoadInput[] {
-  if (inputs.length < 2) return inputs
-  const ids = inputs.map(i => i.file.startsWith('<') ? parseDocuments(i.text, i.file).resources.map(r => resourceId(r)) : undefined)
-  const later = new Set<string>()
-  const keep: boolean[] = new Array(inputs.length).fill(true)
-  for (let i = inputs.length - 1; i >= 0; i--) {
-    const own = ids[i]
-    if (i < inputs.length - 1 && own !== undefined && own.every(id => later.has(id))) keep[i] = false
-    if (own !== undefined) for (const id of own) later.add(id)
-    else {
-      for (const r of parseDocuments(inputs[i].text, inputs[i].file).resources) later.add(resourceId(r))
-    }
-  }
-  return inputs.filter((_, i) => keep[i])
-}
+export { compactInputs } from '../src/config/load.js'

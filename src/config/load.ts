@@ -22,6 +22,65 @@ export const MAX_TOTAL_BYTES = 32 * 1024 * 1024
  */
 export const MAX_ALIASES = 100
 const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status'])
+/**
+ * Deepest YAML nesting accepted (block levels, `- ` entries and flow brackets together). The
+ * parser recurses per level: without a cap, `[[[[…` of a few hundred KB overflows the stack at
+ * a depth that depends on the thread and its callers, so the problems would too. Istio
+ * resources need about 15 levels.
+ */
+export const MAX_NESTING = 256
+
+/**
+ * The first place the text nests deeper than `max`, by a scan that needs no parse: indentation
+ * levels, compact `- ` entries and flow brackets outside quotes and comments. An estimate (a
+ * block scalar's indented lines count too), always cheap; the parser has the last word.
+ */
+export function tooDeep (text: string, max = MAX_NESTING): { line: number; column: number } | undefined {
+  const indents: number[] = []
+  let flow = 0
+  let quote = ''
+  let line = 1
+  let i = 0
+  const n = text.length
+  while (i < n) {
+    // Start of a line.
+    let col = 0
+    while (i + col < n && text[i + col] === ' ') col++
+    let j = i + col
+    if (flow === 0 && quote === '' && j < n && text[j] !== '\n' && text[j] !== '\r' && text[j] !== '#') {
+      while (indents.length > 0 && indents[indents.length - 1] >= col) indents.pop()
+      indents.push(col)
+      let entries = 0
+      while (text[j] === '-' && (text[j + 1] === ' ' || text[j + 1] === '\t')) {
+        entries++
+        j += 2
+        while (text[j] === ' ') j++
+      }
+      if (indents.length + entries > max) return { line, column: j - i + 1 }
+      for (let e = 0; e < entries; e++) indents.push(col + 2 * (e + 1))
+    }
+    // The rest of the line.
+    let prev = ' '
+    for (; j < n && text[j] !== '\n'; j++) {
+      const c = text[j]
+      if (quote !== '') {
+        if (c === '\\' && quote === '"') j++
+        else if (c === quote) quote = ''
+      } else if (c === '#' && (prev === ' ' || prev === '\t')) {
+        while (j < n && text[j] !== '\n') j++
+        break
+      } else if ((c === '"' || c === "'") && ' \t[{,:'.includes(prev)) quote = c
+      else if (c === '[' || c === '{') {
+        flow++
+        if (indents.length + flow > max) return { line, column: j - i + 1 }
+      } else if ((c === ']' || c === '}') && flow > 0) flow--
+      prev = c
+    }
+    i = j + 1
+    line++
+  }
+  return undefined
+}
 
 type Path = ReadonlyArray<string | number>
 
@@ -61,6 +120,11 @@ export function parseDocuments (text: string, file: string): { resources: Resour
   if (typeof text !== 'string') { push(1, 1, 'configuration text must be a string', Codes.Io); return { resources, problems } }
   if (text.length > MAX_TEXT_BYTES || Buffer.byteLength(text, 'utf8') > MAX_TEXT_BYTES) {
     push(1, 1, `file is larger than ${MAX_TEXT_BYTES} bytes (the per-file limit); not parsed`, Codes.Io)
+    return { resources, problems }
+  }
+  const deep = tooDeep(text)
+  if (deep !== undefined) {
+    push(deep.line, deep.column, `YAML nested deeper than ${MAX_NESTING} levels; not parsed`, Codes.YamlSyntax)
     return { resources, problems }
   }
   const lc = new LineCounter()
@@ -192,4 +256,33 @@ export function addResource (set: ResourceSet, r: Resource, problems: Problem[])
     resource: resourceId(r)
   })
   list[i] = r
+}
+
+/**
+ * Indices of the inputs to keep when merged API bodies are compacted: a body (a file named
+ * `<…>`) whose every resource a later input redefines is dropped, since repeated merges would
+ * otherwise keep every body ever sent and re-parse them all on each change. The kept inputs
+ * load to the same set, since a later definition replaces an earlier one. Files read from disk
+ * are always kept.
+ */
+export function compactIndices (inputs: readonly LoadInput[]): number[] {
+  if (inputs.length < 2) return inputs.map((_, i) => i)
+  const ids = inputs.map(i => i.file.startsWith('<') ? parseDocuments(i.text, i.file).resources.map(r => resourceId(r)) : undefined)
+  const later = new Set<string>()
+  const keep: boolean[] = new Array(inputs.length).fill(true)
+  for (let i = inputs.length - 1; i >= 0; i--) {
+    const own = ids[i]
+    if (i < inputs.length - 1 && own !== undefined && own.every(id => later.has(id))) keep[i] = false
+    if (own !== undefined) for (const id of own) later.add(id)
+    else {
+      for (const r of parseDocuments(inputs[i].text, inputs[i].file).resources) later.add(resourceId(r))
+    }
+  }
+  return inputs.map((_, i) => i).filter(i => keep[i])
+}
+
+/** The inputs `compactIndices` keeps. */
+export function compactInputs (inputs: LoadInput[]): LoadInput[] {
+  if (inputs.length < 2) return inputs
+  return compactIndices(inputs).map(i => inputs[i])
 }
