@@ -2,7 +2,7 @@ import pino from 'pino'
 
 /**
  * The per-request facts the access log needs, filled in as the request goes through the proxy.
- * One JSON line per request with Envoy/ASM field names (DESIGN.md "Access log"); `-` where absent.
+ * One JSON line per request with Envoy/ASM field names (docs/operations.md#access-log); `-` where absent.
  */
 export interface AccessLogContext {
   startTime: number
@@ -72,7 +72,7 @@ export function newAccessLogContext (): AccessLogContext {
   }
 }
 
-/** The JSON object of one access-log line, keys in DESIGN.md order, values as strings like ASM's. */
+/** The JSON object of one access-log line, keys in the order of docs/operations.md#access-log, values as strings like ASM's. */
 export function accessLogRecord (c: AccessLogContext, responseCode: number, durationMs: number): Record<string, string> {
   return {
     authority: c.authority,

@@ -1,4 +1,4 @@
-// Soak (hardening.md §2 I1, I2): meshgate in a child process (with --expose-gc) in front of two
+// Soak (docs/testing.md#i-memory-under-sustained-load, rows I1, I2): meshgate in a child process (with --expose-gc) in front of two
 // upstreams in this process, driven at a bounded rate with table I's fault mix — client
 // aborts, upstream resets, upstream 503s, and config reloads through the admin API — while the
 // child's post-GC heap and active handles are sampled. Then, with no traffic, a run of
@@ -147,8 +147,9 @@ spec:
 /**
  * An upstream: /ok answers, /slow answers after 300 ms, /reset destroys the socket, /503 fails.
  * Resets go to a service of their own ("flaky"): meshgate takes an endpoint that resets a
- * connection before responding out of its service until the next probe passes (README,
- * "Endpoint health"), so resets on the main service would turn into UH for everyone.
+ * connection before responding out of its service until the next probe passes
+ * (docs/fallback.md#endpoint-health), so resets on the main service would turn into UH for
+ * everyone.
  */
 async function upstream (): Promise<Server> {
   const server = createServer((req, res) => {

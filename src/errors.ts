@@ -1,7 +1,7 @@
 /**
  * The one table of request errors: code → HTTP status, Envoy response flag, body.
  * Flags and bodies follow Envoy (docs: configuration/observability/access_log/usage.rst);
- * the rows are DESIGN.md's error table.
+ * the rows are the table of docs/operations.md#errors.
  */
 export interface ErrorSpec {
   status: number

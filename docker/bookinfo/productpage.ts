@@ -1,5 +1,5 @@
 // productpage stand-in (upstream: Python Flask, samples/bookinfo/src/productpage/productpage.py
-// and templates/productpage.html). See /work/shared/reference/bookinfo-api.md section 1.
+// and templates/productpage.html). See docs/architecture.md#bookinfo-stand-ins.
 //
 // Routes: / and /index.html, /health, POST /login, GET /logout, /productpage,
 // /api/v1/products, /api/v1/products/<id>[/reviews|/ratings], /metrics, /static/<path>.

@@ -93,7 +93,7 @@ export class OutlierDetector {
 
   /**
    * Eject unless maxEjectionPercent forbids it. Envoy checks the share already ejected before
-   * ejecting, and always allows one host (istio-semantics.md §0.9). As in Envoy
+   * ejecting, and always allows one host (docs/architecture.md#outlier-detection-defaults). As in Envoy
    * (onConsecutiveErrorWorker), the counter that fired is reset even when the ejection is
    * refused, so a refused host needs another full run of errors, not one more.
    */

@@ -9,10 +9,11 @@ import { startGateway } from '../../plugins/gateway.js'
 import { startAdmin } from '../../routes/admin.js'
 import { ROOT, environment, readCompose } from './parse.js'
 
-// The README's scenario switching for docker compose, run against meshgate started the way the
-// compose file starts it: the config paths of its MESHGATE_CONFIG, --watch, the admin API with a
-// token. The mount is a copy of ./gateway-config in which the compose registry's DNS names are
-// replaced by loopback stand-ins (no Docker DNS here); every other file is the repository's.
+// The scenario switching for docker compose (docs/docker.md#switching-scenarios), run against
+// meshgate started the way the compose file starts it: the config paths of its MESHGATE_CONFIG,
+// --watch, the admin API with a token. The mount is a copy of ./gateway-config in which the
+// compose registry's DNS names are replaced by loopback stand-ins (no Docker DNS here); every
+// other file is the repository's.
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -130,7 +131,7 @@ t.test('compose scenario switching: admin API merge and reload, and the watched 
 
   // Merged scenarios do not combine for one host: the first VirtualService applies.
   t.equal(await put('reviews-jason-v2'), 200, 'PUT a second scenario without reloading')
-  t.same([...await pods(mesh, 4, { 'end-user': 'jason' })], ['reviews-v3'], 'the earlier fallback VirtualService still decides (why the README says reload first)')
+  t.same([...await pods(mesh, 4, { 'end-user': 'jason' })], ['reviews-v3'], 'the earlier fallback VirtualService still decides (why docs/docker.md says reload first)')
   t.equal(await reload(), 200, 'POST /config/reload')
   await until('reload: back to the mounted files', async () => (await pods(mesh, 12)).size === 3)
 

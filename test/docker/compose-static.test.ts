@@ -83,7 +83,7 @@ t.test('ServiceEntry endpoints in gateway-config/compose name compose services, 
       t.equal(ep.address, `${ep.labels?.app}-${ep.labels?.version}`, `${ep.address}: named after its app/version labels`)
       t.equal(ep.labels?.app, host, `${ep.address}: app label is the service host`)
       const port = Object.values(ep.ports ?? {})[0]
-      // The official images listen on 9080 (bookinfo-api.md); the stand-ins' CLI defaults to it.
+      // The official images listen on 9080 (docs/architecture.md#bookinfo-stand-ins); the stand-ins' CLI defaults to it.
       const app = ep.labels?.app as ServiceName
       const off = offline.services[ep.address]
       const standin = standinArgs([...standinEntrypoint().slice(2), ...commandOf(off)], environment(off))

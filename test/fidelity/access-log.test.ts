@@ -3,11 +3,11 @@ import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLog
 import { GATEWAY, echoed, gatewayVs } from './fixture.js'
 
 // The JSON access log: Istio's EnvoyJSONLogFormatIstio keys (snake_case) plus ASM's fallback
-// fields, with the values DESIGN.md fixes for every fallback path.
+// fields, with the values docs/fallback.md#in-the-access-log fixes for every fallback path.
 
 const P = (subset: string): string => `outbound|9080|${subset}|app.default.svc.cluster.local`
 
-/** DESIGN.md "Access log": the keys of one line. */
+/** docs/operations.md#access-log: the keys of one line. */
 const KEYS = ['authority', 'bytes_received', 'bytes_sent', 'downstream_local_address', 'downstream_remote_address',
   'duration', 'fallback_final_cluster_name', 'fallback_path', 'fallback_result', 'method', 'path', 'protocol',
   'request_id', 'response_code', 'response_flags', 'route_name', 'start_time', 'trace_id', 'upstream_cluster',
@@ -120,7 +120,7 @@ ${serviceEntry('app', { v1: up.port })}`)
   t.equal(seen.url, '/internal/items?x=1')
   await waitForLogs(gw.logs, 1, 5000)
   const l = gw.logs[0]
-  t.same(Object.keys(l).sort(), KEYS, 'exactly the DESIGN.md keys')
+  t.same(Object.keys(l).sort(), KEYS, 'exactly the documented keys')
   // Istio's format logs %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%: the path before the rewrite.
   t.equal(l.path, '/api/items?x=1', 'the original path, not the rewritten one')
   t.equal(l.method, 'GET')

@@ -2,7 +2,7 @@ import t from 'tap'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 import { APP_SUBSETS, GATEWAY, gatewayVs } from './fixture.js'
 
-// Istio's defaults where a field is left out, observed over HTTP (istio-semantics.md §0.5, §0.8).
+// Istio's defaults where a field is left out, observed over HTTP (docs/architecture.md#weights, docs/architecture.md#istio-defaults).
 
 /** An evenly spread, repeating sequence in [0, 1): deterministic weighted picks. */
 function evenRandom (n: number): () => number {

@@ -3,7 +3,7 @@ import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLog
 import { GATEWAY, gatewayVs } from './fixture.js'
 
 // Outlier detection with Istio's defaults for the fields left out (destination_rule.proto
-// OutlierDetection; istio-semantics.md §0.9): max_ejection_percent 10 % but at least one host
+// OutlierDetection; docs/architecture.md#outlier-detection-defaults): max_ejection_percent 10 % but at least one host
 // is always ejectable (Envoy), and the panic threshold is minHealthPercent, default 0
 // (cluster_traffic_policy.go), so Envoy never routes to an ejected host.
 

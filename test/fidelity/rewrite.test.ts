@@ -108,7 +108,7 @@ ${serviceEntry('app', { v1: up.port })}`)
   const both = echoed(await rawRequest(gw.ingress, '/both', { headers: { host: 'shop.example.com' } }))
   t.equal(both.headers.host, 'from-set.example', 'set.host wins over add.host')
   const plain = echoed(await rawRequest(gw.ingress, '/x', { headers: { host: 'shop.example.com:8080' } }))
-  // Envoy forwards :authority unchanged unless a host rewrite is configured (DESIGN.md, Istio).
+  // Envoy forwards :authority unchanged unless a host rewrite is configured (docs/configuration.md#forwarding, Istio).
   t.equal(plain.headers.host, 'shop.example.com:8080', 'Host kept as the client sent it, port included')
   const auth = echoed(await rawRequest(gw.ingress, '/auth', { headers: { host: 'shop.example.com' } }))
   t.equal(auth.headers.host, 'rewritten.example', 'rewrite.authority')

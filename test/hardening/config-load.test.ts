@@ -1,4 +1,4 @@
-// Hardening table F, loader side (hardening.md §2 F1–F3, F5, F6, F8, F9): hostile or broken
+// Hardening table F, loader side (docs/testing.md#f-configuration-and-reload, F1–F3, F5, F6, F8, F9): hostile or broken
 // YAML is rejected with a located problem, in bounded time, and never throws.
 import t from 'tap'
 import { compile } from '../../src/compile/compile.js'

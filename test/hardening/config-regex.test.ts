@@ -1,4 +1,4 @@
-// Hardening F7 (hardening.md §2 F7, §4.1): a regex that is catastrophic for a backtracking
+// Hardening F7 (docs/testing.md#f-configuration-and-reload, F7; docs/decisions/0005-re2.md): a regex that is catastrophic for a backtracking
 // engine, `(a+)+`, is valid RE2 and is matched against a 100 KB path in linear time through a
 // real gateway; the event loop keeps turning. The time bound is a generous sanity bound for a
 // shared machine, not a benchmark: a backtracking engine would take longer than the universe.

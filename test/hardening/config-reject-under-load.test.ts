@@ -1,4 +1,4 @@
-// Hardening H2 (hardening.md §2 H): invalid configurations applied under constant load — bad
+// Hardening H2 (docs/testing.md#h-reload-under-load): invalid configurations applied under constant load — bad
 // YAML, an alias bomb, schema errors, CRLF header values, a changed listener port — are
 // rejected one by one while traffic flows: zero failed requests, the old routes keep serving
 // every request, and each rejection is counted. Valid changes interleaved with them still land.

@@ -1,4 +1,4 @@
-// Hardening table F through a running gateway (hardening.md §2 F1, F2, F10 and the reject
+// Hardening table F through a running gateway (docs/testing.md#f-configuration-and-reload, F1, F2, F10 and the reject
 // counter): a rejected change — from the admin API, a reload or the file watch — leaves the
 // previous configuration serving, increments meshgate_config_reload_failures_total, and
 // nothing is ever applied half way, including a file caught in the middle of being written.

@@ -1,4 +1,4 @@
-// Shared fixture for the request-path hardening tests (hardening.md §2 A–D): the path-confusion
+// Shared fixture for the request-path hardening tests (docs/testing.md#hardening-tables, A–D): the path-confusion
 // routes of table B (`/public/` → pub, `/admin` → adm, anything else 404 NR) on a Gateway
 // listener and the mesh listener, upstreams that count every byte they receive on any
 // connection, and a raw TCP client (framing tests must not go through a client that fixes bytes).

@@ -4,7 +4,7 @@ import t from 'tap'
 import { rawRequest, serviceEntry, startInlineGateway, waitForLogs } from '../helpers/upstream.js'
 import { HOST, rawExchange, sleep, startPathFixture } from './fixture.js'
 
-// hardening.md §2 table A over raw TCP sockets against a real listener: every malformed or
+// docs/testing.md#a-framing-and-smuggling, table A over raw TCP sockets against a real listener: every malformed or
 // smuggling input is answered 400 with the connection closed, and the recording upstreams saw
 // zero bytes. Node's parser (llhttp, strict) rejects most of these; the rest are meshgate's checks.
 

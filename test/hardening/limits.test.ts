@@ -9,7 +9,7 @@ import { makePki } from '../helpers/certs.js'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
 import { HOST, rawExchange, sleep, startPathFixture } from './fixture.js'
 
-// hardening.md §2 table C: header caps (431), body cap on the streaming path (413), slowloris
+// docs/testing.md#c-size-limits-and-slow-clients, table C: header caps (431), body cap on the streaming path (413), slowloris
 // and slow bodies (408 at headersTimeout / requestTimeout), idle keep-alive, connection caps,
 // and backpressure toward a client that never reads.
 

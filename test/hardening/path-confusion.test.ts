@@ -2,7 +2,7 @@ import t from 'tap'
 import { rawRequest, waitForLogs } from '../helpers/upstream.js'
 import { HOST, rawExchange, startPathFixture, type PathGateway } from './fixture.js'
 
-// hardening.md §2 table B: one canonical path, matched on AND forwarded. Fixture: `/public/` →
+// docs/testing.md#b-path-confusion, table B: one canonical path, matched on AND forwarded. Fixture: `/public/` →
 // pub, `/admin` → adm (the guarded one), `/api` → pub with rewrite `/v1`, anything else 404 NR.
 // Each case checks which upstream saw the request and the exact path it saw.
 

@@ -1,4 +1,4 @@
-// Property-based tests of the path canonicaliser (issue #8 item 8, hardening.md §4.2), against
+// Property-based tests of the path canonicaliser (issue #8 item 8, docs/operations.md#one-canonical-path), against
 // src/routing/path.ts's exported API: canonical paths are idempotent, start with `/`, never
 // hold `.` or `..` segments (plain or percent-encoded) under the normalizing policies, and —
 // through a real gateway over raw sockets — the route chosen is the route a matcher would

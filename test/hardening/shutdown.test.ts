@@ -10,7 +10,7 @@ import { makePki } from '../helpers/certs.js'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 import { rawExchange, sleep } from './fixture.js'
 
-// hardening.md §2 table J: graceful shutdown in order (J1), and a forced exit by the hard
+// docs/testing.md#j-graceful-shutdown, table J: graceful shutdown in order (J1), and a forced exit by the hard
 // deadline or a second signal (J2). Kept to a few seconds with short configured windows.
 
 function yaml (port: number): string {

@@ -2,7 +2,7 @@
 // process at a bounded rate with table I's fault mix (2 % client aborts, 1 % upstream resets,
 // 1 % upstream 503s, an admin reload every 4 s), then runs 300 reloads with no traffic.
 // Heap growth after warm-up, handles and sockets after load, warnings and unexplained errors
-// are all checked; the long run is `npm run soak -- --minutes N` (README).
+// are all checked; the long run is `npm run soak -- --minutes N` (docs/operations.md#soak).
 import t from 'tap'
 import { runSoak } from '../../scripts/soak.js'
 

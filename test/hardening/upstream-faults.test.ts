@@ -7,7 +7,7 @@ import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLog
 import type { GatewayOptions } from '../../plugins/gateway.js'
 import { countingUpstream, rawExchange, sleep } from './fixture.js'
 
-// hardening.md §2 table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
+// docs/testing.md#d-upstream-faults, table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
 // after headers, drip, answer 503, lose their client, fail TLS, or never accept. Each row: the
 // status and flag the client sees, what the upstream saw, and that nothing leaks or retries wrongly.
 

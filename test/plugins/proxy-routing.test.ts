@@ -260,7 +260,7 @@ ${serviceEntry('empty', {})}`)
   t.equal(gw.logs.find(l => l.path === '/uf')?.upstream_transport_failure_reason, 'ECONNREFUSED')
 })
 
-t.test('access log: one JSON line per request with exactly the DESIGN.md fields', async t => {
+t.test('access log: one JSON line per request with exactly the documented fields', async t => {
   const up = await startUpstream('up')
   const gw = await startInlineGateway(`
 apiVersion: networking.istio.io/v1
@@ -297,7 +297,7 @@ ${serviceEntry('app', { v1: up.port })}`)
     'fallback_final_cluster_name', 'fallback_path', 'fallback_result', 'method', 'path', 'protocol', 'request_id',
     'response_code', 'response_flags', 'route_name', 'start_time', 'trace_id', 'upstream_cluster', 'upstream_host',
     'upstream_local_address', 'upstream_service_time', 'upstream_transport_failure_reason', 'user_agent', 'x_forwarded_for'
-  ], 'exactly the fields of DESIGN.md')
+  ], 'exactly the fields of docs/operations.md#access-log')
   t.match(line, {
     authority: 'shop:8080',
     bytes_received: '5',

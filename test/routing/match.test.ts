@@ -7,7 +7,7 @@ import { buildFacts, queryParams } from '../../src/routing/facts.js'
 import { compileMatch } from '../../src/routing/match.js'
 import { selectRoute } from '../../src/routing/select.js'
 
-// Every matching rule of Istio's HTTPMatchRequest (istio-semantics.md §0 and §1.3), one table.
+// Every matching rule of Istio's HTTPMatchRequest (docs/configuration.md#matching, docs/architecture.md#first-match), one table.
 // Each row: a match block in YAML, a request, and whether the block applies.
 
 interface Req { path: string; method?: string; headers?: Record<string, string | string[]>; authority?: string; scheme?: string; port?: number }
