@@ -269,7 +269,7 @@ function options (argv: string[]): Options {
   }
 }
 
-/** Machine description for the README and the JSON. */
+/** Machine description for docs/performance.md and the JSON. */
 function machine (): Record<string, unknown> {
   let model = cpus()[0]?.model ?? 'unknown'
   try { model = /Model name:\s+(.+)/.exec(execFileSync('lscpu').toString())?.[1]?.trim() ?? model } catch { /* no lscpu */ }

@@ -2,7 +2,7 @@ import type { GatewayOptions } from '../plugins/gateway.js'
 import { PATH_NORMALIZATIONS, type EscapedSlashesAction, type PathNormalization } from '../src/routing/path.js'
 import type { UnderscoreHeadersAction } from '../plugins/listener/index.js'
 
-// The CLI's hardening and TLS flags (README "Security"): each is also read from the
+// The CLI's hardening and TLS flags (docs/operations.md#security-defaults): each is also read from the
 // environment, and maps to one GatewayOptions field. Kept apart from bin/meshgate.ts so the
 // flag table, the usage text and the parsing stay together.
 
