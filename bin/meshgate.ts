@@ -38,7 +38,7 @@ Run options (each also read from the environment variable shown):
       --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
                            default 1); config changes reach every worker; the admin API runs in worker 1
 
-Security, limits and TLS (README "Security"):
+Security, limits and TLS (docs/operations.md#security-defaults):
 ${tuningUsage()}
 
   -h, --help               this text

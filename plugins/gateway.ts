@@ -45,7 +45,7 @@ export interface GatewayOptions {
   credentialsDir?: string
   /** Fastify server options for the proxy listeners, merged last (tests, special cases). */
   serverOptions?: Record<string, unknown>
-  // Hardening (README "Security"; hardening.md §2). Unset fields take proxy.ts DEFAULT_LIMITS.
+  // Hardening (docs/operations.md#security-defaults). Unset fields take the listener DEFAULT_LIMITS.
   /** Istio `pathNormalization`: NONE, BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES. */
   pathNormalization?: PathNormalization
   /** `%2F`/`%5C` in paths: REJECT (400, default), KEEP_UNCHANGED, UNESCAPE_AND_FORWARD, UNESCAPE_AND_REDIRECT. */

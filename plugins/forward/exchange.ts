@@ -80,6 +80,10 @@ export class Exchange implements TryOwner, HealthView {
   private draining = false
   /** The upstream sent no Content-Length: bytes_sent is counted chunk by chunk. */
   private countSent = false
+  /** Bytes of a sized body still to come. */
+  private remaining = -1
+  /** The response was ended with its last chunk. */
+  private ended = false
 
   constructor (private readonly env: ExchangeEnv, private readonly x: ExchangeInput) {}
 
@@ -221,12 +225,19 @@ export class Exchange implements TryOwner, HealthView {
     const len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors })
     if (len >= 0) ctx.bytesSent = len
     this.countSent = len < 0
+    this.remaining = len
     return true
   }
 
   onTryData (t: UpstreamTry, chunk: Buffer): boolean {
     if (t !== this.current || this.clientGone) return true
     if (this.countSent) this.x.ctx.bytesSent += chunk.length
+    else if ((this.remaining -= chunk.length) === 0) {
+      // The last bytes of a sized body go out with the end: one write instead of two.
+      this.ended = true
+      this.x.res.end(chunk)
+      return true
+    }
     if (this.x.res.write(chunk)) return true
     // Downstream is slow: pause the upstream until it drains (one listener, only when needed).
     if (!this.draining) {
@@ -240,7 +251,7 @@ export class Exchange implements TryOwner, HealthView {
     if (t !== this.current) return
     this.release()
     this.done()
-    this.x.res.end()
+    if (!this.ended) this.x.res.end()
   }
 
   onTryError (t: UpstreamTry, err: Error): void {

@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.js'
 import { OverloadGuard } from '../overload.js'
 import type { ClusterPools } from '../pools.js'
 import { sendError, sendLocal, serverName } from '../reply/local.js'
-import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext } from './intake.js'
+import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext, peerOf } from './intake.js'
 import type { RequestLimits } from './limits.js'
 import { attachUpgrade } from './upgrade.js'
 
@@ -119,7 +119,7 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
     return sendError(res, ctx, Errors.Overloaded, L.server)
   }
   const headers = req.headers
-  const remoteAddress = req.socket.remoteAddress ?? ''
+  const remoteAddress = peerOf(req).address
   ctx.xForwardedFor = applyDownstreamPolicy(headers, { mesh: L.mesh, remoteAddress })
   const bad = checkHeaders(req, o.limits)
   if (bad !== undefined) return sendError(res, ctx, bad, L.server)
@@ -185,7 +185,7 @@ function forward (scope: Scope, req: IncomingMessage, res: ScopedResponse, plan:
   const hasBody = !bodyless && (h2 !== undefined
     ? !h2.endAfterHeaders
     : req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
-  const x = new Exchange(L.env, { ctx, req, res, plan, headers, hasBody, clusters, remoteAddress: req.socket.remoteAddress ?? '', resolutionFresh: fresh })
+  const x = new Exchange(L.env, { ctx, req, res, plan, headers, hasBody, clusters, remoteAddress: peerOf(req).address, resolutionFresh: fresh })
   scope.exchange = x
   x.run()
 }

@@ -16,7 +16,6 @@ export function openContext (raw: IncomingMessage, listener: string, now: () => 
   ctx.startTime = now()
   ctx.startHr = process.hrtime.bigint()
   const headers = raw.headers
-  const sock = raw.socket
   ctx.method = raw.method ?? 'GET'
   // HTTP/2 carries the authority in :authority; HTTP/1.1 in Host.
   const authorityHeader = headers[':authority']
@@ -25,8 +24,9 @@ export function openContext (raw: IncomingMessage, listener: string, now: () => 
   ctx.path = raw.url ?? '/'
   ctx.protocol = raw.httpVersionMajor === 2 ? 'HTTP/2' : raw.httpVersionMinor === 1 ? 'HTTP/1.1' : `HTTP/${raw.httpVersion}`
   ctx.userAgent = headers['user-agent'] ?? '-'
-  ctx.downstreamLocal = `${sock.localAddress}:${sock.localPort}`
-  ctx.downstreamRemote = `${sock.remoteAddress}:${sock.remotePort}`
+  const p = peerOf(raw)
+  ctx.downstreamLocal = p.local
+  ctx.downstreamRemote = p.remote
   ctx.listener = listener
   const cl = headers['content-length']
   if (cl !== undefined) ctx.bytesReceived = Number(cl) || 0
@@ -83,6 +83,34 @@ export function matchHeaders (raw: IncomingMessage, repeated: boolean): Record<s
   const out: Record<string, string | string[] | undefined> = { ...headers }
   for (const [k, v] of Object.entries(raw.headersDistinct)) if (v !== undefined && v.length > 1 && k !== 'cookie') out[k] = v
   return out
+}
+
+/** The two ends of a downstream connection, as the access log and the header policy use them. */
+export interface Peer {
+  /** `address:port` of the gateway's end. */
+  local: string
+  /** `address:port` of the client's end. */
+  remote: string
+  /** The client's address. */
+  address: string
+}
+
+const kPeer = Symbol('meshgate.peer')
+
+/**
+ * The connection's ends, computed once per HTTP/1 connection: each address getter is a
+ * system call, and keep-alive connections carry many requests.
+ */
+export function peerOf (raw: IncomingMessage): Peer {
+  const sock = raw.socket as IncomingMessage['socket'] & { [kPeer]?: Peer }
+  if (raw.httpVersionMajor === 1) {
+    const cached = sock[kPeer]
+    if (cached !== undefined) return cached
+  }
+  const address = sock.remoteAddress ?? ''
+  const p: Peer = { local: `${sock.localAddress}:${sock.localPort}`, remote: `${address}:${sock.remotePort}`, address }
+  if (raw.httpVersionMajor === 1) sock[kPeer] = p
+  return p
 }
 
 /** More raw header lines than names: some header is repeated. Read before intake adds any header. */

@@ -1,7 +1,7 @@
 import type { CompiledDestination } from '../compile/snapshot.js'
 import { clusterFor } from '../compile/compile.js'
 
-/** What the fallback resolution decided for one weighted destination (DESIGN.md "Fallback"). */
+/** What the fallback resolution decided for one weighted destination (docs/fallback.md#how-fallback-decides). */
 export interface FallbackDecision {
   /** The cluster to forward to, or undefined when none is usable. */
   cluster?: string

@@ -2,7 +2,7 @@ import type { HTTPRetry } from '../config/model.js'
 import { parseDurationMs } from '../config/duration.js'
 
 /**
- * A route's retry and timeout policy, Istio defaults filled in (istio-semantics.md §0.8):
+ * A route's retry and timeout policy, Istio defaults filled in (docs/architecture.md#istio-defaults):
  * no route timeout; 2 attempts on connect-failure, refused-stream, unavailable, cancelled and
  * retriable-status-codes (503); `attempts: 0` disables; retries avoid hosts already tried.
  */

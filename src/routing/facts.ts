@@ -1,7 +1,7 @@
 /**
  * The facts a route match reads, computed once per request.
  * Envoy matches `prefix` against the whole `:path` including the query string, and `exact`/`regex`
- * against the path with the query removed (istio-semantics.md §0.2).
+ * against the path with the query removed (docs/architecture.md#prefix-and-query).
  */
 export interface RequestFacts {
   method: string

@@ -7,7 +7,7 @@
  * the only path the forwarder sends: Istio's contract ("the normalized path is used both to
  * evaluate policy and as the path forwarded to the backend").
  *
- * Steps, in Istio's fixed order (hardening.md §4.2):
+ * Steps, in Istio's fixed order (docs/operations.md#one-canonical-path):
  *  1. reject a fragment (`#`) and malformed percent escapes (`%zz`, `%`, `%4`);
  *  2. escaped slashes `%2F`/`%5C`: reject, keep, or decode per the escaped-slash policy;
  *  3. decode percent-encoded unreserved characters (`%2e` → `.`, `%41` → `A`) so that encoded

@@ -38,7 +38,7 @@ export function firstMatchLinear (routes: readonly CompiledRoute[], facts: Reque
 
 /**
  * Pick a weighted destination with a random number in [0, 1). Weights are relative
- * (istio-semantics.md §0.5); zero-weight destinations were dropped at compile time.
+ * (docs/architecture.md#weights); zero-weight destinations were dropped at compile time.
  */
 export function pickDestination (route: CompiledRoute, random: () => number): CompiledDestination | undefined {
   const ds = route.destinations
