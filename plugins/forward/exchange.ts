@@ -15,7 +15,7 @@ import { RETRY_BUFFER_BYTES, countBody, readBody } from './body.js'
 import { chooseEndpoint, consistentHashKey, hostPort, originOf } from './endpoint.js'
 import { mirror } from './mirror.js'
 import { writeHead } from './response.js'
-import { UpstreamTry, type TryOwner, classify, errCode, failureReason, isProtocolError } from './try.js'
+import { UpstreamTry, type TryOwner, classify, errCode, failureReason, isFailedConnectAttempt, isProtocolError } from './try.js'
 
 /** What every exchange of a listener shares. */
 export interface ExchangeEnv {
@@ -25,6 +25,8 @@ export interface ExchangeEnv {
   server: string
   /** Request body limit for bodies without Content-Length (counted while streaming), 0 = none. */
   maxBodyBytes: number
+  /** Shutdown has begun: responses close their connection. */
+  drain: { on: boolean }
 }
 
 /** One request's way upstream, as the listener hands it over. */
@@ -80,6 +82,8 @@ export class Exchange implements TryOwner, HealthView {
   private draining = false
   /** The upstream sent no Content-Length: bytes_sent is counted chunk by chunk. */
   private countSent = false
+  /** The one transparent resend after a reset before any response byte was used. */
+  private resetRetried = false
   /** Bytes of a sized body still to come. */
   private remaining = -1
   /** The response was ended with its last chunk. */
@@ -222,6 +226,8 @@ export class Exchange implements TryOwner, HealthView {
     }
     if (retriable && this.attempt > 0) ctx.responseFlags = 'URX'
     this.committed = true
+    // A response whose head goes out after shutdown began closes its connection too.
+    if (this.env.drain.on && res.req.httpVersionMajor === 1) res.shouldKeepAlive = false
     const len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors })
     if (len >= 0) ctx.bytesSent = len
     this.countSent = len < 0
@@ -282,11 +288,21 @@ export class Exchange implements TryOwner, HealthView {
       cluster.record(ep, { kind: 'response', status: 502 })
       return this.fail(Errors.UpstreamProtocolError)
     }
-    // A connect failure or reset before any response marks the host down at once (probes bring
-    // it back) and feeds outlier detection as a local-origin failure.
-    if (failure.kind === 'connect' || failure.kind === 'reset') ep.host.set(Flag.FailedConnect, true)
+    // Only a failed connection attempt marks the host down at once (probes bring it back); every
+    // failure feeds outlier detection as a local-origin failure.
+    if (isFailedConnectAttempt(err)) ep.host.set(Flag.FailedConnect, true)
     if (failure.kind !== 'status') cluster.record(ep, { kind: 'local', error: failure.kind })
     const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
+    // A reset before any response byte, once per request: most often a pooled connection the
+    // upstream closed as the request went out (the keep-alive race). Sent again at once, to the
+    // same host if need be, and not counted as a retry, as Envoy does for a request that never
+    // reached the upstream.
+    if (failure.kind === 'reset' && !this.resetRetried && this.replayable && !this.routeTimedOut) {
+      this.resetRetried = true
+      this.tried?.delete(ep)
+      this.next(undefined)
+      return
+    }
     const retry = this.x.plan.retry
     if (!this.routeTimedOut && this.attempt < retry.attempts && this.replayable && isRetriable(retry, failure)) {
       this.lastFailure = spec

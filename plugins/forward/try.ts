@@ -102,6 +102,19 @@ export class UpstreamTry {
 /** Errors of a failed connection attempt: evidence that the host is not there. */
 const CONNECT_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
 
+/**
+ * A connection attempt that failed: refused, timed out, no route. The only evidence that a
+ * host is gone, so the only failure that marks it down at once (that is what makes fallback
+ * instant when a workload is killed). Everything else a try can meet — a reset, an early
+ * close, a malformed answer — is one bad exchange, left to outlier detection and retries.
+ */
+const FAILED_ATTEMPT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
+
+export function isFailedConnectAttempt (err: unknown): boolean {
+  const code = errCode(err)
+  return code !== undefined && FAILED_ATTEMPT_CODES.has(code)
+}
+
 export function errCode (err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } }
   return e?.code ?? e?.cause?.code

@@ -53,6 +53,13 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   }
   socket.on('error', () => socket.destroy())
   const headers = req.headers
+  // `Upgrade: h2c` is a request to switch to cleartext HTTP/2, which the gateway does not do on
+  // an HTTP/1.1 connection: like Envoy it drops the upgrade and serves the request as it is.
+  const h2c = String(headers.upgrade ?? '').trim().toLowerCase() === 'h2c'
+  const bodyLength = Number(headers['content-length'] ?? 0)
+  if (h2c && (headers['transfer-encoding'] !== undefined || !Number.isSafeInteger(bodyLength) || bodyLength < 0)) {
+    fail(socket, ctx, Errors.BadHeaders, o.server); log(400); return
+  }
   ctx.xForwardedFor = applyDownstreamPolicy(headers, { mesh: o.mesh, remoteAddress: req.socket.remoteAddress ?? '' })
   const bad = checkHeaders(req, o.limits)
   if (bad !== undefined) { fail(socket, ctx, bad, o.server); log(bad.status); return }
@@ -79,8 +86,13 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : ep.spec.key
   ctx.authority = plan.authority
   const out: HeaderMap = upstreamHeaders(headers, plan, { mesh: o.mesh, scheme: o.scheme, bodyless: true })
-  out.connection = 'upgrade'
-  out.upgrade = headers.upgrade
+  if (h2c) {
+    delete out['http2-settings']
+    if (bodyLength > 0) out['content-length'] = String(bodyLength)
+  } else {
+    out.connection = 'upgrade'
+    out.upgrade = headers.upgrade
+  }
   for (const k in out) {
     const v = out[k]
     // undici's check does not run here: a CR, LF or NUL would split the request.
@@ -140,7 +152,21 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
     fail(socket, ctx, e, o.server)
     log(e.status)
   })
-  up.end()
+  if (h2c && bodyLength > 0) sendBody(head, socket, bodyLength, up)
+  else up.end()
+}
+
+/** The Content-Length body of a plain request that came in as an h2c upgrade: exactly that many bytes. */
+function sendBody (head: Buffer, socket: Duplex, length: number, up: import('node:http').ClientRequest): void {
+  let left = length
+  const take = (chunk: Buffer): void => {
+    const part = chunk.subarray(0, left)
+    left -= part.length
+    up.write(part)
+    if (left === 0) { socket.off('data', take); socket.pause(); up.end() }
+  }
+  if (head.length > 0) take(head)
+  if (left > 0) socket.on('data', take)
 }
 
 function decide (o: UpgradeOptions, dc: DecisionContext, req: IncomingMessage, ctx: AccessLogContext, repeated: boolean): Plan {

@@ -37,7 +37,8 @@ export interface DownstreamPolicy {
 /**
  * What the connection manager does to a request before routing, for every entry point alike:
  * an edge listener appends the peer to `x-forwarded-for`, joined with "," as Envoy does
- * (use_remote_address); the mesh listener leaves it as the caller sent it. Changes `headers` in place and returns the
+ * (use_remote_address) and removes the `x-envoy-*` headers an untrusted client sent; the mesh
+ * listener leaves both as the caller sent them. Changes `headers` in place and returns the
  * `x-forwarded-for` to log ('-' when there is none).
  */
 export function applyDownstreamPolicy (headers: Record<string, string | string[] | undefined>, p: DownstreamPolicy): string {
@@ -45,6 +46,9 @@ export function applyDownstreamPolicy (headers: Record<string, string | string[]
     const xff = headers['x-forwarded-for']
     return typeof xff === 'string' && xff !== '' ? xff : '-'
   }
+  // An untrusted client's x-envoy-* headers would steer the gateway or the upstream (Envoy
+  // removes them from external requests). Deleted only when present: the common request has none.
+  for (const name in headers) if (name.charCodeAt(0) === 120 /* x */ && name.startsWith('x-envoy-')) delete headers[name]
   const xffIn = headers['x-forwarded-for']
   const xff = xffIn === undefined || xffIn === '' ? p.remoteAddress : `${String(xffIn)},${p.remoteAddress}`
   headers['x-forwarded-for'] = xff
@@ -64,14 +68,15 @@ export interface UpstreamPolicy {
  * (and those its Connection header nominates), without pseudo-headers, with the plan's
  * authority, `x-forwarded-proto` at the edge, the destination's then the route's header
  * operations (Envoy applies the most specific level first, so the route wins on conflicts)
- * and `x-envoy-original-path` after a rewrite. Built by adding, never by deleting: `delete`
+ * and `x-envoy-original-path` after a rewrite. `Expect` is not forwarded: the listener has
+ * already answered `100 Continue` itself, as Envoy does by default. Built by adding, never by deleting: `delete`
  * turns the object into a slow dictionary.
  */
 export function upstreamHeaders (headers: Record<string, string | string[] | undefined>, plan: ForwardPlan, p: UpstreamPolicy): HeaderMap {
   const named = nominatedHeaders(headers.connection)
   const out: HeaderMap = {}
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || name.charCodeAt(0) === 58 /* : */ || (named !== undefined && named.has(name)) || (p.bodyless && name === 'content-length')) continue
+    if (HOP_BY_HOP.has(name) || name.charCodeAt(0) === 58 /* : */ || (named !== undefined && named.has(name)) || (p.bodyless && name === 'content-length') || name === 'expect') continue
     out[name] = headers[name]
   }
   out.host = plan.authority
