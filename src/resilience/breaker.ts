@@ -6,7 +6,8 @@ import { parseDurationMs } from '../config/duration.js'
  * Error-rate circuit breaker settings. Istio has no field for an error-rate breaker, so they
  * come from the DestinationRule annotation `meshgate.io/circuit-breaker` (JSON or YAML flow):
  *   {"errorThresholdPercentage": 50, "volumeThreshold": 20, "resetTimeout": "30s", "rollingCountTimeout": "10s", "enabled": true}
- * Defaults follow the DestinationRule: `outlierDetection.baseEjectionTime` → resetTimeout,
+ * The breaker is on when the DestinationRule has `outlierDetection` or the annotation (unless it
+ * says `enabled: false`). Defaults follow the DestinationRule: `outlierDetection.baseEjectionTime` → resetTimeout,
  * `outlierDetection.interval` → rollingCountTimeout; opossum's own timeout is always off
  * (the route timeout rules, as in Istio).
  */
@@ -25,7 +26,9 @@ export function breakerConfig (annotation: Record<string, unknown> | undefined, 
   const dur = (v: unknown, d: number): number => (typeof v === 'string' ? parseDurationMs(v) ?? d : typeof v === 'number' ? v : d)
   const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : d)
   return {
-    enabled: annotation?.enabled !== false,
+    // Istio ejects hosts only with outlierDetection: without it a host answering 500 keeps its
+    // traffic. The breaker follows: on with outlierDetection, or when the annotation asks for it.
+    enabled: annotation !== undefined ? annotation.enabled !== false : od !== undefined,
     errorThresholdPercentage: num(annotation?.errorThresholdPercentage, 50),
     volumeThreshold: num(annotation?.volumeThreshold, 20),
     resetTimeoutMs: dur(annotation?.resetTimeout, parseDurationMs(od?.baseEjectionTime ?? '30s') ?? 30_000),

@@ -36,8 +36,10 @@ async function run (b: EndpointBreaker, ok: boolean): Promise<boolean> {
 
 t.test('breakerConfig: defaults and outlier-derived timings', async t => {
   t.strictSame(breakerConfig(undefined, undefined), {
-    enabled: true, errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeoutMs: 30_000, rollingCountTimeoutMs: 10_000
-  })
+    enabled: false, errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeoutMs: 30_000, rollingCountTimeoutMs: 10_000
+  }, 'no outlierDetection and no annotation: no breaker (Istio never ejects without outlierDetection)')
+  t.equal(breakerConfig(undefined, { consecutive5xxErrors: 5 }).enabled, true, 'outlierDetection turns it on')
+  t.equal(breakerConfig({}, undefined).enabled, true, 'so does the annotation')
   const fromOutlier = breakerConfig(undefined, { baseEjectionTime: '5s', interval: '2s' })
   t.equal(fromOutlier.resetTimeoutMs, 5000, 'resetTimeout follows baseEjectionTime')
   t.equal(fromOutlier.rollingCountTimeoutMs, 2000, 'rolling window follows interval')
