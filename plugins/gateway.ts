@@ -182,8 +182,10 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
+  // Set when shutdown begins: every response from then on carries Connection: close.
+  const drain = { on: false }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, pools, runtime: rt, accessLog, metrics, counters, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
+  const common = { store, pools, runtime: rt, accessLog, metrics, counters, drain, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -248,6 +250,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     close: (deadlineMs = 10_000) => {
       closing ??= (async () => {
         ready = false
+        drain.on = true
         for (const w of watchers) w.close()
         // The hard deadline: whatever still runs (HTTP/1 sockets, HTTP/2 sessions, upstream
         // requests) is destroyed, so close() always returns.

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2Session } from 'node:http2'
 import type { FastifyPluginCallback } from 'fastify'
 import type { ListenerSpec, Snapshot } from '../../src/compile/snapshot.js'
 import { Errors } from '../../src/errors.js'
@@ -29,6 +30,9 @@ export interface ListenerPluginOptions {
   metrics?: Metrics
   /** Shared count of requests in flight (for shutdown and the admin API). */
   counters: { inFlight: number }
+  drain: { on: boolean }
+  /** The listener's HTTP/2 sessions (GOAWAY when the drain begins). */
+  sessions: Set<Http2Session>
   random: () => number
   now: () => number
   limits: RequestLimits
@@ -65,7 +69,7 @@ class ListenerState implements HealthView {
     this.server = serverName(this.mesh)
     this.snapshot = o.store.current
     this.spec = this.specOf(this.snapshot)
-    this.env = { runtime: o.runtime, pools: o.pools, random: o.random, server: this.server, maxBodyBytes: o.limits.maxRequestBodyBytes }
+    this.env = { runtime: o.runtime, pools: o.pools, random: o.random, server: this.server, maxBodyBytes: o.limits.maxRequestBodyBytes, drain: o.drain }
     // Overload guard (Envoy overload manager): sampled on a timer, so a request reads one field.
     this.guard = o.limits.overload === false ? undefined : new OverloadGuard(o.limits.overload)
     o.store.onSwap(next => { this.snapshot = next; this.spec = this.specOf(next) })
@@ -111,6 +115,7 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
   const repeated = hasRepeatedHeaders(req)
   o.counters.inFlight++
   const ctx = openContext(req, L.name, o.now)
+  if (o.drain.on) drainConnection(L, res)
   const scope: Scope = { ctx, exchange: undefined, gone: false, logged: false, listener: L }
   res[kScope] = scope
   res.once('close', onResponseClose)
@@ -141,6 +146,16 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
     return
   }
   serve(scope, req, res, plan, dc.clusters, true)
+}
+
+/**
+ * Shutdown has begun: this response closes its HTTP/1 connection (Connection: close), so a
+ * keep-alive client opens its next request elsewhere instead of meeting a closed socket; HTTP/2
+ * sessions get GOAWAY first, once.
+ */
+function drainConnection (L: { o: { sessions: Set<Http2Session> } }, res: ServerResponse): void {
+  if (res.req.httpVersionMajor === 1) { res.shouldKeepAlive = false; return }
+  for (const s of L.o.sessions) if (!s.closed && !s.destroyed) s.close()
 }
 
 function afterDelay (scope: Scope, req: IncomingMessage, res: ScopedResponse, plan: Plan, clusters: ReadonlyMap<string, unknown>): void {

@@ -27,6 +27,8 @@ export interface ListenerOptions {
   metrics?: Metrics
   /** Shared count of requests in flight (for shutdown and the admin API). */
   counters?: { inFlight: number }
+  /** Shared drain state: once on, responses close their HTTP/1 connection and HTTP/2 sessions get GOAWAY. */
+  drain?: { on: boolean }
   random?: () => number
   now?: () => number
   /** Request limits, timeouts and normalization policy; unset fields take DEFAULT_LIMITS. */
@@ -77,6 +79,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     accessLog: opts.accessLog,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     counters: opts.counters ?? { inFlight: 0 },
+    drain: opts.drain ?? { on: false },
+    sessions: setup.sessions,
     random: opts.random ?? Math.random,
     now,
     limits: lim,
