@@ -213,13 +213,13 @@ t.test('a 400 KB change through the admin API does not stall proxied traffic (ev
   t.equal((await admin400('PUT', '/config?mode=merge', warm)).status, 200, 'warm-up change applied')
 
   // A gap is also whatever time the operating system gives other processes (tap runs two test
-  // files at once on small machines). A stall of our own repeats on every try; up to three tries
+  // files at once on small machines). A stall of our own repeats on every try; up to five tries
   // per call, and the best one counts. Before the change every try stalled 460–870 ms.
   const results: Array<[string, Awaited<ReturnType<typeof admin400>>]> = []
   let applied = 0
   const best = async (what: string, method: string, path: string, body: string): Promise<void> => {
     let pick: Awaited<ReturnType<typeof admin400>> | undefined
-    for (let i = 0; i < 3 && (pick === undefined || pick.gaps.max >= MAX_GAP_MS); i++) {
+    for (let i = 0; i < 5 && (pick === undefined || pick.gaps.max >= MAX_GAP_MS); i++) {
       const r = await admin400(method, path, body)
       if (method === 'PUT' && r.status === 200) applied++
       t.comment(`${what}, try ${i + 1}: answered in ${r.ms.toFixed(0)} ms; event-loop gap max ${r.gaps.max.toFixed(1)} ms, p99 ${r.gaps.p99.toFixed(1)} ms over ${r.gaps.samples} ticks`)
