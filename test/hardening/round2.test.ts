@@ -1,8 +1,9 @@
-import { execFile } from 'node:child_process'
-import { writeFile, mkdtemp } from 'node:fs/promises'
+import { execFile, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { Agent, request as httpRequest } from 'node:http'
-import { type AddressInfo, createServer as createTcpServer } from 'node:net'
+import { type AddressInfo, connect as connectTcp, createServer as createTcpServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -80,6 +81,59 @@ t.test('1. upgrades cannot smuggle requests', async t => {
   t.equal(up.seen.at(-1)?.body, 'hello', 'body forwarded')
 })
 
+/** nginx as a strict, request-by-request upstream; its access log lists every request it parsed. */
+async function startNginx (): Promise<{ port: number; requests: () => Promise<string[]>; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'meshgate-nginx-'))
+  const port = await new Promise<number>(resolve => { const s = createTcpServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
+  const conf = join(dir, 'nginx.conf')
+  await writeFile(conf, `worker_processes 1;
+daemon off;
+master_process off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'error.log')} warn;
+events { worker_connections 64; }
+http {
+  log_format uri '$request_uri';
+  access_log ${join(dir, 'access.log')} uri;
+  client_body_temp_path ${join(dir, 'body')};
+  proxy_temp_path ${join(dir, 'proxy')};
+  fastcgi_temp_path ${join(dir, 'fastcgi')};
+  uwsgi_temp_path ${join(dir, 'uwsgi')};
+  scgi_temp_path ${join(dir, 'scgi')};
+  server {
+    listen 127.0.0.1:${port};
+    location / { return 200 "nginx"; }
+  }
+}
+`)
+  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(p => existsSync(p)) ?? 'nginx'
+  const child = spawn(nginx, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' })
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>(resolve => { const s = connectTcp(port, '127.0.0.1', () => { s.destroy(); resolve(true) }); s.on('error', () => resolve(false)) })
+    if (ok) break
+    await sleep(50)
+  }
+  return {
+    port,
+    requests: async () => { await sleep(100); return (await readFile(join(dir, 'access.log'), 'utf8').catch(() => '')).split('\n').filter(l => l !== '') },
+    stop: () => new Promise(resolve => { child.once('exit', () => resolve()); child.kill('SIGTERM') })
+  }
+}
+
+t.test('1. no smuggling past a strict upstream parser (nginx)', async t => {
+  const ngx = await startNginx()
+  const gw = await startInlineGateway(yaml(ngx.port))
+  t.teardown(async () => { await gw.close(); await ngx.stop() })
+  const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n'
+  let r = await rawExchange(gw.mesh, `GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n${smuggled}`)
+  t.same(r.statuses, [200], 'nginx answers the upgrade request with 200, passed on')
+  r = await rawExchange(gw.mesh, `GET /denied HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n${smuggled}`)
+  t.same(r.statuses, [403], 'local reply')
+  r = await rawExchange(gw.mesh, `GET /h2c HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n${smuggled}`)
+  t.same(r.statuses, [200], 'h2c served plainly')
+  t.same(await ngx.requests(), ['/ws', '/h2c'], 'nginx parsed exactly the requests the gateway meant to send')
+})
+
 t.test('2. Expect: 100-continue, as curl sends it on a large upload', async t => {
   const up = await startUpstream('app')
   const gw = await startInlineGateway(yaml(up.port))
@@ -136,8 +190,26 @@ t.test('3. one bad exchange never takes an endpoint out', async t => {
     await up.close()
   }
 
-  // The keep-alive race: the upstream closes an idle pooled connection just as a request goes
-  // out on it. The request is sent again on a fresh connection, and succeeds.
+  // The keep-alive race: the upstream closes a pooled connection just as the next request goes
+  // out on it (here: it answers one request per connection with keep-alive, then closes on the
+  // next request's bytes without answering). With retries off, the transparent resend on a
+  // fresh connection is what serves it.
+  const racy = await flakyUpstream((sock, _n) => {
+    let served = false
+    sock.on('data', () => {
+      if (served) { sock.destroy(); return }
+      served = true
+      sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok')
+    })
+    return true
+  })
+  const noRetries = yaml(racy.port).replace('  - route:\n    - destination: { host: app }\n', '  - route:\n    - destination: { host: app }\n    retries: { attempts: 0 }\n')
+  const rgw = await startInlineGateway(noRetries)
+  for (let i = 0; i < 6; i++) t.equal((await rawRequest(rgw.mesh, `/race-${i}`, { headers: { host: 'app' } })).status, 200, `keep-alive race ${i + 1}: served`)
+  t.equal(rgw.runtime.cluster(CLUSTER)!.healthy.length, 1, 'keep-alive race: the endpoint stays healthy')
+  await rgw.close()
+  await racy.close()
+
   const up = await flakyUpstream(() => false)
   const gw = await startInlineGateway(yaml(up.port))
   t.teardown(async () => { await gw.close(); await up.close() })
