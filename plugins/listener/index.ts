@@ -3,34 +3,19 @@ import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Errors } from '../../src/errors.js'
 import type { SnapshotStore } from '../../src/runtime/store.js'
-import type { RuntimeState } from '../../src/runtime/state.js'
-import type { AccessLogContext, AccessLogWriter } from '../access-log.js'
-import type { Metrics } from '../metrics.js'
-import type { ClusterPools } from '../pools.js'
+import type { AccessLogContext } from '../access-log.js'
 import { sendError, serverName } from '../reply/local.js'
 import { onClientError } from './client-errors.js'
-import { listenerPlugin } from './http.js'
+import { type ListenerPluginOptions, listenerPlugin } from './http.js'
 import { openContext } from './intake.js'
 import { type RequestLimits, resolveLimits } from './limits.js'
 import { applyServerLimits, serverSetup } from './server.js'
 
 export { DEFAULT_LIMITS, resolveLimits, type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction } from './limits.js'
 
-export interface ListenerOptions {
-  kind: 'gateway' | 'mesh'
-  /** The Gateway server port this listener serves (its routes); the bind port may differ. */
-  configPort: number
-  store: SnapshotStore
-  runtime: RuntimeState
-  pools: ClusterPools
-  accessLog: AccessLogWriter
-  metrics?: Metrics
-  /** Shared count of requests in flight (for shutdown and the admin API). */
-  counters?: { inFlight: number }
-  /** Shared drain state: once on, responses close their HTTP/1 connection and HTTP/2 sessions get GOAWAY. */
-  drain?: { on: boolean }
-  random?: () => number
-  now?: () => number
+/** What a listener is built from: the plugin's options, with defaults for the shared parts. */
+export interface ListenerOptions extends Pick<ListenerPluginOptions, 'kind' | 'configPort' | 'store' | 'runtime' | 'pools' | 'accessLog' | 'metrics'>,
+  Partial<Pick<ListenerPluginOptions, 'counters' | 'drain' | 'random' | 'now'>> {
   /** Request limits, timeouts and normalization policy; unset fields take DEFAULT_LIMITS. */
   limits?: Partial<RequestLimits>
   /** Fastify server options merged in last (tests, special cases). */
