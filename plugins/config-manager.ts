@@ -3,7 +3,7 @@ import type { Snapshot } from '../src/compile/snapshot.js'
 import { type LoadInput, compactInputs, loadConfig } from '../src/config/load.js'
 import type { ResourceSet } from '../src/config/model.js'
 import type { CredentialStore } from '../src/config/credentials.js'
-import { type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
+import { Codes, type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
 import { loadOffThread, offThread } from './config-worker.js'
 
@@ -109,7 +109,7 @@ export class ConfigManager {
     }
     return {
       inputs: prev.inputs,
-      problems: [...prev.problems, { severity: 'Error', code: 'MG0010', message: `the configuration files kept changing for ${(MAX_SETTLE_ROUNDS * ms) / 1000} s; not applied (write a new file and rename it over the old one)`, file: prev.inputs[0]?.file ?? '-', line: 1, column: 1 }]
+      problems: [...prev.problems, { severity: 'Error', code: Codes.NotSettled, message: `the configuration files kept changing for ${(MAX_SETTLE_ROUNDS * ms) / 1000} s; not applied (write a new file and rename it over the old one)`, file: prev.inputs[0]?.file ?? '-', line: 1, column: 1 }]
     }
   }
 
@@ -141,7 +141,7 @@ export class ConfigManager {
   /** Go back to the previous kept generation (it becomes a new generation number). */
   rollback (): Promise<Generation> {
     return this.serial(async () => {
-      if (this.gens.length < 2) throw new ConfigError([{ severity: 'Error', code: 'MG0008', message: 'no previous generation to roll back to', file: '-', line: 1, column: 1 }])
+      if (this.gens.length < 2) throw new ConfigError([{ severity: 'Error', code: Codes.NoRollback, message: 'no previous generation to roll back to', file: '-', line: 1, column: 1 }])
       // The kept generations change only once the rollback is accepted: while it is checked
       // (off the event loop, for a large configuration) `current` is still the running one.
       return await this.applyInputs(this.gens[this.gens.length - 2].inputs, 'rollback', [], false, true)

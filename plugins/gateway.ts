@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Snapshot } from '../src/compile/snapshot.js'
 import type { LoadInput } from '../src/config/load.js'
-import type { Problem } from '../src/config/problem.js'
+import { Codes, type Problem } from '../src/config/problem.js'
 import { RuntimeState } from '../src/runtime/state.js'
 import { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogTarget, createAccessLogWriter } from './access-log.js'
@@ -144,7 +144,7 @@ function samePorts (next: Snapshot, current: Snapshot | undefined): Problem[] {
   if (current === undefined) return []
   const ports = (s: Snapshot): string => s.gateways.map(g => g.port).join(',')
   if (ports(next) === ports(current)) return []
-  return [{ severity: 'Error', code: 'MG0007', message: `the set of Gateway server ports changed (${ports(current) || 'none'} → ${ports(next) || 'none'}); listeners are fixed until restart`, file: '-', line: 1, column: 1 }]
+  return [{ severity: 'Error', code: Codes.FixedUntilRestart, message: `the set of Gateway server ports changed (${ports(current) || 'none'} → ${ports(next) || 'none'}); listeners are fixed until restart`, file: '-', line: 1, column: 1 }]
 }
 
 /**

@@ -3,7 +3,7 @@ import { createSecureContext, type SecureContext, type SecureVersion } from 'nod
 import type { ClientTLSSettings } from '../src/config/model.js'
 import { hostMatches } from '../src/config/hosts.js'
 import type { Snapshot, TlsServer } from '../src/compile/snapshot.js'
-import type { Problem } from '../src/config/problem.js'
+import { Codes, type Problem } from '../src/config/problem.js'
 import { type CredentialStore, defaultCredentialsDir } from '../src/config/credentials.js'
 
 const VERSIONS: Record<string, SecureVersion> = { TLSV1_0: 'TLSv1', TLSV1_1: 'TLSv1.1', TLSV1_2: 'TLSv1.2', TLSV1_3: 'TLSv1.3' }
@@ -110,7 +110,7 @@ export function sameTlsModes (next: Snapshot, current: Snapshot | undefined): Pr
     const before = current.gateways.find(g => g.port === l.port)?.tls?.[0]?.mode
     const after = l.tls?.[0]?.mode
     if (before !== undefined && after !== undefined && before !== after) {
-      out.push({ severity: 'Error', code: 'MG0007', message: `Gateway port ${l.port} changes tls.mode ${before} → ${after}; a listener's client-certificate setting is fixed until restart`, file: '-', line: 1, column: 1 })
+      out.push({ severity: 'Error', code: Codes.FixedUntilRestart, message: `Gateway port ${l.port} changes tls.mode ${before} → ${after}; a listener's client-certificate setting is fixed until restart`, file: '-', line: 1, column: 1 })
     }
   }
   return out

@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { watch, type FSWatcher } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { LoadInput } from '../src/config/load.js'
-import { type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
+import { Codes, type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
 import { ConfigError, ConfigManager, type ConfigSource, type Generation } from './config-manager.js'
 import type { RunningGateway } from './gateway.js'
@@ -226,7 +226,7 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
 }
 
 function problem (message: string): Problem {
-  return { severity: 'Error', code: 'MG0009', message, file: '-', line: 1, column: 1 }
+  return { severity: 'Error', code: Codes.WorkerFailed, message, file: '-', line: 1, column: 1 }
 }
 
 /**

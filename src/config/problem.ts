@@ -37,9 +37,20 @@ export const Codes = {
   Duplicate: 'MG0005',
   /** Problem reading a file. */
   Io: 'MG0006',
+  /** A change to something fixed until restart: the set of Gateway ports, a port's TLS client-certificate mode. */
+  FixedUntilRestart: 'MG0007',
+  /** A rollback with no earlier generation to return to. */
+  NoRollback: 'MG0008',
   /** A route that can never match: an earlier route in the same VirtualService matches every request. */
-  Shadowed: 'MG0009'
+  Shadowed: 'MG0009',
+  /** The configuration files kept changing: the change was not applied. */
+  NotSettled: 'MG0010',
+  /** A worker process could not apply, or did not acknowledge, a change (`--workers`). */
+  WorkerFailed: 'MG0011'
 } as const
+
+/** Every code of the table once (codes are never reused for another meaning). */
+export type ProblemCode = (typeof Codes)[keyof typeof Codes]
 
 /** Field path array → `spec.http[0].route[1].destination.subset`. */
 export function formatPath (path: ReadonlyArray<string | number>): string {
