@@ -228,7 +228,20 @@ export class Exchange implements TryOwner, HealthView {
     this.committed = true
     // A response whose head goes out after shutdown began closes its connection too.
     if (this.env.drain.on && res.req.httpVersionMajor === 1) res.shouldKeepAlive = false
-    const len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors })
+    let len: number
+    try {
+      len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors })
+    } catch (err) {
+      // A header Node refuses to write (a character not allowed in a field value): 502 UPE, as
+      // for any answer that is not valid HTTP; nothing has been sent yet.
+      this.committed = false
+      this.current = undefined
+      t.abort(ABORTED)
+      this.release()
+      ctx.upstreamTransportFailureReason = errCode(err) ?? 'invalid header'
+      this.fail(Errors.UpstreamProtocolError)
+      return true
+    }
     if (len >= 0) ctx.bytesSent = len
     this.countSent = len < 0
     this.remaining = len
