@@ -1,6 +1,7 @@
 import type { GatewayOptions } from '../plugins/gateway.js'
-import { PATH_NORMALIZATIONS, type EscapedSlashesAction, type PathNormalization } from '../src/routing/path.js'
-import type { UnderscoreHeadersAction } from '../plugins/listener/index.js'
+import { PATH_NORMALIZATIONS, type EscapedSlashesAction } from '../src/routing/path.js'
+import { DEFAULT_LIMITS, type OverloadOptions, type UnderscoreHeadersAction } from '../plugins/listener/index.js'
+import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS } from '../plugins/pools.js'
 
 // The CLI's hardening and TLS flags (docs/operations.md#security-defaults): each is also read from the
 // environment, and maps to one GatewayOptions field. Kept apart from bin/meshgate.ts so the
@@ -8,37 +9,56 @@ import type { UnderscoreHeadersAction } from '../plugins/listener/index.js'
 
 type Kind = 'enum' | 'bytes' | 'seconds' | 'count' | 'path' | 'ms'
 
+/** A GatewayOptions field a flag sets directly, or one of the overload guards. */
+type Field = keyof GatewayOptions | 'overload.switch' | `overload.${'maxEventLoopDelayMs' | 'maxHeapUsedBytes' | 'maxRssBytes'}`
+
 interface Flag {
   flag: string
+  /** MESHGATE_ and the flag in upper case. */
   env: string
   kind: Kind
   values?: readonly string[]
+  /** The option it sets. */
+  field: Field
+  /** The default, as the usage text and the docs show it (taken from the defaults themselves). */
+  default: string
   help: string
 }
 
 const ESCAPED: readonly EscapedSlashesAction[] = ['REJECT', 'KEEP_UNCHANGED', 'UNESCAPE_AND_FORWARD', 'UNESCAPE_AND_REDIRECT']
 const UNDERSCORES: readonly UnderscoreHeadersAction[] = ['REJECT', 'DROP', 'ALLOW']
+const D = DEFAULT_LIMITS
+const OVERLOAD = DEFAULT_LIMITS.overload as OverloadOptions
+const seconds = (ms: number): string => String(ms / 1000)
 
-/** Every tuning flag, in the order the usage text lists them. */
+function flag (name: string, kind: Kind, field: Field, dflt: string, help: string, values?: readonly string[]): Flag {
+  return { flag: name, env: `MESHGATE_${name.toUpperCase().replace(/-/g, '_')}`, kind, field, default: dflt, help, ...(values !== undefined ? { values } : {}) }
+}
+
+/**
+ * Every tuning flag, in the order the usage text lists them: the one table of the tuning
+ * options. Defaults come from DEFAULT_LIMITS and the pools' idle timeout, so the usage text,
+ * GatewayOptions and docs/operations.md cannot disagree (a test checks the docs against it).
+ */
 export const TUNING_FLAGS: readonly Flag[] = [
-  { flag: 'credentials-dir', env: 'MESHGATE_CREDENTIALS_DIR', kind: 'path', help: 'directory of credentialName secrets (NAME/tls.crt, NAME/tls.key, NAME/ca.crt); default <first config dir>/credentials' },
-  { flag: 'path-normalization', env: 'MESHGATE_PATH_NORMALIZATION', kind: 'enum', values: PATH_NORMALIZATIONS, help: 'NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES (default BASE, as Istio)' },
-  { flag: 'escaped-slashes', env: 'MESHGATE_ESCAPED_SLASHES', kind: 'enum', values: ESCAPED, help: '%2F/%5C in paths: REJECT|KEEP_UNCHANGED|UNESCAPE_AND_FORWARD|UNESCAPE_AND_REDIRECT (default REJECT)' },
-  { flag: 'headers-with-underscores', env: 'MESHGATE_HEADERS_WITH_UNDERSCORES', kind: 'enum', values: UNDERSCORES, help: 'REJECT|DROP|ALLOW (default REJECT)' },
-  { flag: 'max-header-bytes', env: 'MESHGATE_MAX_HEADER_BYTES', kind: 'bytes', help: 'request line + headers, bytes (default 61440) → 431' },
-  { flag: 'max-headers-count', env: 'MESHGATE_MAX_HEADERS_COUNT', kind: 'count', help: 'request headers (default 100) → 431' },
-  { flag: 'max-body-bytes', env: 'MESHGATE_MAX_BODY_BYTES', kind: 'bytes', help: 'request body bytes, 0 = unlimited (default 1073741824) → 413' },
-  { flag: 'headers-timeout', env: 'MESHGATE_HEADERS_TIMEOUT', kind: 'seconds', help: 'seconds to receive request headers (default 30) → 408' },
-  { flag: 'request-timeout', env: 'MESHGATE_REQUEST_TIMEOUT', kind: 'seconds', help: 'seconds to receive the whole request (default 300) → 408' },
-  { flag: 'keep-alive-timeout', env: 'MESHGATE_KEEP_ALIVE_TIMEOUT', kind: 'seconds', help: 'seconds an idle client connection stays open (default 75)' },
-  { flag: 'upstream-idle-timeout', env: 'MESHGATE_UPSTREAM_IDLE_TIMEOUT', kind: 'seconds', help: 'seconds an upstream may stay silent (default 300) → 504 UT / aborted body' },
-  { flag: 'shutdown-delay', env: 'MESHGATE_SHUTDOWN_DELAY', kind: 'seconds', help: 'seconds to keep serving after readiness turns false on SIGTERM (default 0)' },
-  { flag: 'max-connections', env: 'MESHGATE_MAX_CONNECTIONS', kind: 'count', help: 'client connections per listener (default 10000)' },
-  { flag: 'max-concurrent-streams', env: 'MESHGATE_MAX_CONCURRENT_STREAMS', kind: 'count', help: 'HTTP/2 streams per connection (default 100)' },
-  { flag: 'overload', env: 'MESHGATE_OVERLOAD', kind: 'enum', values: ['on', 'off'], help: "load shedding with 503 OM: 'on' (default) or 'off'" },
-  { flag: 'overload-max-event-loop-delay', env: 'MESHGATE_OVERLOAD_MAX_EVENT_LOOP_DELAY', kind: 'ms', help: 'event-loop delay in ms above which requests are shed (default 1000)' },
-  { flag: 'overload-max-heap-bytes', env: 'MESHGATE_OVERLOAD_MAX_HEAP_BYTES', kind: 'bytes', help: "heap used above which requests are shed (default 95 % of V8's limit)" },
-  { flag: 'overload-max-rss-bytes', env: 'MESHGATE_OVERLOAD_MAX_RSS_BYTES', kind: 'bytes', help: 'resident memory above which requests are shed (default off)' }
+  flag('credentials-dir', 'path', 'credentialsDir', '<first config dir>/credentials', 'directory of credentialName secrets (NAME/tls.crt, NAME/tls.key, NAME/ca.crt)'),
+  flag('path-normalization', 'enum', 'pathNormalization', D.pathNormalization, "Istio's pathNormalization", PATH_NORMALIZATIONS),
+  flag('escaped-slashes', 'enum', 'escapedSlashes', D.escapedSlashes, '%2F and %5C in paths', ESCAPED),
+  flag('headers-with-underscores', 'enum', 'headersWithUnderscores', D.headersWithUnderscores, 'header names containing _', UNDERSCORES),
+  flag('max-header-bytes', 'bytes', 'maxHeaderBytes', String(D.maxHeaderBytes), 'request line + headers, bytes → 431'),
+  flag('max-headers-count', 'count', 'maxHeadersCount', String(D.maxHeadersCount), 'request headers → 431'),
+  flag('max-body-bytes', 'bytes', 'maxRequestBodyBytes', String(D.maxRequestBodyBytes), 'request body bytes, 0 = unlimited → 413'),
+  flag('headers-timeout', 'seconds', 'headersTimeoutMs', seconds(D.headersTimeoutMs), 'seconds to receive request headers → 408'),
+  flag('request-timeout', 'seconds', 'requestTimeoutMs', seconds(D.requestTimeoutMs), 'seconds to receive the whole request → 408'),
+  flag('keep-alive-timeout', 'seconds', 'keepAliveTimeoutMs', seconds(D.keepAliveTimeoutMs), 'seconds an idle client connection stays open'),
+  flag('upstream-idle-timeout', 'seconds', 'upstreamIdleTimeoutMs', seconds(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS), 'seconds an upstream may stay silent → 504 UT / aborted body'),
+  flag('shutdown-delay', 'seconds', 'shutdownDelayMs', '0', 'seconds to keep serving after readiness turns false on SIGTERM'),
+  flag('max-connections', 'count', 'maxConnections', String(D.maxConnections), 'client connections per listener'),
+  flag('max-concurrent-streams', 'count', 'maxConcurrentStreams', String(D.maxConcurrentStreams), 'HTTP/2 streams per connection'),
+  flag('overload', 'enum', 'overload.switch', 'on', 'load shedding with 503 OM', ['on', 'off']),
+  flag('overload-max-event-loop-delay', 'ms', 'overload.maxEventLoopDelayMs', String(OVERLOAD.maxEventLoopDelayMs), 'event-loop delay in ms above which requests are shed'),
+  flag('overload-max-heap-bytes', 'bytes', 'overload.maxHeapUsedBytes', "95 % of V8's heap limit", 'heap used above which requests are shed'),
+  flag('overload-max-rss-bytes', 'bytes', 'overload.maxRssBytes', OVERLOAD.maxRssBytes === 0 ? 'off' : String(OVERLOAD.maxRssBytes), 'resident memory above which requests are shed')
 ]
 
 /** The `parseArgs` option table of the tuning flags. */
@@ -50,7 +70,7 @@ export function tuningArgOptions (): Record<string, { type: 'string' }> {
 
 /** Usage lines of the tuning flags. */
 export function tuningUsage (): string {
-  return TUNING_FLAGS.map(f => `      --${f.flag} ${f.kind === 'enum' ? 'V' : f.kind === 'path' ? 'DIR' : 'N'}`.padEnd(47) + `${f.help} (${f.env})`).join('\n')
+  return TUNING_FLAGS.map(f => `      --${f.flag} ${f.kind === 'enum' ? 'V' : f.kind === 'path' ? 'DIR' : 'N'}`.padEnd(47) + `${f.values !== undefined ? `${f.values.join('|')}: ` : ''}${f.help} (default ${f.default}; ${f.env})`).join('\n')
 }
 
 /**
@@ -80,32 +100,26 @@ export function tuningOptions (values: Record<string, unknown>, env: NodeJS.Proc
     if (!(f.values ?? []).includes(up)) throw new Error(`--${f.flag} (${f.env}) "${v}": expected one of ${(f.values ?? []).join(', ')}`)
     return up as T
   }
-  const by = (name: string): Flag => TUNING_FLAGS.find(f => f.flag === name)!
   const out: Partial<GatewayOptions> = {}
-  const set = <K extends keyof GatewayOptions>(k: K, v: GatewayOptions[K] | undefined): void => { if (v !== undefined) out[k] = v }
-  set('credentialsDir', raw(by('credentials-dir')))
-  set('pathNormalization', pick<PathNormalization>(by('path-normalization')))
-  set('escapedSlashes', pick<EscapedSlashesAction>(by('escaped-slashes')))
-  set('headersWithUnderscores', pick<UnderscoreHeadersAction>(by('headers-with-underscores')))
-  set('maxHeaderBytes', num(by('max-header-bytes')))
-  set('maxHeadersCount', num(by('max-headers-count')))
-  set('maxRequestBodyBytes', num(by('max-body-bytes')))
-  set('headersTimeoutMs', num(by('headers-timeout')))
-  set('requestTimeoutMs', num(by('request-timeout')))
-  set('keepAliveTimeoutMs', num(by('keep-alive-timeout')))
-  set('upstreamIdleTimeoutMs', num(by('upstream-idle-timeout')))
-  set('shutdownDelayMs', num(by('shutdown-delay')))
-  set('maxConnections', num(by('max-connections')))
-  set('maxConcurrentStreams', num(by('max-concurrent-streams')))
-  const overloadSwitch = pick<string>(by('overload'))
   const guards: Record<string, number> = {}
-  const delay = num(by('overload-max-event-loop-delay'))
-  const heap = num(by('overload-max-heap-bytes'))
-  const rss = num(by('overload-max-rss-bytes'))
-  if (delay !== undefined) guards.maxEventLoopDelayMs = delay
-  if (heap !== undefined) guards.maxHeapUsedBytes = heap
-  if (rss !== undefined) guards.maxRssBytes = rss
-  if (overloadSwitch === 'off') out.overload = false
+  let overloadOff = false
+  for (const f of TUNING_FLAGS) {
+    const v = f.kind === 'enum' ? pick<string>(f) : f.kind === 'path' ? raw(f) : num(f)
+    if (v === undefined) continue
+    if (f.field === 'overload.switch') overloadOff = v === 'off'
+    else if (f.field.startsWith('overload.')) guards[f.field.slice('overload.'.length)] = v as number
+    else (out as Record<string, unknown>)[f.field] = v
+  }
+  if (overloadOff) out.overload = false
   else if (Object.keys(guards).length > 0) out.overload = guards
   return out
 }
+
+/** The tuning flags as a Markdown table, the form docs/operations.md shows them in. */
+export function tuningMarkdown (): string {
+  const rows = TUNING_FLAGS.map(f => `| \`--${f.flag}\` | \`${f.env}\` | ${f.default} | ${f.kind === 'seconds' ? 'seconds' : f.kind === 'ms' ? 'ms' : f.kind === 'bytes' ? 'bytes' : f.kind === 'enum' ? (f.values ?? []).join(', ') : f.kind === 'count' ? 'count' : 'path'} | ${f.help.replace(/\|/g, '\\|')} |`)
+  return ['| flag | environment | default | unit or values | what it sets |', '|---|---|---|---|---|', ...rows].join('\n')
+}
+
+/** Markers around the generated table in docs/operations.md. */
+export const TUNING_DOC_MARKERS = ['<!-- tuning flags: generated by npm run docs:tuning from bin/tuning.ts -->', '<!-- end of tuning flags -->'] as const

@@ -45,36 +45,37 @@ export interface GatewayOptions {
   credentialsDir?: string
   /** Fastify server options for the proxy listeners, merged last (tests, special cases). */
   serverOptions?: Record<string, unknown>
-  // Hardening (docs/operations.md#security-defaults). Unset fields take the listener DEFAULT_LIMITS.
-  /** Istio `pathNormalization`: NONE, BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES. */
+  // Hardening (docs/operations.md#security-defaults). Unset fields take the defaults of the one
+  // tuning table (bin/tuning.ts, from DEFAULT_LIMITS; docs/operations.md#tuning-flags).
+  /** Istio `pathNormalization`: NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES. */
   pathNormalization?: PathNormalization
-  /** `%2F`/`%5C` in paths: REJECT (400, default), KEEP_UNCHANGED, UNESCAPE_AND_FORWARD, UNESCAPE_AND_REDIRECT. */
+  /** `%2F`/`%5C` in paths: REJECT (400), KEEP_UNCHANGED, UNESCAPE_AND_FORWARD, UNESCAPE_AND_REDIRECT. */
   escapedSlashes?: EscapedSlashesAction
-  /** Header names with `_`: REJECT (400, default), DROP, ALLOW. */
+  /** Header names with `_`: REJECT (400), DROP, ALLOW. */
   headersWithUnderscores?: UnderscoreHeadersAction
-  /** Request line + headers, bytes (default 60 KiB, Envoy) → 431. */
+  /** Request line + headers, bytes → 431. */
   maxHeaderBytes?: number
-  /** Request header count (default 100, Envoy) → 431. */
+  /** Request header count → 431. */
   maxHeadersCount?: number
-  /** Request body bytes (default 1 GiB; 0 = unlimited) → 413. */
+  /** Request body bytes → 413. */
   maxRequestBodyBytes?: number
-  /** Time to receive request headers (default 30 s) → 408. */
+  /** Time to receive request headers → 408. */
   headersTimeoutMs?: number
-  /** Time to receive the whole request (default 300 s) → 408. */
+  /** Time to receive the whole request → 408. */
   requestTimeoutMs?: number
-  /** Idle downstream keep-alive (default 75 s). */
+  /** Idle downstream keep-alive. */
   keepAliveTimeoutMs?: number
-  /** Downstream connections per listener (default 10 000). */
+  /** Downstream connections per listener. */
   maxConnections?: number
-  /** HTTP/2 streams per connection (default 100). */
+  /** HTTP/2 streams per connection. */
   maxConcurrentStreams?: number
-  /** Load shedding (503 OM); `false` turns it off. Default: event-loop delay 1 s, heap 95 % of V8's limit. */
+  /** Load shedding (503 OM); `false` turns it off. */
   overload?: Partial<OverloadOptions> | false
-  /** Upstream idle timeout: nothing received for this long before headers (504 UT) or between body bytes (aborted). Default 300 s. */
+  /** Upstream idle timeout: nothing received for this long before headers (504 UT) or between body bytes (aborted). */
   upstreamIdleTimeoutMs?: number
   /**
    * Graceful shutdown: after readiness turns false, keep serving for this long before closing the
-   * listeners, so load balancers see the endpoint leave (Istio terminationDrainDuration; default 0).
+   * listeners, so load balancers see the endpoint leave (Istio terminationDrainDuration).
    */
   shutdownDelayMs?: number
   /** Resolver for `resolution: DNS` endpoint names (default: the system resolver). */
