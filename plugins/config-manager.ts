@@ -5,6 +5,7 @@ import type { ResourceSet } from '../src/config/model.js'
 import type { CredentialStore } from '../src/config/credentials.js'
 import { Codes, type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
+import { readSettled } from './config-watch.js'
 import { loadOffThread, offThread } from './config-worker.js'
 
 /** Thrown when a configuration has errors: carries every problem. */
@@ -56,8 +57,7 @@ export interface ConfigManagerOptions {
   settleMs?: number
 }
 
-/** Rounds of `settleMs` a watch reload waits for the files to stop changing before it gives up. */
-export const MAX_SETTLE_ROUNDS = 20
+export { MAX_SETTLE_ROUNDS } from './config-watch.js'
 
 /**
  * Owns the configuration's life: load, reload, replace or merge through the API, dry-run
@@ -92,25 +92,9 @@ export class ConfigManager {
   reload (source: ConfigSource = 'files'): Promise<Generation> {
     return this.serial(async () => {
       const read = await this.readInputs()
-      const { inputs, problems } = source === 'watch' ? await this.settled(read) : read
+      const { inputs, problems } = source === 'watch' ? await readSettled(read, async () => await this.readInputs(), this.opts.settleMs ?? 250) : read
       return await this.applyInputs(inputs, source, problems)
     })
-  }
-
-  /** Re-read until two reads `settleMs` apart agree; after MAX_SETTLE_ROUNDS, an error. */
-  private async settled (first: { inputs: LoadInput[]; problems: Problem[] }): Promise<{ inputs: LoadInput[]; problems: Problem[] }> {
-    const ms = this.opts.settleMs ?? 250
-    let prev = first
-    for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
-      await new Promise(resolve => setTimeout(resolve, ms))
-      const next = await this.readInputs()
-      if (sameInputs(prev, next)) return next
-      prev = next
-    }
-    return {
-      inputs: prev.inputs,
-      problems: [...prev.problems, { severity: 'Error', code: Codes.NotSettled, message: `the configuration files kept changing for ${(MAX_SETTLE_ROUNDS * ms) / 1000} s; not applied (write a new file and rename it over the old one)`, file: prev.inputs[0]?.file ?? '-', line: 1, column: 1 }]
-    }
   }
 
   /** Apply already-read inputs as the whole configuration. */
@@ -209,11 +193,6 @@ export class ConfigManager {
     this.chain = run.catch(() => {})
     return run
   }
-}
-
-function sameInputs (a: { inputs: LoadInput[]; problems: Problem[] }, b: { inputs: LoadInput[]; problems: Problem[] }): boolean {
-  if (a.inputs.length !== b.inputs.length || a.problems.length !== b.problems.length) return false
-  return a.inputs.every((x, i) => x.file === b.inputs[i].file && x.text === b.inputs[i].text)
 }
 
 export { compactInputs } from '../src/config/load.js'

@@ -1,4 +1,3 @@
-import { watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Snapshot } from '../src/compile/snapshot.js'
@@ -8,6 +7,7 @@ import { RuntimeState } from '../src/runtime/state.js'
 import { SnapshotStore } from '../src/runtime/store.js'
 import { type AccessLogTarget, createAccessLogWriter } from './access-log.js'
 import { ConfigError, ConfigManager, type Generation } from './config-manager.js'
+import { watchPaths } from './config-watch.js'
 import { HealthChecker } from './health.js'
 import { Metrics } from './metrics.js'
 import { ClusterPools } from './pools.js'
@@ -210,24 +210,15 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     throw err
   }
 
-  // Optional file watching: debounced, all-or-nothing like any reload.
-  const watchers: FSWatcher[] = []
-  if (opts.watch === true && manager.paths !== undefined) {
-    let timer: NodeJS.Timeout | undefined
-    const trigger = (): void => {
-      if (timer !== undefined) clearTimeout(timer)
-      timer = setTimeout(() => {
-        manager.reload('watch').then(
-          gen => opts.onReload?.({ ok: true, generation: gen }),
-          err => opts.onReload?.({ ok: false, problems: err instanceof ConfigError ? err.problems : [], source: 'watch' })
-        )
-      }, opts.watchDebounceMs ?? 300)
-      timer.unref()
-    }
-    for (const p of manager.paths) {
-      try { watchers.push(watch(p, { persistent: false }, trigger)) } catch { /* a missing path was reported at load */ }
-    }
-  }
+  // Optional file watching (the one watcher: debounced, read until settled, all-or-nothing).
+  const stopWatching = opts.watch === true && manager.paths !== undefined
+    ? watchPaths(manager.paths, opts.watchDebounceMs ?? 300, () => {
+      manager.reload('watch').then(
+        gen => opts.onReload?.({ ok: true, generation: gen }),
+        err => opts.onReload?.({ ok: false, problems: err instanceof ConfigError ? err.problems : [], source: 'watch' })
+      )
+    })
+    : () => {}
 
   let ready = true
   let closing: Promise<void> | undefined
@@ -252,7 +243,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
       closing ??= (async () => {
         ready = false
         drain.on = true
-        for (const w of watchers) w.close()
+        stopWatching()
         // The hard deadline: whatever still runs (HTTP/1 sockets, HTTP/2 sessions, upstream
         // requests) is destroyed, so close() always returns.
         const timer = setTimeout(() => {

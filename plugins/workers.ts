@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster'
-import { watch, type FSWatcher } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { LoadInput } from '../src/config/load.js'
 import { Codes, type Problem, hasErrors, sortProblems } from '../src/config/problem.js'
 import { readConfigInputs } from './config-files.js'
+import { readSettled, watchPaths } from './config-watch.js'
 import { ConfigError, ConfigManager, type ConfigSource, type Generation } from './config-manager.js'
 import type { RunningGateway } from './gateway.js'
 
@@ -198,29 +198,22 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
     return p
   }
 
-  // ---- file watch in the primary only (workers would otherwise each reload on their own)
-  const watchers: FSWatcher[] = []
-  if (opts.watch) {
-    let timer: NodeJS.Timeout | undefined
-    const trigger = (): void => {
-      if (timer !== undefined) clearTimeout(timer)
-      timer = setTimeout(() => {
-        void (async () => {
-          const { inputs, problems } = await readConfigInputs([...opts.paths])
-          if (hasErrors(problems)) { log.error({ problems: sortProblems(problems) }, 'configuration change rejected; the running configuration is unchanged'); return }
-          const r = await change({ kind: 'apply', inputs, source: 'watch' })
-          if (r.ok) log.info({ generation: r.generation, source: 'watch' }, 'configuration reloaded')
-          else log.error({ problems: r.problems }, 'configuration change rejected; the running configuration is unchanged')
-        })()
-      }, opts.watchDebounceMs ?? 300)
-      timer.unref()
-    }
-    for (const p of opts.paths) {
-      try { watchers.push(watch(p, { persistent: false }, trigger)) } catch { /* reported by the workers' first load */ }
-    }
-  }
+  // ---- file watch in the primary only (workers would otherwise each reload on their own),
+  // through the same watcher and settle step as single-process mode.
+  const read = async (): Promise<Awaited<ReturnType<typeof readConfigInputs>>> => await readConfigInputs([...opts.paths])
+  const stopWatching = opts.watch
+    ? watchPaths(opts.paths, opts.watchDebounceMs ?? 300, () => {
+      void (async () => {
+        const { inputs, problems } = await readSettled(await read(), read, 250)
+        if (hasErrors(problems)) { log.error({ problems: sortProblems(problems) }, 'configuration change rejected; the running configuration is unchanged'); return }
+        const r = await change({ kind: 'apply', inputs, source: 'watch' })
+        if (r.ok) log.info({ generation: r.generation, source: 'watch' }, 'configuration reloaded')
+        else log.error({ problems: r.problems }, 'configuration change rejected; the running configuration is unchanged')
+      })()
+    })
+    : () => {}
   const code = await done
-  for (const w of watchers) w.close()
+  stopWatching()
   if (stats.length > 0) log.info({ workers: stats }, 'every worker stopped')
   return code
 }
