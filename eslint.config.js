@@ -1,8 +1,16 @@
 // Lint: TypeScript-aware recommended rules, kept light so they guard real mistakes
-// (unused code, unsafe patterns) rather than formatting.
+// (unused code, unsafe patterns) rather than formatting, plus the architecture's import
+// boundaries (docs/architecture.md#invariants): src/ is pure and imports neither plugins/,
+// routes/, bin/ nor I/O modules; plugins/ never imports routes/; and no import cycles, type-only
+// ones included.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import globals from 'globals'
+import importX from 'eslint-plugin-import-x'
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript'
+
+const IO_MODULES = ['fs', 'fs/promises', 'net', 'http', 'https', 'http2', 'tls', 'dgram', 'child_process', 'cluster', 'worker_threads', 'dns']
+  .flatMap(m => [m, `node:${m}`])
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tap/**', 'test-artifacts/**', '.scratch/**', '.bench/**'] },
@@ -13,7 +21,30 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-explicit-any': 'off',
-      'no-control-regex': 'off'
+      'no-control-regex': 'off',
+      'max-len': ['error', { code: 200, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreUrls: true, ignoreComments: false }]
+    }
+  },
+  {
+    files: ['src/**/*.ts', 'plugins/**/*.ts', 'routes/**/*.ts', 'bin/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: { 'import-x/resolver-next': [createTypeScriptImportResolver({ project: './tsconfig.json' })] },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      'import-x/no-restricted-paths': ['error', {
+        zones: [
+          { target: './src', from: './plugins', message: 'src/ is the pure core: it never imports plugins/' },
+          { target: './src', from: './routes', message: 'src/ never imports routes/' },
+          { target: './src', from: './bin', message: 'src/ never imports bin/' },
+          { target: './plugins', from: './routes', message: 'plugins/ never imports routes/' }
+        ]
+      }]
+    }
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [...IO_MODULES, 'fastify', 'undici', 'pino'].map(name => ({ name, message: 'src/ is pure: sockets, files and frameworks are wired in plugins/' })) }]
     }
   }
 )

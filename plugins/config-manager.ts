@@ -160,7 +160,8 @@ export class ConfigManager {
   private compileLoaded (loaded: { set: ResourceSet; problems: Problem[] }, io: Problem[]): { set?: ResourceSet; snapshot?: Snapshot; problems: Problem[] } {
     let problems = [...io, ...loaded.problems]
     if (hasErrors(problems)) return { problems: sortProblems(problems) }
-    const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now, ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}) })
+    const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now,
+      ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}) })
     problems = [...problems, ...c.problems.map(p => this.opts.strict === true && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
     const current = this.gens[this.gens.length - 1]?.snapshot
     problems.push(...(this.opts.check?.(c.snapshot, current) ?? []))

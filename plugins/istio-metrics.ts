@@ -87,7 +87,8 @@ export class RequestMetrics {
     let s = this.series.get(key)
     if (s === undefined) {
       const hist = (b: readonly number[]): HistogramValues => ({ counts: new Float64Array(b.length), sum: 0 })
-      s = { labels: Object.freeze(labels()), count: 0, duration: hist(this.names.duration.buckets), requestBytes: hist(this.names.requestBytes.buckets), responseBytes: hist(this.names.responseBytes.buckets) }
+      s = { labels: Object.freeze(labels()), count: 0, duration: hist(this.names.duration.buckets), requestBytes: hist(this.names.requestBytes.buckets),
+        responseBytes: hist(this.names.responseBytes.buckets) }
       this.series.set(key, s)
     }
     return s

@@ -20,7 +20,8 @@ export interface BenchResults {
   machine: Record<string, unknown>
   options: { duration?: number, latencyDuration?: number, rounds?: number, connections?: number, only?: string[], routes?: boolean, http?: boolean }
   table: string[]
-  routeScale?: Array<{ routes: number, hosts: number, routesInHost: number, layout?: string, matchNs: number, linearNs: number, compileMs: number, loadMs: number, compileSwapMs: number, rssMb: number, heapMb: number }>
+  routeScale?: Array<{ routes: number, hosts: number, routesInHost: number, layout?: string, matchNs: number, linearNs: number, compileMs: number, loadMs: number,
+    compileSwapMs: number, rssMb: number, heapMb: number }>
   goals?: Array<{ goal: string, value: string, met: boolean }>
 }
 

@@ -120,7 +120,8 @@ export class Exchange implements TryOwner, HealthView {
   private begin (): void {
     const { plan } = this.x
     if (plan.mirrors !== undefined) {
-      this.body = mirror({ mirrors: plan.mirrors, port: plan.port, method: this.x.ctx.method, path: plan.path, headers: this.x.headers, body: this.body }, this.env.runtime, this.env.pools, this.env.random)
+      this.body = mirror({ mirrors: plan.mirrors, port: plan.port, method: this.x.ctx.method, path: plan.path, headers: this.x.headers, body: this.body },
+        this.env.runtime, this.env.pools, this.env.random)
     }
     if (plan.timeoutMs > 0) this.routeTimer = setTimeout(onRouteTimeout, plan.timeoutMs, this)
     this.next(this.x.resolutionFresh ? plan.resolution : undefined)

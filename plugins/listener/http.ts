@@ -85,7 +85,8 @@ class ListenerState implements HealthView {
 
   /** The decision context of a request: the snapshot it starts on, read once. */
   decisionContext (): DecisionContext {
-    return { listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy: { normalization: this.o.limits.pathNormalization, escapedSlashes: this.o.limits.escapedSlashes }, random: this.o.random }
+    const pathPolicy = { normalization: this.o.limits.pathNormalization, escapedSlashes: this.o.limits.escapedSlashes }
+    return { listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy, random: this.o.random }
   }
 }
 
@@ -100,7 +101,18 @@ class ListenerState implements HealthView {
 export const listenerPlugin: FastifyPluginCallback<ListenerPluginOptions> = (app, o, done) => {
   const L = new ListenerState(o)
   if (L.guard !== undefined) app.addHook('onClose', (_app, next) => { L.guard!.close(); next() })
-  attachUpgrade(app.server, { mesh: L.mesh, configPort: o.configPort, scheme: o.scheme, current: () => L.decisionContext(), runtime: o.runtime, log: (ctx, status, ms) => logLine(L, ctx, status, ms), random: o.random, now: o.now, limits: o.limits, server: L.server })
+  attachUpgrade(app.server, {
+    mesh: L.mesh,
+    configPort: o.configPort,
+    scheme: o.scheme,
+    current: () => L.decisionContext(),
+    runtime: o.runtime,
+    log: (ctx, status, ms) => logLine(L, ctx, status, ms),
+    random: o.random,
+    now: o.now,
+    limits: o.limits,
+    server: L.server
+  })
   app.addHook('onRequest', (request, reply, _next) => {
     reply.hijack()
     handle(L, request.raw, reply.raw)

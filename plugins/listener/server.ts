@@ -42,7 +42,8 @@ export function serverSetup (initial: ListenerSpec | undefined, mesh: boolean, l
     // HTTPS listeners speak HTTP/2 (ALPN h2) and HTTP/1.1; requests go upstream as HTTP/1.1.
     ? { http2: true, https: { ...httpsServerOptions(initial!.tls!, currentTls), allowHTTP1: true, settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 } }
     : h2c
-      ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => polyglotServer(handler, httpOptions, { settings: h2Settings, maxHeaderListPairs: lim.maxHeadersCount + 4 }, lim.headersTimeoutMs, sessions) }
+      ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => polyglotServer(handler, httpOptions, { settings: h2Settings,
+        maxHeaderListPairs: lim.maxHeadersCount + 4 }, lim.headersTimeoutMs, sessions) }
       : { http: httpOptions }
   return {
     options: {
@@ -69,7 +70,8 @@ function connectionsCheckingInterval (lim: RequestLimits): number {
  * servers get the session tracking and closeAllConnections Node's HTTP/2 secure server lacks.
  */
 export function applyServerLimits (app: FastifyInstance, setup: ServerSetup, lim: RequestLimits): void {
-  const srv = app.server as unknown as Http1Server & { connectionsCheckingInterval?: number; maxHeaderSize?: number; requireHostHeader?: boolean; insecureHTTPParser?: boolean; joinDuplicateHeaders?: boolean }
+  const srv = app.server as unknown as Http1Server & { connectionsCheckingInterval?: number; maxHeaderSize?: number; requireHostHeader?: boolean;
+    insecureHTTPParser?: boolean; joinDuplicateHeaders?: boolean }
   srv.maxHeaderSize = lim.maxHeaderBytes
   srv.requireHostHeader = true
   srv.insecureHTTPParser = false

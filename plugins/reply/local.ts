@@ -35,7 +35,8 @@ export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorS
 }
 
 /** A route's local reply: its response header operations apply, as Envoy applies them to direct responses. */
-export function sendLocal (res: ServerResponse, ctx: AccessLogContext, route: CompiledRoute | undefined, status: number, body: Buffer | undefined, headers: Record<string, string>, server: string): void {
+export function sendLocal (res: ServerResponse, ctx: AccessLogContext, route: CompiledRoute | undefined, status: number, body: Buffer | undefined, headers: Record<string,
+  string>, server: string): void {
   if (res.headersSent || res.destroyed) return
   const h: HeaderMap = { ...headers }
   if (route !== undefined) applyHeaderOps(route.headers?.response, h)

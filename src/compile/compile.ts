@@ -12,8 +12,9 @@ import { buildClusters, buildRegistry, type Registry } from './services.js'
 import { type CredentialStore, type ResolvedCredential, resolveCredential } from '../config/credentials.js'
 import {
   type CompiledDestination, type CompiledRoute, type DestinationTarget, type HostIndex,
-  type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName, indexVirtualHosts
+  type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
 } from './snapshot.js'
+import { INDEX_MIN_ROUTES, buildRouteIndex } from '../routing/route-index.js'
 
 export interface CompileOptions {
   /** Generation number to stamp on the snapshot. */
@@ -407,7 +408,8 @@ class RouteCompiler {
    * lie within the root's (a URI outside the root prefix, a conflicting header, a regex on a
    * property the other side matches) is dropped with a warning, as Istio drops it.
    */
-  private delegated (root: VirtualService, http: HTTPRoute, i: number, rootBlocks: Array<HTTPMatchRequest | undefined>, vsGateways: Set<string>, out: Array<{ route: CompiledRoute; gateways: Set<string> }>): void {
+  private delegated (root: VirtualService, http: HTTPRoute, i: number, rootBlocks: Array<HTTPMatchRequest | undefined>, vsGateways: Set<string>,
+    out: Array<{ route: CompiledRoute; gateways: Set<string> }>): void {
     const d = http.delegate!
     const dns = d.namespace ?? root.metadata.namespace
     const target = this.set.virtualServices.find(v => v.metadata.name === d.name && v.metadata.namespace === dns)
@@ -552,4 +554,14 @@ export function mergeMatch (root: HTTPMatchRequest | undefined, del: HTTPMatchRe
   if (del.ignoreUriCase !== undefined) out.ignoreUriCase = del.ignoreUriCase
   if (del.name !== undefined) out.name = del.name
   return out
+}
+
+/**
+ * Attach route indexes to virtual hosts of a snapshot being built (compile time, never on the
+ * request path). Hosts with few routes keep the linear scan, which is faster for them.
+ */
+export function indexVirtualHosts (vhosts: Iterable<VirtualHost>): void {
+  for (const vh of vhosts) {
+    if (vh.routeIndex === undefined && vh.routes.length >= INDEX_MIN_ROUTES) vh.routeIndex = buildRouteIndex(vh.routes)
+  }
 }

@@ -52,7 +52,8 @@ export function annotationValue<T> (
   return out
 }
 
-function pushAnnotationProblem (r: { kind: string; metadata: { namespace: string; name: string }; source: { file: string }; locate: (p: ReadonlyArray<string | number>) => { line: number; column: number } }, key: string, problems: Problem[], message: string): void {
+function pushAnnotationProblem (r: { kind: string; metadata: { namespace: string; name: string }; source: { file: string };
+  locate: (p: ReadonlyArray<string | number>) => { line: number; column: number } }, key: string, problems: Problem[], message: string): void {
   const { line, column } = r.locate(['metadata', 'annotations', key])
   problems.push({ severity: 'Error', code: Codes.SchemaValidationError, message: `annotation ${key}: ${message}`, file: r.source.file, line, column, resource: resourceId(r), path: `metadata.annotations.${key}` })
 }

@@ -1,13 +1,13 @@
 import type { HTTPMatchRequest, Resolution, TrafficPolicy } from '../config/model.js'
 import type { Problem } from '../config/problem.js'
 import type { BreakerConfig } from '../resilience/breaker.js'
-import type { ProbeConfig } from '../upstream/probe.js'
+import type { ProbeConfig } from '../upstream/probe-config.js'
 import type { RetryPolicy } from '../resilience/retry.js'
 import type { CompiledCors, CompiledDirectResponse, CompiledFault, CompiledRedirect } from '../routing/actions.js'
 import type { CompiledHeaders } from '../routing/headers.js'
 import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
-import { INDEX_MIN_ROUTES, type RouteIndex, buildRouteIndex } from '../routing/route-index.js'
+import type { RouteIndex } from '../routing/route-index.js'
 
 /**
  * The compiled, frozen configuration. Built once per load; the request path only reads it.
@@ -75,17 +75,7 @@ export interface VirtualHost {
    * Candidate index over `routes` (src/routing/route-index.ts), built with the snapshot when the
    * host has enough routes to profit; absent = linear first-match scan.
    */
-  routeIndex?: RouteIndex
-}
-
-/**
- * Attach route indexes to virtual hosts of a snapshot being built (compile time, never on the
- * request path). Hosts with few routes keep the linear scan, which is faster for them.
- */
-export function indexVirtualHosts (vhosts: Iterable<VirtualHost>): void {
-  for (const vh of vhosts) {
-    if (vh.routeIndex === undefined && vh.routes.length >= INDEX_MIN_ROUTES) vh.routeIndex = buildRouteIndex(vh.routes)
-  }
+  routeIndex?: RouteIndex<CompiledRoute>
 }
 
 export interface CompiledRoute {

@@ -255,7 +255,8 @@ function hostField (c: Collector, r: Resource, path: Path, host: string, opts: {
   if (p !== undefined) c.error(r, path, p)
 }
 
-function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: (fqdn: string, subset: string) => boolean, isDelegate: boolean): void {
+function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set<string>, registered: (h: string) => boolean, subsets: (fqdn: string,
+  subset: string) => boolean, isDelegate: boolean): void {
   const ns = vs.metadata.namespace
   const hosts = vs.spec.hosts ?? []
   if (isDelegate && hosts.length > 0) c.error(vs, ['spec', 'hosts'], 'a delegate VirtualService must have no hosts (Istio delegation)')

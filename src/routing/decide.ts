@@ -244,7 +244,8 @@ export function fallbackFields (d: FallbackDecision): FallbackFields {
   }
 }
 
-function local (facts: RequestFacts, vhost: VirtualHost, route: CompiledRoute, status: number, body: Buffer | undefined, headers: Record<string, string>, flags: string, upstreamCluster: string): LocalPlan {
+function local (facts: RequestFacts, vhost: VirtualHost, route: CompiledRoute, status: number, body: Buffer | undefined, headers: Record<string, string>, flags: string,
+  upstreamCluster: string): LocalPlan {
   const p: LocalPlan = { kind: 'local', facts, vhost, route, status, headers, flags, upstreamCluster }
   if (body !== undefined) p.body = body
   return p

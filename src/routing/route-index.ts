@@ -1,4 +1,5 @@
-import type { CompiledRoute } from '../compile/snapshot.js'
+import type { HTTPMatchRequest } from '../config/model.js'
+import type { CompiledMatch } from './match.js'
 import { matchKind } from './string-match.js'
 
 /**
@@ -25,21 +26,27 @@ import { matchKind } from './string-match.js'
  * Each node stores its final candidate lists precomputed, so a lookup walks the request's path
  * segments and reads one array: no allocation beyond the segment strings, no merging.
  */
-export interface RouteIndex {
-  root: IndexNode
+/** What the index reads of a route (a compiled route; kept structural so no cycle ties it to the snapshot). */
+export interface IndexedRoute {
+  match: CompiledMatch
+  matchSpec?: HTTPMatchRequest
+}
+
+export interface RouteIndex<R extends IndexedRoute = IndexedRoute> {
+  root: IndexNode<R>
   /** How many routes are generic (a candidate for every request). */
   generic: number
   /** Trie nodes, for memory accounting and the admin/bench. */
   nodes: number
 }
 
-interface IndexNode {
+interface IndexNode<R> {
   /** Child per complete path segment. */
-  children: Map<string, IndexNode>
+  children: Map<string, IndexNode<R>>
   /** Candidates for a request whose walk ends here with no open tail matching. */
-  base: readonly CompiledRoute[]
+  base: readonly R[]
   /** Open tail → candidates (base plus the open routes whose tail is a prefix of it). */
-  open: Map<string, readonly CompiledRoute[]>
+  open: Map<string, readonly R[]>
   /** Distinct open-tail lengths, longest first: the lookups an unmatched segment needs. */
   openLengths: readonly number[]
 }
@@ -51,7 +58,7 @@ interface Placement { segments: string[]; tail: string | undefined }
 export const INDEX_MIN_ROUTES = 8
 
 /** Build the index for one virtual host's ordered routes. Pure; the routes are not copied. */
-export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
+export function buildRouteIndex<R extends IndexedRoute> (routes: readonly R[]): RouteIndex<R> {
   interface Build {
     children: Map<string, Build>
     /** Positions of routes placed here with no tail (they apply to the whole subtree). */
@@ -77,10 +84,10 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
 
   let nodes = 0
   // `inherited`: sorted positions of every route that may match anything below this node.
-  const finish = (b: Build, inherited: number[]): IndexNode => {
+  const finish = (b: Build, inherited: number[]): IndexNode<R> => {
     nodes++
     const baseSet = mergeSorted(inherited, b.here)
-    const open = new Map<string, readonly CompiledRoute[]>()
+    const open = new Map<string, readonly R[]>()
     // Open tails by value, and their distinct lengths: the tails that are a prefix of a segment
     // are found with one lookup per length (not a scan of every tail: 10,000 routes in one host).
     const byTail = new Map<string, number[]>()
@@ -97,7 +104,7 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
       return out.sort((x, y) => x - y)
     }
     for (const t of tailKeys) open.set(t, toRoutes(mergeSorted(baseSet, tailsFor(t))))
-    const children = new Map<string, IndexNode>()
+    const children = new Map<string, IndexNode<R>>()
     for (const [seg, c] of b.children) children.set(seg, finish(c, mergeSorted(baseSet, tailsFor(seg))))
     return {
       children,
@@ -106,7 +113,7 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
       openLengths: [...tailLens].reverse()
     }
   }
-  const toRoutes = (ps: number[]): readonly CompiledRoute[] => Object.freeze(ps.map(p => routes[p]))
+  const toRoutes = (ps: number[]): readonly R[] => Object.freeze(ps.map(p => routes[p]))
   return Object.freeze({ root: finish(root, []), generic, nodes })
 }
 
@@ -114,7 +121,7 @@ export function buildRouteIndex (routes: readonly CompiledRoute[]): RouteIndex {
  * The routes to test, in order, for a request with this path (query removed). Every route that
  * can match is included; the first one whose `match.test` passes is Istio's answer.
  */
-export function candidates (index: RouteIndex, pathOnly: string): readonly CompiledRoute[] {
+export function candidates<R extends IndexedRoute> (index: RouteIndex<R>, pathOnly: string): readonly R[] {
   let n = index.root
   if (pathOnly.charCodeAt(0) !== 47 /* / */) return n.base
   let start = 1
@@ -140,7 +147,7 @@ export function candidates (index: RouteIndex, pathOnly: string): readonly Compi
 }
 
 /** The literal key a route's URI condition implies, split for the trie; undefined = generic. */
-function placement (r: CompiledRoute): Placement | undefined {
+function placement (r: IndexedRoute): Placement | undefined {
   const m = r.matchSpec
   if (m === undefined || m.uri === undefined) return undefined
   const kind = matchKind(m.uri)

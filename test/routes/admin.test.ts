@@ -39,7 +39,8 @@ spec:
 ---
 ${serviceEntry('app', { v1: p1, v2: p2 })}`
 
-async function setup (t: any): Promise<{ gw: Awaited<ReturnType<typeof startGateway>>; admin: Awaited<ReturnType<typeof startAdmin>>; dir: string; logs: Array<Record<string, string>>; v1: Awaited<ReturnType<typeof startUpstream>>; v2: Awaited<ReturnType<typeof startUpstream>> }> {
+async function setup (t: any): Promise<{ gw: Awaited<ReturnType<typeof startGateway>>; admin: Awaited<ReturnType<typeof startAdmin>>; dir: string;
+  logs: Array<Record<string, string>>; v1: Awaited<ReturnType<typeof startUpstream>>; v2: Awaited<ReturnType<typeof startUpstream>> }> {
   const v1 = await startUpstream('v1')
   const v2 = await startUpstream('v2')
   const dir = await mkdtemp(join(tmpdir(), 'meshgate-admin-'))
