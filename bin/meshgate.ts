@@ -3,19 +3,22 @@ import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import pino from 'pino'
-import { formatProblem, hasErrors, sortProblems } from '../src/config/problem.js'
-import { loadConfig } from '../src/config/load.js'
+import { stringify as toYaml } from 'yaml'
+import { Codes, formatProblem, hasErrors, sortProblems, type Problem } from '../src/config/problem.js'
+import { loadConfig, type LoadInput } from '../src/config/load.js'
 import { compile } from '../src/compile/compile.js'
-import { readConfigInputs } from '../plugins/config-files.js'
+import { MAX_CONFIG_FILE_BYTES, readConfigInputs } from '../plugins/config-files.js'
 import { ConfigError, startGateway } from '../plugins/gateway.js'
 import { startAdmin } from '../routes/admin.js'
 import { credentialStore } from '../plugins/tls.js'
+import { meshgateVersion } from '../plugins/version.js'
 import { tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
 import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
-  meshgate validate [--strict] [--credentials-dir DIR] PATH…
+  meshgate validate [--strict] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
+  meshgate --version
 
 Run options (each also read from the environment variable shown):
   -c, --config PATH        config file or directory of *.yaml (MESHGATE_CONFIG, comma-separated)
@@ -41,10 +44,31 @@ Run options (each also read from the environment variable shown):
 Security, limits and TLS (docs/operations.md#security-defaults):
 ${tuningUsage()}
 
-  -h, --help               this text
+  -V, --version            print "meshgate <version>" and exit
+  -h, --help               this text (meshgate validate --help: the validate options)
 
 validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 and every problem
 with file, line, column, resource and field path.`
+
+const VALIDATE_USAGE = `Usage:
+  meshgate validate [--strict] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
+
+Checks configuration files like 'istioctl validate' without starting anything: exit 0 when
+valid, exit 1 when there are errors (every problem is printed, with file, line, column,
+resource and field path), exit 2 on a usage mistake.
+
+  PATH                     a file, or a directory of *.yaml / *.yml; '-' reads YAML from stdin
+                           (its problems name the file <stdin>)
+      --strict             treat warnings (references that cannot work) as errors
+      --credentials-dir DIR  where TLS credentialName secrets are looked up
+                           (MESHGATE_CREDENTIALS_DIR)
+  -o, --output FORMAT      text (default): one line per problem and a summary;
+                           json or yaml: one object { ok, problems: [{ severity, code, message,
+                           file, line, column, resource, path }] } (resource and path only when known)
+  -h, --help               this text`
+
+/** The name problems give YAML read from stdin (`meshgate validate -`). */
+export const STDIN_FILE = '<stdin>'
 
 /** Entry point; returns the process exit code (or never returns while serving). */
 export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -72,6 +96,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'drain-timeout': { type: 'string' },
         workers: { type: 'string' },
         ...tuningArgOptions(),
+        version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' }
       }
     })
@@ -81,6 +106,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   const v = parsed.values
   if (v.help === true) { process.stdout.write(USAGE + '\n'); return 0 }
+  if (v.version === true) { process.stdout.write(`meshgate ${meshgateVersion()}\n`); return 0 }
   const config = v.config ?? splitList(env.MESHGATE_CONFIG)
   if (config.length === 0) {
     process.stderr.write(`meshgate: no configuration given: pass --config PATH (or set MESHGATE_CONFIG)\n\n${USAGE}\n`)
@@ -189,28 +215,107 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
 
 /** `meshgate validate PATH…`: every problem, then exit 1 on errors. */
 async function validate (args: string[]): Promise<number> {
-  const strict = args.includes('--strict')
-  const ci = args.indexOf('--credentials-dir')
-  const credentialsDir = ci >= 0 ? args[ci + 1] : process.env.MESHGATE_CREDENTIALS_DIR || undefined
-  const paths = args.filter((a, i) => a !== '--strict' && !(ci >= 0 && (i === ci || i === ci + 1)))
-  if (paths.length === 0) { process.stderr.write('meshgate validate: give at least one file or directory\n'); return 2 }
-  const { inputs, problems: io } = await readConfigInputs(paths)
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        strict: { type: 'boolean' },
+        'credentials-dir': { type: 'string' },
+        output: { type: 'string', short: 'o' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    })
+  } catch (err) {
+    process.stderr.write(`meshgate validate: ${(err as Error).message}\n\n${VALIDATE_USAGE}\n`)
+    return 2
+  }
+  const v = parsed.values
+  if (v.help === true) { process.stdout.write(VALIDATE_USAGE + '\n'); return 0 }
+  const output = v.output ?? 'text'
+  if (output !== 'text' && output !== 'json' && output !== 'yaml') {
+    process.stderr.write(`meshgate validate: -o "${output}": expected text, json or yaml\n`)
+    return 2
+  }
+  const strict = v.strict === true
+  const paths = parsed.positionals
+  const credentialsDir = v['credentials-dir'] ?? (process.env.MESHGATE_CREDENTIALS_DIR || undefined)
+  if (paths.length === 0) { process.stderr.write(`meshgate validate: give at least one file or directory, or - for stdin\n\n${VALIDATE_USAGE}\n`); return 2 }
+  const { inputs, problems: io } = await readInputs(paths)
   const loaded = loadConfig(inputs, { strict })
   let problems = [...io, ...loaded.problems]
   if (!hasErrors(problems)) {
-    const c = compile(loaded.set, { credentials: credentialStore(paths, credentialsDir) })
+    const files = paths.filter(p => p !== '-')
+    const c = compile(loaded.set, { credentials: credentialStore(files, credentialsDir) })
     problems = [...problems, ...c.problems.map(p => strict && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
   }
   problems = sortProblems(problems)
+  const failed = hasErrors(problems)
+  if (output !== 'text') {
+    const report = { ok: !failed, problems: problems.map(problemRecord) }
+    process.stdout.write(output === 'json' ? JSON.stringify(report, null, 2) + '\n' : toYaml(report))
+    return failed ? 1 : 0
+  }
   for (const p of problems) process.stdout.write(formatProblem(p) + '\n')
   const count = loaded.set.gateways.length + loaded.set.virtualServices.length + loaded.set.destinationRules.length +
     loaded.set.serviceEntries.length + loaded.set.workloadEntries.length
-  if (hasErrors(problems)) {
+  if (failed) {
     process.stdout.write(`Error: ${problems.filter(p => p.severity === 'Error').length} error(s) in ${inputs.length} file(s)\n`)
     return 1
   }
   process.stdout.write(`✔ ${count} resource(s) in ${inputs.length} file(s) valid${problems.length > 0 ? ` (${problems.length} warning(s))` : ''}\n`)
   return 0
+}
+
+/** A problem with its fields in a fixed order, for `-o json|yaml` (resource and path only when known). */
+function problemRecord (p: Problem): Problem {
+  return {
+    severity: p.severity,
+    code: p.code,
+    message: p.message,
+    file: p.file,
+    line: p.line,
+    column: p.column,
+    ...(p.resource !== undefined ? { resource: p.resource } : {}),
+    ...(p.path !== undefined && p.path !== '' ? { path: p.path } : {})
+  }
+}
+
+/** Config inputs in the order given; `-` is stdin (read once), named `<stdin>`. */
+async function readInputs (paths: readonly string[]): Promise<{ inputs: LoadInput[]; problems: Problem[] }> {
+  const inputs: LoadInput[] = []
+  const problems: Problem[] = []
+  let stdinRead = false
+  for (const p of paths) {
+    if (p === '-') {
+      if (stdinRead) continue
+      stdinRead = true
+      const text = await readStdin(MAX_CONFIG_FILE_BYTES)
+      if (typeof text === 'number') {
+        problems.push({ severity: 'Error', code: Codes.Io, message: `stdin is ${text} bytes or more; the limit is ${MAX_CONFIG_FILE_BYTES}`, file: STDIN_FILE, line: 1, column: 1 })
+      } else {
+        inputs.push({ file: STDIN_FILE, text })
+      }
+      continue
+    }
+    const r = await readConfigInputs([p])
+    inputs.push(...r.inputs)
+    problems.push(...r.problems)
+  }
+  return { inputs, problems }
+}
+
+/** All of stdin as text, or the size reached when it is more than `limit` bytes. */
+async function readStdin (limit: number): Promise<string | number> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) { process.stdin.destroy(); return size }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 function splitList (s: string | undefined): string[] {
@@ -227,6 +332,18 @@ function parsePortMap (items: string[]): Record<number, number> {
   return out
 }
 
+/**
+ * A reader that goes away (`meshgate validate … | head -1`) is not an error: exit 0 quietly, as
+ * Unix tools do on SIGPIPE, instead of a stack trace for EPIPE. Any other stdout error is
+ * reported in one line.
+ */
+function onStdoutError (err: NodeJS.ErrnoException): void {
+  if (err.code === 'EPIPE') process.exit(0)
+  process.stderr.write(`meshgate: stdout: ${err.message}\n`)
+  process.exit(1)
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.stdout.on('error', onStdoutError)
   main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => { process.stderr.write(String(err?.stack ?? err) + '\n'); process.exitCode = 1 })
 }

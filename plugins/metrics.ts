@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { RuntimeState } from '../src/runtime/state.js'
 import type { AccessLogContext } from './access-log.js'
 import { RequestMetrics } from './istio-metrics.js'
+import { meshgateVersion } from './version.js'
 
 /** Istio's default buckets (telemetry v2 stats filter). */
 const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000]
@@ -43,6 +44,9 @@ export class Metrics {
     this.fallbacks = new Counter({ name: 'meshgate_fallback_total', help: 'ASM fallback decisions by route, primary and fallback cluster; result is taken or failed.', labelNames: ['route', 'primary_cluster', 'fallback_cluster', 'result'], registers: [r] })
     const source = opts.workload ?? 'meshgate'
     this.sourceWorkload = source
+    new Gauge({
+      name: 'meshgate_build_info', help: 'Always 1; the labels carry the meshgate version and the Node.js version it runs on.', labelNames: ['version', 'node'], registers: [r]
+    }).set({ version: meshgateVersion(), node: process.version }, 1)
     new Gauge({
       name: 'meshgate_config_generation', help: 'Generation number of the running configuration.', registers: [r],
       collect () { this.set(opts.generation()) }

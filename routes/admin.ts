@@ -5,6 +5,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { RunningGateway } from '../plugins/gateway.js'
 import { ConfigError, type Generation } from '../plugins/config-manager.js'
 import { explain } from './explain.js'
+import { meshgateVersion } from '../plugins/version.js'
 import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../src/compile/snapshot.js'
 import type { Problem } from '../src/config/problem.js'
 import { Flag } from '../src/upstream/endpoint.js'
@@ -263,7 +264,7 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   app.get('/live', s({ response: { 200: Type.Object({ live: Type.Boolean() }) } }), async () => ({ live: true }))
 
   app.get('/config', s({ response: { 200: Type.Object({
-    generation: Type.Integer(), loadedAt: Type.String(), source: Type.String(), paths: Type.Array(Type.String()),
+    version: Type.String(), generation: Type.Integer(), loadedAt: Type.String(), source: Type.String(), paths: Type.Array(Type.String()),
     resources: Type.Array(Type.Object({ kind: Type.String(), namespace: Type.String(), name: Type.String(), file: Type.String(), line: Type.Integer() })),
     problems: Type.Array(ProblemSchema),
     history: Type.Array(Type.Object({ generation: Type.Integer(), loadedAt: Type.String(), source: Type.String() })),
@@ -272,6 +273,7 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     const g = gw.config.current
     const rej = gw.config.lastRejection
     return {
+      version: meshgateVersion(),
       generation: g.generation,
       loadedAt: new Date(g.loadedAt).toISOString(),
       source: g.source,
