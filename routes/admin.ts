@@ -157,6 +157,16 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   const tokenHash = createHash('sha256').update(token).digest()
   const gw = opts.gateway
   const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 })
+  // One JSON error shape for every answer that is not a success: `{ error, problems }`, with the
+  // status of the failure. A request Fastify refuses (a query or body that fails its schema,
+  // `?mode=upsert` for instance) is a 400 in that shape, never a serialization failure.
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    const status = err.validation !== undefined ? 400 : err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    void reply.code(status).type('application/json').serializer(JSON.stringify).send({ error: status === 500 ? 'internal error' : err.message, problems: [] })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).type('application/json').send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, problems: [] })
+  })
 
   // YAML bodies for PUT /config and POST /config/validate; form posts are refused (no CSRF by form).
   // text/plain is not one of them: it is a CORS "simple" type a cross-site page can post.
