@@ -485,7 +485,8 @@ function openapi (routes: Array<{ method: string; url: string; schema: Record<st
   const paths: Record<string, Record<string, unknown>> = {}
   for (const r of routes) {
     const url = r.url.replace(/:([A-Za-z]+)/g, '{$1}')
-    const op: Record<string, unknown> = { security: [{ bearer: [] }], responses: {} }
+    // The probes are public (no token, any Host): an empty security requirement says so.
+    const op: Record<string, unknown> = { security: r.url === '/ready' || r.url === '/live' ? [] : [{ bearer: [] }], responses: {} }
     const params: unknown[] = []
     const pSchema = r.schema.params as { properties?: Record<string, unknown> } | undefined
     for (const [name, schema] of Object.entries(pSchema?.properties ?? {})) params.push({ name, in: 'path', required: true, schema })

@@ -25,3 +25,13 @@ t.test('errors share one shape', async t => {
   const r = await rawRequest(admin.url, '/config?mode=upsert', { method: 'PUT', headers: auth, body: 'kind: x' })
   t.match(JSON.parse(r.body), { error: /mode/, problems: [] }, 'the refused query names the field')
 })
+
+t.test('the OpenAPI document marks the probes public and every other call as needing the token', async t => {
+  const gw = await startInlineGateway(serviceEntry('app', { v1: 1 }), { gatewayPorts: [] })
+  const admin = await startAdmin({ gateway: gw, port: 0, token: 'tok' })
+  t.teardown(async () => { await admin.close(); await gw.close() })
+  const doc = JSON.parse((await rawRequest(admin.url, '/openapi.json', { headers: { authorization: 'Bearer tok' } })).body)
+  t.same(doc.paths['/ready'].get.security, [], '/ready is public')
+  t.same(doc.paths['/live'].get.security, [], '/live is public')
+  t.same(doc.paths['/config'].get.security, [{ bearer: [] }], '/config needs the token')
+})
