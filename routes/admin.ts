@@ -249,6 +249,22 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
     return false
   }
 
+  // Optimistic concurrency, as Kubernetes' resourceVersion and HTTP preconditions do it: the
+  // running generation is the ETag of the configuration; a change that carries If-Match with an
+  // older one is refused with 412 instead of silently overwriting what someone else applied.
+  const etag = (): string => `"${gw.config.current.generation}"`
+  app.addHook('preHandler', async (req, reply) => {
+    const changing = req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith('/config') && !req.url.startsWith('/config/validate')
+    const ifMatch = req.headers['if-match']
+    if (!changing || ifMatch === undefined || ifMatch === '*') return
+    if (ifMatch.split(',').map(v => v.trim().replace(/^W\//, '')).includes(etag())) return
+    return reply.code(412).header('etag', etag()).send({ error: `the configuration is at generation ${gw.config.current.generation}, not ${ifMatch}: read it again (GET /config) and retry`, problems: [] })
+  })
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.url.startsWith('/config') && !req.url.startsWith('/config/validate') && reply.statusCode < 300) reply.header('etag', etag())
+    return payload
+  })
+
   const genReply = (g: Generation): Static<typeof GenerationReply> => ({
     generation: g.generation,
     loadedAt: new Date(g.loadedAt).toISOString(),

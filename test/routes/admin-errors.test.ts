@@ -35,3 +35,23 @@ t.test('the OpenAPI document marks the probes public and every other call as nee
   t.same(doc.paths['/live'].get.security, [], '/live is public')
   t.same(doc.paths['/config'].get.security, [{ bearer: [] }], '/config needs the token')
 })
+
+t.test('changes guarded by the generation: ETag on GET /config, If-Match on changes, 412 when stale', async t => {
+  const gw = await startInlineGateway(serviceEntry('app', { v1: 1 }), { gatewayPorts: [] })
+  const admin = await startAdmin({ gateway: gw, port: 0, token: 'tok' })
+  t.teardown(async () => { await admin.close(); await gw.close() })
+  const auth = { authorization: 'Bearer tok' }
+  const yaml = { ...auth, 'content-type': 'application/yaml' }
+  const first = await rawRequest(admin.url, '/config', { headers: auth })
+  const tag = first.headers.etag as string
+  t.match(tag, /^"\d+"$/, 'GET /config has an ETag')
+  const ok = await rawRequest(admin.url, '/config?mode=merge', { method: 'PUT', headers: { ...yaml, 'if-match': tag }, body: serviceEntry('other', { v1: 2 }) })
+  t.equal(ok.status, 200, 'a change based on the current generation applies')
+  t.not(ok.headers.etag, tag, 'and answers with the new ETag')
+  const stale = await rawRequest(admin.url, '/config?mode=merge', { method: 'PUT', headers: { ...yaml, 'if-match': tag }, body: serviceEntry('third', { v1: 3 }) })
+  t.equal(stale.status, 412, 'a change based on a stale generation: 412')
+  t.match(JSON.parse(stale.body), { error: /generation/, problems: [] })
+  t.equal(stale.headers.etag, ok.headers.etag, 'with the current ETag')
+  t.equal((await rawRequest(admin.url, '/config/rollback', { method: 'POST', headers: { ...auth, 'if-match': '"1"' } })).status, 412, 'rollback is guarded too')
+  t.equal((await rawRequest(admin.url, '/config/rollback', { method: 'POST', headers: auth })).status, 200, 'without If-Match a change is not guarded')
+})
