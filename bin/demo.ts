@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url'
 import { formatProblem } from '../src/config/problem.js'
 import { ConfigError } from '../plugins/gateway.js'
 import { startDemo } from '../plugins/demo.js'
+import { type RunningAdmin, startAdmin } from '../routes/admin.js'
 
 const USAGE = `Local Bookinfo demo through meshgate.
 
@@ -14,8 +15,10 @@ const USAGE = `Local Bookinfo demo through meshgate.
   npm run demo -- scenario NAME [NAME …]     switch the scenario files (none: base config)
   npm run demo -- status                     workloads and active scenarios
 
-Options: --ingress-port N (8080), --mesh-port N (15001), --control-port N (15099, the port the
-commands above talk to), --access-log DEST (stdout), --scenario NAME (repeatable; a file under
+Options: --ingress-port N (8080), --mesh-port N (15001), --admin-port N|off (15000, the admin
+API on 127.0.0.1), --workload-port-base N (the stand-ins on N, N+1, … instead of the ports in
+gateway-config/local/services.yaml), --control-port N (15099, the port the commands above talk
+to), --access-log DEST (stdout), --scenario NAME (repeatable; a file under
 gateway-config/scenarios without .yaml, or a path).`
 
 const COMMANDS = new Set(['stop', 'start', 'scenario', 'status'])
@@ -29,6 +32,8 @@ export async function main (argv: string[]): Promise<number> {
       'ingress-port': { type: 'string' },
       'mesh-port': { type: 'string' },
       'control-port': { type: 'string' },
+      'admin-port': { type: 'string' },
+      'workload-port-base': { type: 'string' },
       'access-log': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
@@ -47,6 +52,7 @@ export async function main (argv: string[]): Promise<number> {
       scenarios: values.scenario ?? [],
       ingressPort: Number(values['ingress-port'] ?? 8080),
       meshPort: Number(values['mesh-port'] ?? 15001),
+      ...(values['workload-port-base'] !== undefined ? { workloadPortBase: Number(values['workload-port-base']) } : {}),
       accessLog: values['access-log'] ?? 'stdout',
       onProblems: ps => { for (const p of ps) process.stderr.write(formatProblem(p) + '\n') }
     })
@@ -55,6 +61,20 @@ export async function main (argv: string[]): Promise<number> {
     process.stderr.write(`demo not started: ${(err as Error).message}\n`)
     if ((err as { code?: string }).code === 'EADDRINUSE') process.stderr.write('A port is in use: is the demo already running? Choose others with --ingress-port / --mesh-port.\n')
     return 1
+  }
+  // The admin API on loopback, so `npm start` users can explain routes and read clusters and
+  // metrics; its token is generated for this run and printed below.
+  let admin: RunningAdmin | undefined
+  const adminPort = values['admin-port'] ?? '15000'
+  if (adminPort !== 'off') {
+    try {
+      admin = await startAdmin({ gateway: demo.gateway, host: '127.0.0.1', port: Number(adminPort) })
+    } catch (err) {
+      process.stderr.write(`demo not started: admin port ${adminPort}: ${(err as Error).message}\n`)
+      if ((err as { code?: string }).code === 'EADDRINUSE') process.stderr.write('A port is in use: is the demo already running? Choose another with --admin-port (or --admin-port off).\n')
+      await demo.close()
+      return 1
+    }
   }
   const status = (): Record<string, unknown> => ({
     scenarios: demo.scenarios,
@@ -87,12 +107,15 @@ meshgate Bookinfo demo is running.
   Mesh listener: ${demo.meshUrl}   (the stand-ins call reviews, details and ratings through it)
   Workloads:     ${[...demo.workloads.keys()].join(', ')}
   Scenarios:     ${demo.scenarios.length > 0 ? demo.scenarios.join(', ') : 'none (reviews rotates among v1, v2, v3)'}
-Try: curl -s ${demo.ingressUrl}/productpage | grep -A1 'Reviews served by'
+${admin !== undefined ? `  Admin API:     ${admin.url}   token: ${admin.token}
+                 curl -s -H 'authorization: Bearer ${admin.token}' '${admin.url}/routes/explain?listener=mesh&authority=reviews:9080&path=/reviews/0'
+` : ''}Try: curl -s ${demo.ingressUrl}/productpage | grep -A1 'Reviews served by'
      npm run demo -- scenario reviews-jason-v2     npm run demo -- stop reviews-v3
 Access log lines follow on stdout. Ctrl-C stops.
 `)
   const stop = (): void => {
     server.close()
+    void admin?.close()
     demo.close().then(() => process.exit(0), () => process.exit(1))
   }
   process.once('SIGINT', stop)
@@ -117,5 +140,7 @@ async function control (port: number, cmd: string, args: string[]): Promise<numb
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => { process.stderr.write(String(err?.stack ?? err) + '\n'); process.exitCode = 1 })
+  // main returns only when the demo did not start or a command ended: exit then, even if some
+  // stand-ins were already listening (a demo half up must not stay running).
+  main(process.argv.slice(2)).then(code => process.exit(code), err => { process.stderr.write(String(err?.stack ?? err) + '\n'); process.exit(1) })
 }

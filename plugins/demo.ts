@@ -30,6 +30,8 @@ export interface DemoOptions {
   meshPort?: number
   /** Start the stand-ins on free ports instead of those in local/services.yaml (tests). */
   freePorts?: boolean
+  /** Start the stand-ins on consecutive ports from this one, in registry order (`--workload-port-base`). */
+  workloadPortBase?: number
   accessLog?: GatewayOptions['accessLog']
   onProblems?: GatewayOptions['onProblems']
 }
@@ -110,18 +112,22 @@ export async function startDemo (opts: DemoOptions = {}): Promise<Demo> {
       if (app === undefined || !SERVICE_NAMES.includes(app)) return
       const port = Object.values(ep.ports ?? {})[0] ?? 9080
       workloads.set(`${app}-${version}`, { name: `${app}-${version}`, app, version, address: ep.address, port, running: false })
-      if (opts.freePorts === true) {
+      if (opts.freePorts === true || opts.workloadPortBase !== undefined) {
         (doc as unknown as { setIn: (p: unknown[], v: unknown) => void }).setIn(['spec', 'endpoints', i, 'ports', Object.keys(ep.ports ?? { http: 0 })[0]], -1)
       }
     })
   }
   if (opts.freePorts === true) for (const w of workloads.values()) w.port = await freePort()
+  else if (opts.workloadPortBase !== undefined) {
+    let next = opts.workloadPortBase
+    for (const w of workloads.values()) w.port = next++
+  }
   const meshPort = opts.meshPort ?? 15001
   const actualMeshPort = meshPort === 0 ? await freePort() : meshPort
 
-  // With free ports, the registry text is rewritten to the ports actually used.
+  // With free or moved ports, the registry text is rewritten to the ports actually used.
   let localText = servicesText
-  if (opts.freePorts === true) {
+  if (opts.freePorts === true || opts.workloadPortBase !== undefined) {
     const byApp = [...workloads.values()]
     let k = 0
     for (const doc of docs) {
