@@ -5,6 +5,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { RunningGateway } from '../plugins/gateway.js'
 import { ConfigError, type Generation } from '../plugins/config-manager.js'
 import { explain } from './explain.js'
+import { resourceRoutes } from './admin/resources.js'
 import { meshgateVersion } from '../plugins/version.js'
 import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../src/compile/snapshot.js'
 import type { Problem } from '../src/config/problem.js'
@@ -321,6 +322,7 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
       })
     }
   })
+  await app.register(resourceRoutes, { gw, change, rateLimited, redact, yamlText: body => yamlBody({ body } as FastifyRequest)?.yaml })
   const changeResponses = { 200: GenerationReply, 400: ProblemsReply, 429: ErrorReply }
   app.post('/config/reload', s({ response: changeResponses }), async (_req, reply) => {
     if (rateLimited(reply)) return reply

@@ -55,3 +55,34 @@ t.test('changes guarded by the generation: ETag on GET /config, If-Match on chan
   t.equal((await rawRequest(admin.url, '/config/rollback', { method: 'POST', headers: { ...auth, 'if-match': '"1"' } })).status, 412, 'rollback is guarded too')
   t.equal((await rawRequest(admin.url, '/config/rollback', { method: 'POST', headers: auth })).status, 200, 'without If-Match a change is not guarded')
 })
+
+t.test('per-resource GET, PUT and DELETE under /config/resources/<kind>/<namespace>/<name>', async t => {
+  const gw = await startInlineGateway(serviceEntry('app', { v1: 1 }), { gatewayPorts: [] })
+  const admin = await startAdmin({ gateway: gw, port: 0, token: 'tok' })
+  t.teardown(async () => { await admin.close(); await gw.close() })
+  const auth = { authorization: 'Bearer tok' }
+  const yaml = { ...auth, 'content-type': 'application/yaml' }
+  const path = '/config/resources/ServiceEntry/default/app'
+  let r = await rawRequest(admin.url, path, { headers: auth })
+  t.equal(r.status, 200, 'GET one resource')
+  t.match(JSON.parse(r.body), { kind: 'ServiceEntry', metadata: { name: 'app', namespace: 'default' }, source: { file: 'inline.yaml' } })
+  t.equal((await rawRequest(admin.url, '/config/resources/ServiceEntry/default/nope', { headers: auth })).status, 404, 'an unknown one: 404')
+
+  r = await rawRequest(admin.url, '/config/resources/ServiceEntry/default/other', { method: 'PUT', headers: yaml, body: serviceEntry('other', { v1: 2 }) })
+  t.equal(r.status, 200, 'PUT creates')
+  t.ok(gw.runtime.cluster('outbound|9080||other.default.svc.cluster.local') !== undefined, 'and it runs')
+  r = await rawRequest(admin.url, '/config/resources/ServiceEntry/default/other', { method: 'PUT', headers: yaml, body: serviceEntry('other', { v1: 3 }) })
+  t.equal(r.status, 200, 'PUT replaces')
+  t.equal(gw.runtime.cluster('outbound|9080||other.default.svc.cluster.local')!.endpoints[0].spec.port, 3, 'with the new spec')
+  r = await rawRequest(admin.url, '/config/resources/ServiceEntry/default/mismatch', { method: 'PUT', headers: yaml, body: serviceEntry('other', { v1: 3 }) })
+  t.equal(r.status, 400, 'a body that names another resource: 400')
+  r = await rawRequest(admin.url, '/config/resources/ServiceEntry/default/other', { method: 'PUT', headers: yaml, body: serviceEntry('other', { v1: 3 }).replace('resolution: STATIC', 'resolution: SOMETIMES') })
+  t.equal(r.status, 400, 'an invalid resource: 400 with its problems')
+  t.ok(JSON.parse(r.body).problems.length > 0)
+
+  r = await rawRequest(admin.url, '/config/resources/ServiceEntry/default/other', { method: 'DELETE', headers: auth })
+  t.equal(r.status, 200, 'DELETE')
+  t.equal(gw.runtime.cluster('outbound|9080||other.default.svc.cluster.local') !== undefined && gw.store.current.clusters.has('outbound|9080||other.default.svc.cluster.local'), false, 'the cluster left the configuration')
+  t.equal((await rawRequest(admin.url, path, { headers: auth })).status, 200, 'the other resource is still there')
+  t.equal((await rawRequest(admin.url, '/config/resources/ServiceEntry/default/other', { method: 'DELETE', headers: auth })).status, 404, 'deleting it again: 404')
+})
