@@ -25,7 +25,8 @@ interface Params { kind: string; namespace: string; name: string }
 export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (app, o) => {
   const find = (p: Params): Record<string, unknown> | undefined => {
     const s = o.gw.config.current.set
-    const all = [...s.gateways, ...s.virtualServices, ...s.destinationRules, ...s.serviceEntries, ...s.workloadEntries] as unknown as Array<{ kind: string; metadata: { namespace: string; name: string } }>
+    type Named = Array<{ kind: string; metadata: { namespace: string; name: string } }>
+    const all = [...s.gateways, ...s.virtualServices, ...s.destinationRules, ...s.serviceEntries, ...s.workloadEntries] as unknown as Named
     return all.find(r => r.kind.toLowerCase() === p.kind.toLowerCase() && r.metadata.namespace === p.namespace && r.metadata.name === p.name) as Record<string, unknown> | undefined
   }
   app.get<{ Params: Params }>('/config/resources/:kind/:namespace/:name', async (req, reply) => {
