@@ -122,3 +122,29 @@ t.test('h2c: close() ends sessions gracefully, and the deadline destroys a stuck
   t.ok(ms < 5000, `close() returned at the deadline (${ms} ms)`)
   t.equal(await stuck, 'aborted', 'the stuck stream was ended')
 })
+
+t.test('drain on HTTP/2: GOAWAY as soon as shutdown begins, in-flight streams complete', async t => {
+  const up = await startUpstream('app', (_req, res) => { setTimeout(() => res.end('ok'), 300) })
+  const gw = await startInlineGateway(yaml('HTTP2', up.port), { overload: false, shutdownDelayMs: 1500 })
+  t.teardown(() => up.close())
+  const session = h2connect(gw.ingress)
+  let goawayAt = 0
+  session.on('goaway', () => { goawayAt = Date.now() })
+  session.on('error', () => {})
+  t.equal((await h2get(session, '/public/warm')).status, 200)
+  const inflight = h2get(session, '/public/slow')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const began = Date.now()
+  const closing = gw.close(10_000)
+  // A request during the preStop window carries the GOAWAY to this session.
+  const other = h2connect(gw.ingress)
+  other.on('error', () => {})
+  const during = await h2get(other, '/public/during')
+  t.equal(during.status, 200, 'a request in the preStop window is served')
+  const r = await inflight
+  t.equal(r.status, 200, 'the stream in flight completed')
+  t.ok(goawayAt > 0 && goawayAt - began < 1200, `GOAWAY came at the start of the drain (${goawayAt - began} ms), not only when the listener closed`)
+  await closing
+  session.destroy()
+  other.destroy()
+})
