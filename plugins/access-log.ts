@@ -1,6 +1,8 @@
 import { closeSync, mkdirSync, openSync, write, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import pino from 'pino'
+import type { FallbackDecision } from '../src/resilience/fallback.js'
+import { fallbackFields } from '../src/routing/decide.js'
 
 /**
  * The per-request facts the access log needs, filled in as the request goes through the proxy.
@@ -72,6 +74,15 @@ export function newAccessLogContext (): AccessLogContext {
     upstreamApp: 'unknown',
     upstreamVersion: 'unknown'
   }
+}
+
+/** `upstream_cluster` and the `fallback_*` fields of a fallback resolution, written into the context. */
+export function logFallback (ctx: AccessLogContext, d: FallbackDecision): void {
+  const f = fallbackFields(d)
+  ctx.upstreamCluster = f.upstreamCluster
+  ctx.fallbackPath = f.fallbackPath
+  ctx.fallbackResult = f.fallbackResult
+  ctx.fallbackFinalCluster = f.fallbackFinalCluster
 }
 
 /** The JSON object of one access-log line, keys in the order of docs/operations.md#access-log, values as strings like ASM's. */

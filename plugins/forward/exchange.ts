@@ -3,12 +3,12 @@ import type { Readable } from 'node:stream'
 import { type ErrorSpec, Errors } from '../../src/errors.js'
 import type { FallbackDecision } from '../../src/resilience/fallback.js'
 import { type TryFailure, backoffMs, isRetriable } from '../../src/resilience/retry.js'
-import { type ForwardPlan, type HealthView, fallbackFields, resolveDestination } from '../../src/routing/decide.js'
+import { type ForwardPlan, type HealthView, resolveDestination } from '../../src/routing/decide.js'
 import type { HeaderMap } from '../../src/routing/headers.js'
 import type { ClusterState } from '../../src/runtime/cluster-state.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import { type EndpointState, Flag } from '../../src/upstream/endpoint.js'
-import type { AccessLogContext } from '../access-log.js'
+import { type AccessLogContext, logFallback } from '../access-log.js'
 import type { ClusterPools } from '../pools.js'
 import { sendError } from '../reply/local.js'
 import { RETRY_BUFFER_BYTES, countBody, readBody } from './body.js'
@@ -45,7 +45,6 @@ export interface ExchangeInput {
   resolutionFresh: boolean
 }
 
-const GRPC_RETRY_ON = ['cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']
 const ABORTED = Object.assign(new Error('aborted by the gateway'), { name: 'AbortError' })
 
 /**
@@ -132,11 +131,7 @@ export class Exchange implements TryOwner, HealthView {
     if (this.clientGone || this.finished) return
     const { ctx, plan } = this.x
     const decision = given ?? resolveDestination(plan.dest, plan.port, { clusters: this.x.clusters, health: this })
-    const f = fallbackFields(decision)
-    ctx.upstreamCluster = f.upstreamCluster
-    ctx.fallbackPath = f.fallbackPath
-    ctx.fallbackResult = f.fallbackResult
-    ctx.fallbackFinalCluster = f.fallbackFinalCluster
+    logFallback(ctx, decision)
     if (decision.cluster === undefined) {
       if (this.lastFailure !== undefined && decision.fallbackCluster === undefined) return this.fail(this.lastFailure, 'URX')
       return this.fail(decision.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream)
@@ -215,7 +210,7 @@ export class Exchange implements TryOwner, HealthView {
     this.settle?.(status < 500)
     const retry = plan.retry
     let grpc: number | undefined
-    if (status < 500 && GRPC_RETRY_ON.some(n => retry.on.has(n))) grpc = grpcStatusOf(raw)
+    if (status < 500 && retry.grpc) grpc = grpcStatusOf(raw)
     const failure: TryFailure | undefined = status >= 500 || grpc !== undefined ? { kind: 'status', status, ...(grpc !== undefined ? { grpcStatus: grpc } : {}) } : undefined
     const retriable = failure !== undefined && isRetriable(retry, failure)
     if (retriable && !this.routeTimedOut && this.attempt < retry.attempts && this.replayable) {

@@ -5,6 +5,7 @@ import type { ListenerSpec, Snapshot } from '../../src/compile/snapshot.js'
 import { Errors } from '../../src/errors.js'
 import { type DecisionContext, type ForwardPlan, type HealthView, type LocalPlan, type Plan, decide, routeOf } from '../../src/routing/decide.js'
 import { applyDownstreamPolicy, upstreamHeaders } from '../../src/routing/header-policy.js'
+import type { PathPolicy } from '../../src/routing/path.js'
 import type { SnapshotStore } from '../../src/runtime/store.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import type { AccessLogContext, AccessLogWriter } from '../access-log.js'
@@ -62,12 +63,14 @@ class ListenerState implements HealthView {
   readonly server: string
   readonly env: ExchangeEnv
   readonly guard: OverloadGuard | undefined
+  readonly pathPolicy: PathPolicy
 
   constructor (readonly o: ListenerPluginOptions) {
     this.mesh = o.kind === 'mesh'
     this.name = this.mesh ? 'mesh' : String(o.configPort)
     this.server = serverName(this.mesh)
     this.snapshot = o.store.current
+    this.pathPolicy = { normalization: o.limits.pathNormalization, escapedSlashes: o.limits.escapedSlashes }
     this.spec = this.specOf(this.snapshot)
     this.env = { runtime: o.runtime, pools: o.pools, random: o.random, server: this.server, maxBodyBytes: o.limits.maxRequestBodyBytes, drain: o.drain }
     // Overload guard (Envoy overload manager): sampled on a timer, so a request reads one field.
@@ -85,8 +88,7 @@ class ListenerState implements HealthView {
 
   /** The decision context of a request: the snapshot it starts on, read once. */
   decisionContext (): DecisionContext {
-    const pathPolicy = { normalization: this.o.limits.pathNormalization, escapedSlashes: this.o.limits.escapedSlashes }
-    return { listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy, random: this.o.random }
+    return { listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy: this.pathPolicy, random: this.o.random }
   }
 }
 

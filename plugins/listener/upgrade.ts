@@ -1,12 +1,12 @@
 import { type IncomingMessage, type Server, STATUS_CODES, request as httpRequest } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type ErrorSpec, Errors } from '../../src/errors.js'
-import { type DecisionContext, type Plan, decide as decideRequest, fallbackFields, routeOf } from '../../src/routing/decide.js'
+import { type DecisionContext, type Plan, decide as decideRequest, routeOf } from '../../src/routing/decide.js'
 import { applyDownstreamPolicy, upstreamHeaders } from '../../src/routing/header-policy.js'
 import type { HeaderMap } from '../../src/routing/headers.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import { Flag } from '../../src/upstream/endpoint.js'
-import type { AccessLogContext } from '../access-log.js'
+import { type AccessLogContext, logFallback } from '../access-log.js'
 import { chooseEndpoint } from '../forward/endpoint.js'
 import { resetBody } from '../reply/local.js'
 import type { LogLine } from './client-errors.js'
@@ -66,11 +66,7 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   const dc = o.current()
   const plan = decide(o, dc, req, ctx, repeated)
   if (plan.kind !== 'forward') { answerLocally(socket, ctx, plan, o.server); log(statusOf(plan)); return }
-  const f = fallbackFields(plan.resolution)
-  ctx.upstreamCluster = f.upstreamCluster
-  ctx.fallbackPath = f.fallbackPath
-  ctx.fallbackResult = f.fallbackResult
-  ctx.fallbackFinalCluster = f.fallbackFinalCluster
+  logFallback(ctx, plan.resolution)
   const served = plan.resolution.cluster
   if (served === undefined) {
     const e = plan.resolution.failure === 'NC' ? Errors.NoCluster : Errors.NoHealthyUpstream

@@ -15,28 +15,28 @@ export interface FallbackDecision {
   failure?: 'NC' | 'UH'
 }
 
-/** Health view of clusters the decision needs: exists? has a healthy endpoint? */
-export interface ClusterHealthView {
-  exists: (cluster: string) => boolean
+/** Does a cluster have a healthy endpoint now? (Read-only.) */
+export interface HealthView {
   hasHealthy: (cluster: string) => boolean
 }
 
 /**
- * ASM fallback, decided by health before forwarding:
+ * ASM fallback, decided by health before forwarding. A cluster exists when the request's own
+ * snapshot (`clusters`) has it:
  * 1. the destination's cluster has a healthy endpoint → it serves;
  * 2. else its fallback target has one → the fallback serves;
  * 3. else 503 UH (`no healthy upstream`); a cluster that does not exist counts as having no
  *    healthy endpoint for the fallback, and is NC when there is no fallback to try.
  * Never cascades: the fallback target's own fallback is not consulted.
  */
-export function resolveFallback (dest: CompiledDestination, port: number, view: ClusterHealthView): FallbackDecision {
+export function resolveFallback (dest: CompiledDestination, port: number, clusters: ReadonlyMap<string, unknown>, health: HealthView): FallbackDecision {
   const primary = clusterFor(dest, port)
-  if (view.exists(primary) && view.hasHealthy(primary)) return { cluster: primary, primary }
+  if (clusters.has(primary) && health.hasHealthy(primary)) return { cluster: primary, primary }
   if (dest.fallback === undefined) {
-    return { primary, failure: view.exists(primary) ? 'UH' : 'NC' }
+    return { primary, failure: clusters.has(primary) ? 'UH' : 'NC' }
   }
   const fb = clusterFor(dest.fallback, port)
-  if (view.exists(fb) && view.hasHealthy(fb)) {
+  if (clusters.has(fb) && health.hasHealthy(fb)) {
     return { cluster: fb, primary, fallbackCluster: fb, result: 'fallback cluster is healthy' }
   }
   return { primary, fallbackCluster: fb, result: 'fallback cluster is unhealthy', failure: 'UH' }

@@ -16,6 +16,8 @@ export interface RetryPolicy {
   ignorePreviousHosts: boolean
   /** Base interval of Envoy's jittered exponential back-off (default 25 ms). */
   backoffBaseMs: number
+  /** Some retryOn condition reads `grpc-status` (so a response head must be searched for it). */
+  grpc: boolean
 }
 
 export interface TimeoutPolicy {
@@ -53,7 +55,8 @@ export function retryPolicy (r: HTTPRetry | undefined): RetryPolicy {
     on,
     statusCodes: codes,
     ignorePreviousHosts: r?.retryIgnorePreviousHosts ?? true,
-    backoffBaseMs: r?.backoff !== undefined ? parseDurationMs(r.backoff) ?? 25 : 25
+    backoffBaseMs: r?.backoff !== undefined ? parseDurationMs(r.backoff) ?? 25 : 25,
+    grpc: Object.keys(GRPC).some(name => on.has(name))
   }
 }
 

@@ -2,7 +2,7 @@ import type { CompiledDestination, CompiledRoute, DestinationTarget, ListenerSpe
 import { clusterFor } from '../compile/compile.js'
 import { hostMatches } from '../config/hosts.js'
 import { type ErrorSpec, Errors } from '../errors.js'
-import { type FallbackDecision, resolveFallback } from '../resilience/fallback.js'
+import { type FallbackDecision, type HealthView, resolveFallback } from '../resilience/fallback.js'
 import { type RetryPolicy, retryPolicy } from '../resilience/retry.js'
 import { GRPC_CODES, corsAllows, corsPreflightHeaders, corsResponseHeaders, redirectLocation } from './actions.js'
 import { type RequestFacts, buildFacts } from './facts.js'
@@ -30,10 +30,7 @@ export interface RequestInput {
   localPort: number | undefined
 }
 
-/** Read-only health: does a cluster have a healthy endpoint now? */
-export interface HealthView {
-  hasHealthy: (cluster: string) => boolean
-}
+export type { HealthView }
 
 /** The snapshot-side facts a decision needs (the request's own snapshot, read once). */
 export interface DecisionContext {
@@ -168,18 +165,17 @@ export function decide (req: RequestInput, ctx: DecisionContext): Plan {
       return plan
     }
   }
-  const withDelay = <P extends Routed>(p: P): P => { if (delayMs !== undefined) p.delayMs = delayMs; return p }
   if (route.redirect !== undefined) {
     const location = redirectLocation(route.redirect, route.match, facts, req.listenerPort === undefined ? facts.port : (req.localPort ?? facts.port))
-    return withDelay(local(facts, vhost!, route, route.redirect.code, undefined, { location, ...cors }, flags, '-'))
+    return withDelay(delayMs, local(facts, vhost!, route, route.redirect.code, undefined, { location, ...cors }, flags, '-'))
   }
   if (route.directResponse !== undefined) {
     const d = route.directResponse
-    return withDelay(local(facts, vhost!, route, d.status, d.body, { ...(d.body !== undefined ? { 'content-type': 'text/plain' } : {}), ...cors }, flags, '-'))
+    return withDelay(delayMs, local(facts, vhost!, route, d.status, d.body, { ...(d.body !== undefined ? { 'content-type': 'text/plain' } : {}), ...cors }, flags, '-'))
   }
 
   const dest = pickDestination(route, ctx.random)
-  if (dest === undefined) return withDelay<ErrorPlan>({ kind: 'error', error: Errors.NoCluster, facts, vhost: vhost!, route, flags, upstreamCluster: '-' })
+  if (dest === undefined) return withDelay<ErrorPlan>(delayMs, { kind: 'error', error: Errors.NoCluster, facts, vhost: vhost!, route, flags, upstreamCluster: '-' })
   const path = rewritePath(route.rewrite, route.match, facts)
   const plan: ForwardPlan = {
     kind: 'forward',
@@ -200,7 +196,13 @@ export function decide (req: RequestInput, ctx: DecisionContext): Plan {
   if (path !== target) plan.originalPath = target
   if (route.mirrors !== undefined) plan.mirrors = route.mirrors
   if (cors !== undefined) plan.cors = cors
-  return withDelay(plan)
+  return withDelay(delayMs, plan)
+}
+
+/** A plan with the fault delay drawn for it, if any. */
+function withDelay<P extends Routed> (delayMs: number | undefined, p: P): P {
+  if (delayMs !== undefined) p.delayMs = delayMs
+  return p
 }
 
 /** The route a plan was made by, when a route matched. */
@@ -213,10 +215,7 @@ export function routeOf (plan: Plan): CompiledRoute | undefined {
  * health view (health). Every try of a request, and explain, resolves by this one rule.
  */
 export function resolveDestination (dest: CompiledDestination, port: number, ctx: Pick<DecisionContext, 'clusters' | 'health'>): FallbackDecision {
-  return resolveFallback(dest, port, {
-    exists: n => ctx.clusters.has(n),
-    hasHealthy: n => ctx.health.hasHealthy(n)
-  })
+  return resolveFallback(dest, port, ctx.clusters, ctx.health)
 }
 
 /** The access-log fields a fallback resolution sets. */
