@@ -17,7 +17,7 @@ import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWork
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
-  meshgate validate [--strict] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
+  meshgate validate [--strict] [--allow-unsupported-kinds] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
   meshgate --version
 
 Run options (each also read from the environment variable shown):
@@ -29,6 +29,12 @@ Run options (each also read from the environment variable shown):
       --access-log DEST    access log: a file, 'stdout', 'stderr' or 'off' (MESHGATE_ACCESS_LOG, default stdout)
       --log-level LEVEL    trace|debug|info|warn|error|fatal (MESHGATE_LOG_LEVEL, default info)
       --strict             treat warnings (references that cannot work) as errors (MESHGATE_STRICT=1)
+      --allow-unsupported-kinds  skip, with a warning, Istio resources meshgate cannot enforce (a misspelt or
+                           unread Istio kind, CUSTOM authorization, PeerAuthentication STRICT) instead of
+                           refusing the configuration (MESHGATE_ALLOW_UNSUPPORTED_KINDS=1)
+      --workload-labels K=V,…  the gateway's workload labels, as AuthorizationPolicy and RequestAuthentication
+                           selectors see them (MESHGATE_WORKLOAD_LABELS, default app=istio-ingressgateway,istio=ingressgateway)
+      --workload-namespace NS  the gateway's namespace for those policies (MESHGATE_WORKLOAD_NAMESPACE, default istio-system)
       --watch              reload when the config files change (MESHGATE_WATCH=1)
       --admin-port N       admin API port, 'off' to disable (MESHGATE_ADMIN_PORT, default 15000)
       --admin-host ADDR    admin API address (MESHGATE_ADMIN_HOST, default 127.0.0.1)
@@ -51,7 +57,7 @@ validate checks files like 'istioctl validate': exit 0 when valid, else exit 1 a
 with file, line, column, resource and field path.`
 
 const VALIDATE_USAGE = `Usage:
-  meshgate validate [--strict] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
+  meshgate validate [--strict] [--allow-unsupported-kinds] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
 
 Checks configuration files like 'istioctl validate' without starting anything: exit 0 when
 valid, exit 1 when there are errors (every problem is printed, with file, line, column,
@@ -60,6 +66,7 @@ resource and field path), exit 2 on a usage mistake.
   PATH                     a file, or a directory of *.yaml / *.yml; '-' reads YAML from stdin
                            (its problems name the file <stdin>)
       --strict             treat warnings (references that cannot work) as errors
+      --allow-unsupported-kinds  skip, with a warning, Istio resources meshgate cannot enforce (MG0012)
       --credentials-dir DIR  where TLS credentialName secrets are looked up
                            (MESHGATE_CREDENTIALS_DIR)
   -o, --output FORMAT      text (default): one line per problem and a summary;
@@ -88,6 +95,9 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'access-log': { type: 'string' },
         'log-level': { type: 'string' },
         strict: { type: 'boolean' },
+        'allow-unsupported-kinds': { type: 'boolean' },
+        'workload-labels': { type: 'string' },
+        'workload-namespace': { type: 'string' },
         watch: { type: 'boolean' },
         'admin-port': { type: 'string' },
         'admin-host': { type: 'string' },
@@ -114,9 +124,12 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   let workers: number
   let tuning: ReturnType<typeof tuningOptions>
+  let workload: { workloadLabels?: Record<string, string>; workloadNamespace?: string }
+  const allowUnsupportedKinds = v['allow-unsupported-kinds'] ?? env.MESHGATE_ALLOW_UNSUPPORTED_KINDS === '1'
   try {
     workers = parseWorkers(v.workers ?? env.MESHGATE_WORKERS)
     tuning = tuningOptions(v, env)
+    workload = workloadOptions(v['workload-labels'] ?? env.MESHGATE_WORKLOAD_LABELS, v['workload-namespace'] ?? env.MESHGATE_WORKLOAD_NAMESPACE)
   } catch (err) {
     process.stderr.write(`meshgate: ${(err as Error).message}\n`)
     return 2
@@ -132,6 +145,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       count: workers,
       paths: config,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
+      allowUnsupportedKinds,
       meshNamespace: v['mesh-namespace'] ?? env.MESHGATE_MESH_NAMESPACE ?? 'default',
       watch: watchFiles,
       log,
@@ -151,6 +165,8 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       ...tuning,
       config,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
+      allowUnsupportedKinds,
+      ...workload,
       host: v.host ?? env.MESHGATE_HOST ?? '0.0.0.0',
       meshPort: meshPortRaw === 'off' ? null : Number(meshPortRaw),
       portMap,
@@ -213,6 +229,19 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
 }
 
+/** `--workload-labels app=x,istio=y` and `--workload-namespace`; throws naming the flag on a bad pair. */
+function workloadOptions (labels: string | undefined, namespace: string | undefined): { workloadLabels?: Record<string, string>; workloadNamespace?: string } {
+  const out: { workloadLabels?: Record<string, string>; workloadNamespace?: string } = {}
+  if (labels !== undefined) {
+    const pairs = splitList(labels).map(p => p.split('='))
+    const bad = pairs.find(p => p.length !== 2 || p[0] === '')
+    if (bad !== undefined) throw new Error(`--workload-labels "${labels}": expected KEY=VALUE pairs separated by commas`)
+    out.workloadLabels = Object.fromEntries(pairs)
+  }
+  if (namespace !== undefined && namespace !== '') out.workloadNamespace = namespace
+  return out
+}
+
 /** `meshgate validate PATH…`: every problem, then exit 1 on errors. */
 async function validate (args: string[]): Promise<number> {
   let parsed
@@ -222,6 +251,7 @@ async function validate (args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         strict: { type: 'boolean' },
+        'allow-unsupported-kinds': { type: 'boolean' },
         'credentials-dir': { type: 'string' },
         output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' }
@@ -243,7 +273,7 @@ async function validate (args: string[]): Promise<number> {
   const credentialsDir = v['credentials-dir'] ?? (process.env.MESHGATE_CREDENTIALS_DIR || undefined)
   if (paths.length === 0) { process.stderr.write(`meshgate validate: give at least one file or directory, or - for stdin\n\n${VALIDATE_USAGE}\n`); return 2 }
   const { inputs, problems: io } = await readInputs(paths)
-  const loaded = loadConfig(inputs, { strict })
+  const loaded = loadConfig(inputs, { strict, allowUnsupportedKinds: v['allow-unsupported-kinds'] === true || process.env.MESHGATE_ALLOW_UNSUPPORTED_KINDS === '1' })
   let problems = [...io, ...loaded.problems]
   if (!hasErrors(problems)) {
     const files = paths.filter(p => p !== '-')

@@ -55,6 +55,7 @@ export const TUNING_FLAGS: readonly Flag[] = [
   flag('shutdown-delay', 'seconds', 'shutdownDelayMs', '0', 'seconds to keep serving after readiness turns false on SIGTERM'),
   flag('max-connections', 'count', 'maxConnections', String(D.maxConnections), 'client connections per listener'),
   flag('max-concurrent-streams', 'count', 'maxConcurrentStreams', String(D.maxConcurrentStreams), 'HTTP/2 streams per connection'),
+  flag('num-trusted-proxies', 'count', 'numTrustedProxies', String(D.numTrustedProxies), "proxies in front whose X-Forwarded-For is trusted (Istio numTrustedProxies): the client of remoteIpBlocks"),
   flag('overload', 'enum', 'overload.switch', 'on', 'load shedding with 503 OM', ['on', 'off']),
   flag('overload-max-event-loop-delay', 'ms', 'overload.maxEventLoopDelayMs', String(OVERLOAD.maxEventLoopDelayMs), 'event-loop delay in ms above which requests are shed'),
   flag('overload-max-heap-bytes', 'bytes', 'overload.maxHeapUsedBytes', "95 % of V8's heap limit", 'heap used above which requests are shed'),

@@ -25,6 +25,11 @@ export interface AccessLogContext {
   bytesReceived: number
   bytesSent: number
   responseFlags: string
+  /**
+   * `%RESPONSE_CODE_DETAILS%` of a request a security policy refused (`rbac_access_denied_matched_policy[…]`,
+   * `jwt_authn_access_denied{…}`); '-' otherwise, and then the key is left out so ASM's line keeps its keys.
+   */
+  responseCodeDetails: string
   routeName: string
   upstreamCluster: string
   upstreamHost: string
@@ -60,6 +65,7 @@ export function newAccessLogContext (): AccessLogContext {
     bytesReceived: 0,
     bytesSent: 0,
     responseFlags: '-',
+    responseCodeDetails: '-',
     routeName: '-',
     upstreamCluster: '-',
     upstreamHost: '-',
@@ -102,6 +108,7 @@ export function accessLogRecord (c: AccessLogContext, responseCode: number, dura
     protocol: c.protocol,
     request_id: c.requestId,
     response_code: String(responseCode),
+    ...(c.responseCodeDetails !== '-' ? { response_code_details: c.responseCodeDetails } : {}),
     response_flags: c.responseFlags,
     route_name: c.routeName,
     start_time: new Date(c.startTime).toISOString(),
@@ -155,7 +162,7 @@ export function accessLogLine (c: AccessLogContext, responseCode: number, durati
     ',"protocol":' + q(c.protocol) +
     ',"request_id":' + q(c.requestId) +
     ',"response_code":"' + responseCode +
-    '","response_flags":' + q(c.responseFlags) +
+    (c.responseCodeDetails === '-' ? '","response_flags":' : '","response_code_details":' + q(c.responseCodeDetails) + ',"response_flags":') + q(c.responseFlags) +
     ',"route_name":' + q(c.routeName) +
     ',"start_time":"' + isoTime(c.startTime) +
     '","trace_id":' + q(c.traceId) +

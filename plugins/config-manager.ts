@@ -1,3 +1,4 @@
+import type { GatewayWorkload } from '../src/security/compile.js'
 import { compile } from '../src/compile/compile.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
 import { type LoadInput, compactInputs, loadConfig } from '../src/config/load.js'
@@ -39,7 +40,11 @@ export interface ConfigManagerOptions {
   /** Files or directories to (re-)read, or fixed inputs. */
   config: readonly string[] | { inputs: LoadInput[] }
   strict?: boolean
+  /** Istio resources meshgate cannot enforce are skipped with a warning instead of refused (MG0012). */
+  allowUnsupportedKinds?: boolean
   meshNamespace?: string
+  /** The ingress gateway workload security policies select (default: istio-ingressgateway in istio-system). */
+  gatewayWorkload?: GatewayWorkload
   now?: () => number
   /** Generations kept for rollback (the current one included). Default 5. */
   keep?: number
@@ -145,9 +150,9 @@ export class ConfigManager {
   private async build (inputs: LoadInput[], io: Problem[], compact = false): Promise<{ inputs: LoadInput[]; set?: ResourceSet; snapshot?: Snapshot; problems: Problem[] }> {
     if (!offThread(inputs)) {
       const used = compact ? compactInputs(inputs) : inputs
-      return { inputs: used, ...this.compileLoaded(loadConfig(used, { strict: this.opts.strict }), io) }
+      return { inputs: used, ...this.compileLoaded(loadConfig(used, { strict: this.opts.strict, allowUnsupportedKinds: this.opts.allowUnsupportedKinds }), io) }
     }
-    const off = await loadOffThread(inputs, { strict: this.opts.strict, compact })
+    const off = await loadOffThread(inputs, { strict: this.opts.strict, allowUnsupportedKinds: this.opts.allowUnsupportedKinds, compact })
     try {
       const used = off.keep === undefined ? inputs : off.keep.map(i => inputs[i])
       const r = this.compileLoaded(off, io)
@@ -161,6 +166,7 @@ export class ConfigManager {
     let problems = [...io, ...loaded.problems]
     if (hasErrors(problems)) return { problems: sortProblems(problems) }
     const c = compile(loaded.set, { generation: this.counter + 1, meshNamespace: this.opts.meshNamespace, now: this.opts.now,
+      ...(this.opts.gatewayWorkload !== undefined ? { gatewayWorkload: this.opts.gatewayWorkload } : {}),
       ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}) })
     problems = [...problems, ...c.problems.map(p => this.opts.strict === true && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)]
     const current = this.gens[this.gens.length - 1]?.snapshot

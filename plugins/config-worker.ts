@@ -1,6 +1,6 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import { compactIndices, loadConfig, type LoadInput } from '../src/config/load.js'
-import type { Resource, ResourceSet } from '../src/config/model.js'
+import { SET_LISTS, emptySet, type Resource, type ResourceSet } from '../src/config/model.js'
 import { Codes, type Problem } from '../src/config/problem.js'
 
 // Parsing and validating a configuration off the event loop. YAML parsing dominates the cost
@@ -17,7 +17,7 @@ type Position = { line: number; column: number }
 export type PlainResource = Omit<Resource, 'locate'>
 
 type Request =
-  | { kind: 'load'; id: number; inputs: LoadInput[]; strict: boolean; compact: boolean; keepPositions: boolean }
+  | { kind: 'load'; id: number; inputs: LoadInput[]; strict: boolean; allowUnsupportedKinds: boolean; compact: boolean; keepPositions: boolean }
   | { kind: 'locate'; id: number; load: number; queries: Array<{ index: number; path: Path }> }
   | { kind: 'release'; id: number; load: number }
 
@@ -26,7 +26,7 @@ type Reply =
   | { kind: 'locate'; id: number; positions: Position[] }
   | { kind: 'error'; id: number; message: string }
 
-const LISTS = ['gateways', 'virtualServices', 'destinationRules', 'serviceEntries', 'workloadEntries'] as const
+const LISTS = Object.values(SET_LISTS)
 const ROLE = 'meshgate-config-worker'
 
 // ---------------------------------------------------------------- worker side
@@ -40,7 +40,7 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
       if (m.kind === 'load') {
         const keep = m.compact ? compactIndices(m.inputs) : undefined
         const inputs = keep === undefined ? m.inputs : keep.map(i => m.inputs[i])
-        const loaded = loadConfig(inputs, { strict: m.strict })
+        const loaded = loadConfig(inputs, { strict: m.strict, allowUnsupportedKinds: m.allowUnsupportedKinds })
         const locates: Array<Resource['locate']> = []
         const set = {} as Record<keyof ResourceSet, PlainResource[]>
         for (const list of LISTS) {
@@ -162,14 +162,14 @@ export function offThread (inputs: readonly LoadInput[]): boolean {
  * `loadConfig` (after `compactIndices` when `compact`) in the worker thread. Problems are the
  * same objects one thread would produce; a worker that fails is one Error problem.
  */
-export async function loadOffThread (inputs: LoadInput[], opts: { strict?: boolean; compact?: boolean } = {}): Promise<OffThreadLoad> {
+export async function loadOffThread (inputs: LoadInput[], opts: { strict?: boolean; allowUnsupportedKinds?: boolean; compact?: boolean } = {}): Promise<OffThreadLoad> {
   const id = ++seq
   let reply: Reply
   try {
-    reply = await ask({ kind: 'load', id, inputs, strict: opts.strict === true, compact: opts.compact === true, keepPositions: true })
+    reply = await ask({ kind: 'load', id, inputs, strict: opts.strict === true, allowUnsupportedKinds: opts.allowUnsupportedKinds === true, compact: opts.compact === true, keepPositions: true })
   } catch (err) {
     const problem: Problem = { severity: 'Error', code: Codes.Io, message: `the configuration could not be checked: ${(err as Error).message}`, file: inputs[0]?.file ?? '-', line: 1, column: 1 }
-    return { set: { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }, problems: [problem], resolve: async p => p, release: () => {} }
+    return { set: emptySet(), problems: [problem], resolve: async p => p, release: () => {} }
   }
   if (reply.kind !== 'load') throw new Error('unexpected reply from the configuration parser thread')
   // Receiving the reply (structured-clone decoding) took one turn of the event loop; the

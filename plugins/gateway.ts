@@ -14,6 +14,9 @@ import { ClusterPools } from './pools.js'
 import { type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction, createListener, resolveLimits } from './listener/index.js'
 import type { EscapedSlashesAction, PathNormalization, PathPolicy } from '../src/routing/path.js'
 import { credentialStore, sameTlsModes } from './tls.js'
+import { DEFAULT_GATEWAY_WORKLOAD } from '../src/security/compile.js'
+import { newSecurityStats } from './listener/security.js'
+import { JwtVerifier } from './jwt.js'
 
 export { ConfigError }
 
@@ -21,6 +24,17 @@ export interface GatewayOptions {
   /** Config files or directories (read from disk), or already-read inputs. */
   config: readonly string[] | { inputs: LoadInput[] }
   strict?: boolean
+  /**
+   * Istio resources meshgate cannot enforce (an unknown kind of an Istio API group, CUSTOM
+   * authorization, PeerAuthentication STRICT) are skipped with a warning instead of refused.
+   */
+  allowUnsupportedKinds?: boolean
+  /** The ingress gateway workload's labels, as AuthorizationPolicy selectors see them. Default `app: istio-ingressgateway, istio: ingressgateway`. */
+  workloadLabels?: Record<string, string>
+  /** The ingress gateway workload's namespace. Default `istio-system`. */
+  workloadNamespace?: string
+  /** The ingress gateway workload's service account (its principal toward destinations). Default `istio-ingressgateway-service-account`. */
+  workloadServiceAccount?: string
   /** Address every listener binds to. Default 0.0.0.0. */
   host?: string
   /** Mesh listener port. Default 15001; 0 picks a free port; null disables the mesh listener. */
@@ -69,6 +83,8 @@ export interface GatewayOptions {
   maxConnections?: number
   /** HTTP/2 streams per connection. */
   maxConcurrentStreams?: number
+  /** Trusted proxies in front of the gateway (Istio numTrustedProxies): which X-Forwarded-For entry is the client. */
+  numTrustedProxies?: number
   /** Load shedding (503 OM); `false` turns it off. */
   overload?: Partial<OverloadOptions> | false
   /** Upstream idle timeout: nothing received for this long before headers (504 UT) or between body bytes (aborted). */
@@ -98,6 +114,7 @@ function limitsOf (o: GatewayOptions): Partial<RequestLimits> {
   if (o.keepAliveTimeoutMs !== undefined) out.keepAliveTimeoutMs = o.keepAliveTimeoutMs
   if (o.maxConnections !== undefined) out.maxConnections = o.maxConnections
   if (o.maxConcurrentStreams !== undefined) out.maxConcurrentStreams = o.maxConcurrentStreams
+  if (o.numTrustedProxies !== undefined) out.numTrustedProxies = o.numTrustedProxies
   if (o.overload !== undefined) out.overload = o.overload as OverloadOptions | false
   return out
 }
@@ -160,7 +177,13 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const manager = new ConfigManager({
     config: opts.config,
     strict: opts.strict,
+    allowUnsupportedKinds: opts.allowUnsupportedKinds,
     meshNamespace: opts.meshNamespace,
+    gatewayWorkload: {
+      namespace: opts.workloadNamespace ?? DEFAULT_GATEWAY_WORKLOAD.namespace,
+      labels: opts.workloadLabels ?? DEFAULT_GATEWAY_WORKLOAD.labels,
+      serviceAccount: opts.workloadServiceAccount ?? DEFAULT_GATEWAY_WORKLOAD.serviceAccount
+    },
     now: opts.now,
     check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current)],
     credentials: credentialStore(opts.config, opts.credentialsDir),
@@ -179,14 +202,17 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   retireTimer.unref()
   store.onSwap(next => { rt.reconcile(next); hc.sync() })
   hc.sync()
-  const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures })
+  const securityStats = newSecurityStats()
+  const verifier = new JwtVerifier()
+  const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures, security: securityStats })
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
   // Set when shutdown begins: every response from then on carries Connection: close.
   const drain = { on: false }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
-  const common = { store, pools, runtime: rt, accessLog, metrics, counters, drain, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions }
+  const common = { store, pools, runtime: rt, accessLog, metrics, counters, drain, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions,
+    verifier, securityStats }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -206,7 +232,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     await Promise.allSettled(apps.map(a => a.app.close()))
     hc.close()
     clearInterval(retireTimer)
-    await pools.close()
+    verifier.close()
+        await pools.close()
     throw err
   }
 
@@ -262,6 +289,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         hc.close()
         clearInterval(retireTimer)
         rt.collect(true)
+        verifier.close()
         await pools.close()
         clearTimeout(timer)
         accessLog.flush()

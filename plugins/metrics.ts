@@ -3,6 +3,7 @@ import type { RuntimeState } from '../src/runtime/state.js'
 import type { AccessLogContext } from './access-log.js'
 import { RequestMetrics } from './istio-metrics.js'
 import { meshgateVersion } from './version.js'
+import type { SecurityStats } from './listener/security.js'
 
 /** Istio's default buckets (telemetry v2 stats filter). */
 const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000]
@@ -33,7 +34,7 @@ export class Metrics {
   private readonly fallbacks: Counter<string>
   private readonly clusterInfo = new Map<string, ClusterInfo>()
 
-  constructor (opts: { runtime: () => RuntimeState; generation: () => number; reloadFailures: () => number; workload?: string }) {
+  constructor (opts: { runtime: () => RuntimeState; generation: () => number; reloadFailures: () => number; workload?: string; security?: SecurityStats }) {
     const r = this.registry
     this.istio = new RequestMetrics(r, {
       requests: { name: 'istio_requests_total', help: 'Requests processed by meshgate (Istio standard metric).' },
@@ -47,6 +48,18 @@ export class Metrics {
     new Gauge({
       name: 'meshgate_build_info', help: 'Always 1; the labels carry the meshgate version and the Node.js version it runs on.', labelNames: ['version', 'node'], registers: [r]
     }).set({ version: meshgateVersion(), node: process.version }, 1)
+    // Envoy's RBAC and jwt_authn filter stats (`http.<prefix>.rbac.allowed` …), read at scrape time.
+    const sec = opts.security
+    if (sec !== undefined) {
+      const counter = (name: string, help: string, read: () => number): void => {
+        new Counter({ name, help, registers: [r], collect () { this.reset(); this.inc(read()) } })
+      }
+      counter('envoy_http_rbac_allowed', 'Requests an AuthorizationPolicy evaluation allowed (Envoy rbac.allowed).', () => sec.rbacAllowed)
+      counter('envoy_http_rbac_denied', 'Requests an AuthorizationPolicy denied with 403 (Envoy rbac.denied).', () => sec.rbacDenied)
+      counter('envoy_http_rbac_shadow_denied', 'Requests istio.io/dry-run policies would have denied (Envoy rbac.shadow_denied).', () => sec.rbacShadowDenied)
+      counter('envoy_http_jwt_authn_allowed', 'Requests whose JWT was verified (Envoy jwt_authn.allowed).', () => sec.jwtAllowed)
+      counter('envoy_http_jwt_authn_denied', 'Requests refused with 401 for an invalid JWT (Envoy jwt_authn.denied).', () => sec.jwtDenied)
+    }
     new Gauge({
       name: 'meshgate_config_generation', help: 'Generation number of the running configuration.', registers: [r],
       collect () { this.set(opts.generation()) }

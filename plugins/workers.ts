@@ -66,6 +66,7 @@ export interface PrimaryOptions {
   /** Config paths (re-read on watch). */
   paths: readonly string[]
   strict: boolean
+  allowUnsupportedKinds?: boolean
   meshNamespace: string
   watch: boolean
   watchDebounceMs?: number
@@ -169,7 +170,7 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
   const validate = async (op: ChangeOp): Promise<Problem[]> => {
     if (op.kind !== 'apply') return []
     // The same loader and compiler the workers run, without installing anything.
-    const probe = new ConfigManager({ config: { inputs: op.inputs }, strict: opts.strict, meshNamespace: opts.meshNamespace, install: () => {} })
+    const probe = new ConfigManager({ config: { inputs: op.inputs }, strict: opts.strict, allowUnsupportedKinds: opts.allowUnsupportedKinds, meshNamespace: opts.meshNamespace, install: () => {} })
     try { await probe.reload('inputs'); return [] } catch (err) { return err instanceof ConfigError ? err.problems : [problem((err as Error).message)] }
   }
   const change = (op: ChangeOp): Promise<{ ok: boolean; generation?: number; problems?: Problem[] }> => {

@@ -51,6 +51,10 @@ export const Errors = {
   /** Shed by the overload guard (event-loop delay, heap, RSS): Envoy's overload manager flag. */
   Overloaded: { status: 503, flag: 'OM', body: 'envoy overloaded', details: 'overload', close: true },
   /** The upstream answered something that is not valid HTTP. */
+  /** An AuthorizationPolicy denied the request (Envoy RBAC filter); the details name the policy. */
+  RbacDenied: { status: 403, flag: '-', body: 'RBAC: access denied', details: 'rbac_access_denied_matched_policy[none]' },
+  /** A JWT was present and failed verification (Envoy jwt_authn); body and details name the reason. */
+  JwtDenied: { status: 401, flag: '-', body: 'Jwt verification fails', details: 'jwt_authn_access_denied{Jwt_verification_fails}' },
   UpstreamProtocolError: { status: 502, flag: 'UPE', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', details: 'upstream_reset_before_response_started{protocol_error}' }
 } as const satisfies Record<string, ErrorSpec>
 

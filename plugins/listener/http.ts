@@ -16,6 +16,7 @@ import type { ClusterPools } from '../pools.js'
 import { sendError, sendLocal, serverName } from '../reply/local.js'
 import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext, peerOf } from './intake.js'
 import type { RequestLimits } from './limits.js'
+import { type Denial, type SecurityEnv, type SecurityStats, type TokenVerifier, checkSecurity } from './security.js'
 import { attachUpgrade } from './upgrade.js'
 
 /** What a listener plugin is fed with. */
@@ -39,6 +40,9 @@ export interface ListenerPluginOptions {
   limits: RequestLimits
   /** `https` on TLS listeners. */
   scheme: string
+  /** JWT verification for RequestAuthentication (one verifier per gateway: its JWKS cache outlives reloads). */
+  verifier: TokenVerifier
+  securityStats: SecurityStats
 }
 
 /** The state of one request between its stages, kept on its response. */
@@ -64,6 +68,7 @@ class ListenerState implements HealthView {
   readonly env: ExchangeEnv
   readonly guard: OverloadGuard | undefined
   readonly pathPolicy: PathPolicy
+  readonly security: SecurityEnv
 
   constructor (readonly o: ListenerPluginOptions) {
     this.mesh = o.kind === 'mesh'
@@ -72,6 +77,7 @@ class ListenerState implements HealthView {
     this.snapshot = o.store.current
     this.pathPolicy = { normalization: o.limits.pathNormalization, escapedSlashes: o.limits.escapedSlashes }
     this.spec = this.specOf(this.snapshot)
+    this.security = { mesh: this.mesh, configPort: o.configPort, numTrustedProxies: o.limits.numTrustedProxies, verifier: o.verifier, stats: o.securityStats }
     this.env = { runtime: o.runtime, pools: o.pools, random: o.random, server: this.server, maxBodyBytes: o.limits.maxRequestBodyBytes, drain: o.drain }
     // Overload guard (Envoy overload manager): sampled on a timer, so a request reads one field.
     this.guard = o.limits.overload === false ? undefined : new OverloadGuard(o.limits.overload)
@@ -113,7 +119,9 @@ export const listenerPlugin: FastifyPluginCallback<ListenerPluginOptions> = (app
     random: o.random,
     now: o.now,
     limits: o.limits,
-    server: L.server
+    server: L.server,
+    snapshot: () => L.snapshot,
+    security: L.security
   })
   app.addHook('onRequest', (request, reply, _next) => {
     reply.hijack()
@@ -142,6 +150,7 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
   ctx.xForwardedFor = applyDownstreamPolicy(headers, { mesh: L.mesh, remoteAddress })
   const bad = checkHeaders(req, o.limits)
   if (bad !== undefined) return sendError(res, ctx, bad, L.server)
+  const snap = L.snapshot
   const dc = L.decisionContext()
   const plan = decide({
     method: ctx.method,
@@ -154,12 +163,39 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
   }, dc)
   const route = routeOf(plan)
   if (route !== undefined) ctx.routeName = route.name
+  // Security resources only cost a request anything when the configuration has some.
+  if (snap.security !== undefined) {
+    const d = checkSecurity(snap.security, plan, req, remoteAddress, ctx.xForwardedFor, snap.clusters, L.security)
+    if (d instanceof Promise) {
+      d.then(x => afterSecurity(scope, req, res, plan, dc.clusters, x), () => afterSecurity(scope, req, res, plan, dc.clusters, { error: Errors.JwtDenied }))
+      return
+    }
+    if (d !== undefined) return deny(scope, res, d)
+  }
+  proceed(scope, req, res, plan, dc.clusters)
+}
+
+/** After the security stage: a denial, or the plan (a fault delay first). */
+function afterSecurity (scope: Scope, req: IncomingMessage, res: ScopedResponse, plan: Plan, clusters: ReadonlyMap<string, unknown>, d: Denial | undefined): void {
+  if (scope.gone || res.destroyed) return
+  if (d !== undefined) return deny(scope, res, d)
+  proceed(scope, req, res, plan, clusters)
+}
+
+function deny (scope: Scope, res: ScopedResponse, d: Denial): void {
+  scope.ctx.upstreamCluster = '-'
+  scope.ctx.responseCodeDetails = d.error.details
+  sendError(res, scope.ctx, d.error, scope.listener.server, undefined, d.headers)
+}
+
+function proceed (scope: Scope, req: IncomingMessage, res: ScopedResponse, plan: Plan, clusters: ReadonlyMap<string, unknown>): void {
+  const ctx = scope.ctx
   if ('delayMs' in plan && plan.delayMs !== undefined) {
     ctx.responseFlags = 'DI'
-    setTimeout(afterDelay, plan.delayMs, scope, req, res, plan, dc.clusters)
+    setTimeout(afterDelay, plan.delayMs, scope, req, res, plan, clusters)
     return
   }
-  serve(scope, req, res, plan, dc.clusters, true)
+  serve(scope, req, res, plan, clusters, true)
 }
 
 /**

@@ -10,12 +10,16 @@ import { type ListenerPluginOptions, listenerPlugin } from './http.js'
 import { openContext } from './intake.js'
 import { type RequestLimits, resolveLimits } from './limits.js'
 import { applyServerLimits, serverSetup } from './server.js'
+import { type TokenVerifier, newSecurityStats } from './security.js'
+
+/** A listener built without a verifier (tests) refuses every token it would have to check. */
+const NO_VERIFIER: TokenVerifier = { verify: async () => ({ ok: false, reason: 'Jwt verification fails' }) }
 
 export { DEFAULT_LIMITS, resolveLimits, type OverloadOptions, type RequestLimits, type UnderscoreHeadersAction } from './limits.js'
 
 /** What a listener is built from: the plugin's options, with defaults for the shared parts. */
 export interface ListenerOptions extends Pick<ListenerPluginOptions, 'kind' | 'configPort' | 'store' | 'runtime' | 'pools' | 'accessLog' | 'metrics'>,
-  Partial<Pick<ListenerPluginOptions, 'counters' | 'drain' | 'random' | 'now'>> {
+  Partial<Pick<ListenerPluginOptions, 'counters' | 'drain' | 'random' | 'now' | 'verifier' | 'securityStats'>> {
   /** Request limits, timeouts and normalization policy; unset fields take DEFAULT_LIMITS. */
   limits?: Partial<RequestLimits>
   /** Fastify server options merged in last (tests, special cases). */
@@ -69,7 +73,9 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     random: opts.random ?? Math.random,
     now,
     limits: lim,
-    scheme: setup.secure ? 'https' : 'http'
+    scheme: setup.secure ? 'https' : 'http',
+    verifier: opts.verifier ?? NO_VERIFIER,
+    securityStats: opts.securityStats ?? newSecurityStats()
   })
   return app
 }

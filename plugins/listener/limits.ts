@@ -37,6 +37,12 @@ export interface RequestLimits {
   maxConnections: number
   /** HTTP/2 streams per connection (Envoy edge: 100). */
   maxConcurrentStreams: number
+  /**
+   * Proxies in front of the gateway whose X-Forwarded-For entries are trusted (Istio
+   * `gatewayTopology.numTrustedProxies`): the client address `remote.ip` and `remoteIpBlocks`
+   * read is the entry this many hops from the right, else the peer.
+   */
+  numTrustedProxies: number
   overload: OverloadOptions | false
 }
 
@@ -53,6 +59,7 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
   keepAliveTimeoutMs: 75_000,
   maxConnections: 10_000,
   maxConcurrentStreams: 100,
+  numTrustedProxies: 0,
   overload: Object.freeze({ maxEventLoopDelayMs: 1000, maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.95), maxRssBytes: 0, sampleIntervalMs: 1000 })
 })
 

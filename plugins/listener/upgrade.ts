@@ -12,6 +12,8 @@ import { resetBody } from '../reply/local.js'
 import type { LogLine } from './client-errors.js'
 import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext } from './intake.js'
 import type { RequestLimits } from './limits.js'
+import { type Denial, type SecurityEnv, checkSecurity } from './security.js'
+import type { Snapshot } from '../../src/compile/snapshot.js'
 
 export interface UpgradeOptions {
   mesh: boolean
@@ -25,6 +27,9 @@ export interface UpgradeOptions {
   now: () => number
   limits: RequestLimits
   server: string
+  /** The listener's current snapshot (its security resources and clusters). */
+  snapshot: () => Snapshot
+  security: SecurityEnv
 }
 
 const UNSAFE_HEADER = /[\r\n\0]/
@@ -45,10 +50,10 @@ export function attachUpgrade (server: Server, o: UpgradeOptions): void {
 function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const repeated = hasRepeatedHeaders(req)
   const ctx = openContext(req, o.mesh ? 'mesh' : String(o.configPort), o.now)
-  let logged = false
+  const lg = { logged: false }
   const log = (status: number): void => {
-    if (logged) return
-    logged = true
+    if (lg.logged) return
+    lg.logged = true
     o.log(ctx, status, Number((process.hrtime.bigint() - ctx.startHr) / 1000000n))
   }
   socket.on('error', () => socket.destroy())
@@ -63,8 +68,24 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   ctx.xForwardedFor = applyDownstreamPolicy(headers, { mesh: o.mesh, remoteAddress: req.socket.remoteAddress ?? '' })
   const bad = checkHeaders(req, o.limits)
   if (bad !== undefined) { fail(socket, ctx, bad, o.server); log(bad.status); return }
+  const snap = o.snapshot()
   const dc = o.current()
   const plan = decide(o, dc, req, ctx, repeated)
+  const go = (d: Denial | undefined): void => {
+    if (d !== undefined) { ctx.responseCodeDetails = d.error.details; fail(socket, ctx, d.error, o.server, d.headers); log(d.error.status); return }
+    afterDecision(o, req, socket, head, ctx, plan, log, lg, h2c, bodyLength)
+  }
+  if (snap.security === undefined) return go(undefined)
+  const d = checkSecurity(snap.security, plan, req, req.socket.remoteAddress ?? '', ctx.xForwardedFor, snap.clusters, o.security)
+  if (d instanceof Promise) d.then(go, () => go({ error: Errors.JwtDenied }))
+  else go(d)
+}
+
+/** The upgrade after the routing decision and the security stage. */
+function afterDecision (o: UpgradeOptions, req: IncomingMessage, socket: Duplex, head: Buffer, ctx: AccessLogContext, plan: Plan, log: (status: number) => void,
+  lg: { logged: boolean }, h2c: boolean, bodyLength: number): void {
+  if (socket.destroyed) { log(0); return }
+  const headers = req.headers
   if (plan.kind !== 'forward') { answerLocally(socket, ctx, plan, o.server); log(statusOf(plan)); return }
   logFallback(ctx, plan.resolution)
   const served = plan.resolution.cluster
@@ -108,7 +129,7 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   const up = httpRequest({ host: ep.spec.address, port: ep.spec.port, method: ctx.method, path: plan.path, headers: out as Record<string, string>, agent: false, setHost: false })
   let upgraded = false
   // The client leaves before the upstream answered: DC, the upstream request is dropped.
-  socket.once('close', () => { if (!logged && !upgraded) { if (ctx.responseFlags === '-') ctx.responseFlags = 'DC'; up.destroy(); release(true); log(0) } })
+  socket.once('close', () => { if (!lg.logged && !upgraded) { if (ctx.responseFlags === '-') ctx.responseFlags = 'DC'; up.destroy(); release(true); log(0) } })
   up.on('upgrade', (res, upSocket, upHead) => {
     upgraded = true
     ctx.upstreamServiceTime = Number((process.hrtime.bigint() - started) / 1000000n)
@@ -137,7 +158,7 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   })
   up.on('error', err => {
     release(false)
-    if (logged || socket.destroyed) { socket.destroy(); return }
+    if (lg.logged || socket.destroyed) { socket.destroy(); return }
     const code = (err as { code?: string }).code
     ctx.upstreamTransportFailureReason = code ?? err.message
     // Only a failed connection attempt is evidence that the host is gone.
@@ -206,10 +227,10 @@ function answerLocally (socket: Duplex, ctx: AccessLogContext, plan: Plan, serve
   }
 }
 
-function fail (socket: Duplex, ctx: AccessLogContext, e: ErrorSpec, server: string): void {
+function fail (socket: Duplex, ctx: AccessLogContext, e: ErrorSpec, server: string, extra?: Record<string, string>): void {
   ctx.responseFlags = e.flag
   const body = e.flag === 'UF' || e.flag === 'UC' ? resetBody(e, ctx, false) : e.body
-  write(socket, ctx, e.status, body === '' ? {} : { 'content-type': 'text/plain' }, body === '' ? undefined : Buffer.from(body), server)
+  write(socket, ctx, e.status, { ...(body === '' ? {} : { 'content-type': 'text/plain' }), ...extra }, body === '' ? undefined : Buffer.from(body), server)
 }
 
 function write (socket: Duplex, ctx: AccessLogContext, status: number, headers: Record<string, string>, body: Buffer | undefined, server: string): void {

@@ -16,7 +16,7 @@ export function serverName (mesh: boolean): string {
 }
 
 /** Answer with an error of the one error table; `extraFlag` adds a flag such as URX. */
-export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorSpec, server: string, extraFlag?: string): void {
+export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorSpec, server: string, extraFlag?: string, extraHeaders?: Record<string, string>): void {
   ctx.responseFlags = extraFlag === undefined ? e.flag : `${e.flag},${extraFlag}`
   if (res.headersSent || res.destroyed) return
   const body = e.flag === 'UF' || e.flag === 'UC' ? resetBody(e, ctx, extraFlag === 'URX') : e.body
@@ -30,6 +30,7 @@ export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorS
   if (e.flag === 'OM') headers['retry-after'] = '1'
   // The unread rest of the request (a body over the limit, bytes after bad headers) is never parsed.
   if (e.close === true && res.req.httpVersionMajor === 1) headers.connection = 'close'
+  if (extraHeaders !== undefined) Object.assign(headers, extraHeaders)
   res.writeHead(e.status, headers)
   res.end(body)
 }

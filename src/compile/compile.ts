@@ -15,6 +15,7 @@ import {
   type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
 } from './snapshot.js'
 import { INDEX_MIN_ROUTES, buildRouteIndex } from '../routing/route-index.js'
+import { type GatewayWorkload, compileSecurity } from '../security/compile.js'
 
 export interface CompileOptions {
   /** Generation number to stamp on the snapshot. */
@@ -28,6 +29,8 @@ export interface CompileOptions {
    * missing file only shows when the listener starts.
    */
   credentials?: CredentialStore
+  /** The ingress gateway workload's namespace, labels and service account, for security policies. */
+  gatewayWorkload?: GatewayWorkload
 }
 
 export interface CompileResult {
@@ -211,12 +214,14 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     hosts: buildHostIndex([...meshHosts.values()])
   })
 
+  const security = compileSecurity(set, reg, clusters, opts.gatewayWorkload)
   const snapshot: Snapshot = Object.freeze({
     generation: opts.generation ?? 1,
     createdAt: (opts.now ?? Date.now)(),
     gateways: Object.freeze(gateways),
     mesh,
     clusters,
+    ...(security !== undefined ? { security } : {}),
     problems: Object.freeze([...problems])
   })
   return { snapshot, problems }

@@ -1,12 +1,20 @@
 import { Value } from '@sinclair/typebox/value'
 import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document } from 'yaml'
-import { API_VERSIONS, KINDS, type Resource, type ResourceSet, resourceId } from './model.js'
+import { ISTIO_GROUPS, KIND_VERSIONS, KINDS, SET_LISTS, SKIPPED_ISTIO_KINDS, type Kind, type Resource, type ResourceSet, emptySet, resourceId } from './model.js'
 import { type Problem, Codes, formatPath, sortProblems } from './problem.js'
 import { ObjectMeta, SPEC_SCHEMAS } from './schema.js'
 import { validateSet } from './validate.js'
 
 export interface LoadInput { file: string; text: string }
-export interface LoadOptions { strict?: boolean }
+export interface LoadOptions {
+  /** Warnings (references that cannot work) become errors. */
+  strict?: boolean
+  /**
+   * Istio resources meshgate cannot enforce (code MG0012: an unknown kind of an Istio API group,
+   * CUSTOM authorization, a PeerAuthentication that needs mTLS) become warnings, and are skipped.
+   */
+  allowUnsupportedKinds?: boolean
+}
 export interface LoadResult { set: ResourceSet; problems: Problem[]; ok: boolean }
 
 /**
@@ -164,7 +172,7 @@ export function parseDocuments (text: string, file: string): { resources: Resour
     const r = o as Record<string, unknown>
     if (typeof r.kind !== 'string') { at(['kind'], 'kind is required'); return }
     if (!(KINDS as readonly string[]).includes(r.kind)) {
-      problems.push({ severity: 'Warning', code: Codes.UnknownKind, message: `kind "${r.kind}" is not handled by meshgate; skipped`, file, line: sp.line, column: sp.col })
+      problems.push(unknownKind(r.kind, String(r.apiVersion ?? ''), file, sp.line, sp.col))
       return
     }
     const meta = (r.metadata ?? {}) as Record<string, unknown>
@@ -172,7 +180,8 @@ export function parseDocuments (text: string, file: string): { resources: Resour
     const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default'
     const resource = `${r.kind} ${namespace}/${name}`
     const before = problems.length
-    if (!API_VERSIONS.includes(String(r.apiVersion))) at(['apiVersion'], `apiVersion "${String(r.apiVersion)}" is not one of ${API_VERSIONS.join(', ')}`, { resource })
+    const versions = KIND_VERSIONS[r.kind as Kind]
+    if (!versions.includes(String(r.apiVersion))) at(['apiVersion'], `apiVersion "${String(r.apiVersion)}" is not one of ${versions.join(', ')}`, { resource })
     for (const k of Object.keys(r)) if (!TOP_LEVEL.has(k)) at([k], `unknown field "${k}"`, { resource })
     if (r.metadata === undefined) at(['metadata'], 'metadata is required', { resource })
     else schemaErrors(ObjectMeta, r.metadata, ['metadata'], at, resource)
@@ -187,6 +196,29 @@ export function parseDocuments (text: string, file: string): { resources: Resour
     resources.push({ ...(r as object), source: { file, doc: di, line: sp.line, column: sp.col }, locate } as unknown as Resource)
   })
   return { resources, problems }
+}
+
+/**
+ * A kind meshgate does not read. In an Istio API group it is an error (MG0012) unless it is one
+ * of the kinds that change no access decision: a misspelt `VirtualServce` or an unenforced
+ * security kind must not leave the gateway more open than Istio would. Other groups' kinds
+ * (a Kubernetes Service or Deployment in the same file) are skipped with a warning.
+ */
+function unknownKind (kind: string, apiVersion: string, file: string, line: number, column: number): Problem {
+  const group = apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : ''
+  if (!ISTIO_GROUPS.includes(group) || SKIPPED_ISTIO_KINDS.includes(kind)) {
+    return { severity: 'Warning', code: Codes.UnknownKind, message: `kind "${kind}" is not handled by meshgate; skipped`, file, line, column }
+  }
+  const known = KINDS.filter(k => KIND_VERSIONS[k].some(v => v.startsWith(`${group}/`)))
+  return {
+    severity: 'Error',
+    code: Codes.Unenforced,
+    message: `kind "${kind}" of ${group} is not one meshgate reads (${known.join(', ')}); a resource Istio would act on is never skipped silently ` +
+      '(--allow-unsupported-kinds skips it with a warning)',
+    file,
+    line,
+    column
+  }
 }
 
 function schemaErrors (
@@ -218,7 +250,7 @@ function schemaErrors (
  * namespace and name replaces the earlier one, as a later `kubectl apply` would (a warning).
  */
 export function loadConfig (inputs: LoadInput[], opts: LoadOptions = {}): LoadResult {
-  const set: ResourceSet = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
+  const set = emptySet()
   const problems: Problem[] = []
   let total = 0
   for (const { file, text } of inputs) {
@@ -234,15 +266,22 @@ export function loadConfig (inputs: LoadInput[], opts: LoadOptions = {}): LoadRe
     for (const res of r.resources) addResource(set, res, problems)
   }
   problems.push(...validateSet(set, opts.strict === true))
-  const out = sortProblems(opts.strict === true ? problems.map(p => (p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p)) : problems)
+  const out = sortProblems(adjustSeverity(problems, opts))
   return { set, problems: out, ok: !out.some(p => p.severity === 'Error') }
 }
 
-const LISTS = { Gateway: 'gateways', VirtualService: 'virtualServices', DestinationRule: 'destinationRules', ServiceEntry: 'serviceEntries', WorkloadEntry: 'workloadEntries' } as const
+/** `strict` makes warnings errors; `allowUnsupportedKinds` then makes MG0012 errors warnings. */
+export function adjustSeverity (problems: Problem[], opts: LoadOptions): Problem[] {
+  if (opts.strict !== true && opts.allowUnsupportedKinds !== true) return problems
+  return problems.map(p => {
+    if (opts.allowUnsupportedKinds === true && p.code === Codes.Unenforced) return p.severity === 'Error' ? { ...p, severity: 'Warning' as const, message: `${p.message}; skipped` } : p
+    return opts.strict === true && p.severity === 'Warning' ? { ...p, severity: 'Error' as const } : p
+  })
+}
 
 /** Add a resource to its kind's list; a same-named later one replaces the earlier in place, with a warning. */
 export function addResource (set: ResourceSet, r: Resource, problems: Problem[]): void {
-  const list = set[LISTS[r.kind]] as Resource[]
+  const list = set[SET_LISTS[r.kind]] as Resource[]
   const i = list.findIndex(x => x.metadata.name === r.metadata.name && x.metadata.namespace === r.metadata.namespace)
   if (i < 0) { list.push(r); return }
   const prev = list[i]

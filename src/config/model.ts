@@ -381,6 +381,104 @@ export interface ServiceEntrySpec {
   subjectAltNames?: string[]
 }
 
+// ---------------------------------------------------------------- security.istio.io
+
+/** `WorkloadSelector`: the workloads whose labels include all of these (type.istio.io). */
+export interface WorkloadSelector {
+  matchLabels?: Record<string, string>
+}
+
+/** `PolicyTargetReference`: a Gateway, Service or ServiceEntry the policy attaches to. */
+export interface PolicyTargetReference {
+  group?: string
+  kind: string
+  name: string
+  namespace?: string
+}
+
+export interface AuthzSource {
+  principals?: string[]
+  notPrincipals?: string[]
+  requestPrincipals?: string[]
+  notRequestPrincipals?: string[]
+  namespaces?: string[]
+  notNamespaces?: string[]
+  serviceAccounts?: string[]
+  notServiceAccounts?: string[]
+  ipBlocks?: string[]
+  notIpBlocks?: string[]
+  remoteIpBlocks?: string[]
+  notRemoteIpBlocks?: string[]
+}
+
+export interface AuthzOperation {
+  hosts?: string[]
+  notHosts?: string[]
+  ports?: string[]
+  notPorts?: string[]
+  methods?: string[]
+  notMethods?: string[]
+  paths?: string[]
+  notPaths?: string[]
+}
+
+export interface AuthzCondition {
+  key: string
+  values?: string[]
+  notValues?: string[]
+}
+
+export interface AuthzRule {
+  from?: Array<{ source?: AuthzSource }>
+  to?: Array<{ operation?: AuthzOperation }>
+  when?: AuthzCondition[]
+}
+
+export type AuthzAction = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM'
+
+export interface AuthorizationPolicySpec {
+  selector?: WorkloadSelector
+  targetRef?: PolicyTargetReference
+  targetRefs?: PolicyTargetReference[]
+  rules?: AuthzRule[]
+  action?: AuthzAction
+  provider?: { name?: string }
+}
+
+export interface JwtHeader {
+  name: string
+  prefix?: string
+}
+
+export interface JWTRule {
+  issuer: string
+  audiences?: string[]
+  jwksUri?: string
+  jwks?: string
+  fromHeaders?: JwtHeader[]
+  fromParams?: string[]
+  fromCookies?: string[]
+  outputPayloadToHeader?: string
+  forwardOriginalToken?: boolean
+  outputClaimToHeaders?: Array<{ header: string; claim: string }>
+  timeout?: string
+}
+
+export interface RequestAuthenticationSpec {
+  selector?: WorkloadSelector
+  targetRef?: PolicyTargetReference
+  targetRefs?: PolicyTargetReference[]
+  jwtRules?: JWTRule[]
+}
+
+export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT'
+
+export interface PeerAuthenticationSpec {
+  selector?: WorkloadSelector
+  mtls?: { mode?: MtlsMode }
+  portLevelMtls?: Record<string, { mode?: MtlsMode }>
+}
+
 // ---------------------------------------------------------------- envelope
 
 /** Where a resource came from, for error messages. */
@@ -420,11 +518,37 @@ export type Gateway = ResourceBase<'Gateway', GatewaySpec>
 export type ServiceEntry = ResourceBase<'ServiceEntry', ServiceEntrySpec>
 export type WorkloadEntry = ResourceBase<'WorkloadEntry', WorkloadEntrySpec>
 
-export type Resource = VirtualService | DestinationRule | Gateway | ServiceEntry | WorkloadEntry
+export type AuthorizationPolicy = ResourceBase<'AuthorizationPolicy', AuthorizationPolicySpec>
+export type RequestAuthentication = ResourceBase<'RequestAuthentication', RequestAuthenticationSpec>
+export type PeerAuthentication = ResourceBase<'PeerAuthentication', PeerAuthenticationSpec>
+
+export type Resource = VirtualService | DestinationRule | Gateway | ServiceEntry | WorkloadEntry |
+  AuthorizationPolicy | RequestAuthentication | PeerAuthentication
 export type Kind = Resource['kind']
 
-export const KINDS: readonly Kind[] = ['VirtualService', 'DestinationRule', 'Gateway', 'ServiceEntry', 'WorkloadEntry']
-export const API_VERSIONS: readonly string[] = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3']
+/** Every kind meshgate reads, with the API versions it accepts for it. */
+export const KIND_VERSIONS: Readonly<Record<Kind, readonly string[]>> = {
+  VirtualService: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+  DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+  Gateway: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+  ServiceEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+  WorkloadEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+  AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1']
+}
+export const KINDS = Object.keys(KIND_VERSIONS) as readonly Kind[]
+/** The networking.istio.io versions (every traffic kind accepts these). */
+export const API_VERSIONS: readonly string[] = KIND_VERSIONS.VirtualService
+
+/** Istio's API groups: a kind of these groups that meshgate does not read is never silently skipped. */
+export const ISTIO_GROUPS: readonly string[] = ['networking.istio.io', 'security.istio.io', 'telemetry.istio.io', 'extensions.istio.io']
+
+/**
+ * Istio kinds meshgate reads none of, which change no access decision: skipped with a warning.
+ * Any other kind of an Istio group (a security kind, a misspelt kind) is an error.
+ */
+export const SKIPPED_ISTIO_KINDS: readonly string[] = ['Sidecar', 'EnvoyFilter', 'WorkloadGroup', 'ProxyConfig', 'Telemetry', 'WasmPlugin']
 
 /** The resources of one configuration, grouped by kind, each list in load order. */
 export interface ResourceSet {
@@ -433,6 +557,29 @@ export interface ResourceSet {
   destinationRules: DestinationRule[]
   serviceEntries: ServiceEntry[]
   workloadEntries: WorkloadEntry[]
+  authorizationPolicies: AuthorizationPolicy[]
+  requestAuthentications: RequestAuthentication[]
+  peerAuthentications: PeerAuthentication[]
+}
+
+/** The list of a `ResourceSet` each kind goes to. */
+export const SET_LISTS = {
+  Gateway: 'gateways',
+  VirtualService: 'virtualServices',
+  DestinationRule: 'destinationRules',
+  ServiceEntry: 'serviceEntries',
+  WorkloadEntry: 'workloadEntries',
+  AuthorizationPolicy: 'authorizationPolicies',
+  RequestAuthentication: 'requestAuthentications',
+  PeerAuthentication: 'peerAuthentications'
+} as const satisfies Record<Kind, keyof ResourceSet>
+
+/** A set with no resources. */
+export function emptySet (): ResourceSet {
+  return {
+    gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [],
+    authorizationPolicies: [], requestAuthentications: [], peerAuthentications: []
+  }
 }
 
 /** `Kind/namespace/name`, as istioctl prints resources. */

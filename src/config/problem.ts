@@ -27,7 +27,7 @@ export const Codes = {
   SchemaValidationError: 'IST0106',
   /** YAML syntax error. */
   YamlSyntax: 'MG0001',
-  /** A kind meshgate does not handle: skipped. */
+  /** A kind of a non-Istio API group, or an Istio kind that changes no access decision: skipped (a warning). */
   UnknownKind: 'MG0002',
   /** A field Istio accepts but meshgate does not implement yet. */
   NotSupported: 'MG0003',
@@ -46,7 +46,13 @@ export const Codes = {
   /** The configuration files kept changing: the change was not applied. */
   NotSettled: 'MG0010',
   /** A worker process could not apply, or did not acknowledge, a change (`--workers`). */
-  WorkerFailed: 'MG0011'
+  WorkerFailed: 'MG0011',
+  /**
+   * An Istio resource meshgate would have to drop: an unknown kind of an Istio API group (a
+   * misspelt kind), `CUSTOM` authorization, a PeerAuthentication that needs mTLS. An error, so
+   * that nothing Istio would deny is let through; `--allow-unsupported-kinds` makes it a warning.
+   */
+  Unenforced: 'MG0012'
 } as const
 
 /** Every code of the table once (codes are never reused for another meaning). */

@@ -264,7 +264,65 @@ export const ObjectMeta = O({
   managedFields: Opt(Type.Array(Type.Unknown()))
 })
 
+// security.istio.io (istio/api security/v1beta1 and type/v1beta1/selector.proto).
+const WorkloadSelector = O({ matchLabels: Opt(StrMap) })
+const PolicyTargetReference = O({ group: Opt(Str), kind: Str, name: Str, namespace: Opt(Str) })
+const StrList = Type.Array(Str)
+const targets = { selector: Opt(WorkloadSelector), targetRef: Opt(PolicyTargetReference), targetRefs: Opt(Type.Array(PolicyTargetReference)) }
+
+const AuthzSource = O({
+  principals: Opt(StrList), notPrincipals: Opt(StrList),
+  requestPrincipals: Opt(StrList), notRequestPrincipals: Opt(StrList),
+  namespaces: Opt(StrList), notNamespaces: Opt(StrList),
+  serviceAccounts: Opt(StrList), notServiceAccounts: Opt(StrList),
+  ipBlocks: Opt(StrList), notIpBlocks: Opt(StrList),
+  remoteIpBlocks: Opt(StrList), notRemoteIpBlocks: Opt(StrList)
+})
+const AuthzOperation = O({
+  hosts: Opt(StrList), notHosts: Opt(StrList),
+  ports: Opt(StrList), notPorts: Opt(StrList),
+  methods: Opt(StrList), notMethods: Opt(StrList),
+  paths: Opt(StrList), notPaths: Opt(StrList)
+})
+export const AuthorizationPolicySpec = O({
+  ...targets,
+  rules: Opt(Type.Array(O({
+    from: Opt(Type.Array(O({ source: Opt(AuthzSource) }))),
+    to: Opt(Type.Array(O({ operation: Opt(AuthzOperation) }))),
+    when: Opt(Type.Array(O({ key: Str, values: Opt(StrList), notValues: Opt(StrList) })))
+  }))),
+  action: Opt(Enum('ALLOW', 'DENY', 'AUDIT', 'CUSTOM')),
+  provider: Opt(O({ name: Opt(Str) }))
+})
+
+export const RequestAuthenticationSpec = O({
+  ...targets,
+  jwtRules: Opt(Type.Array(O({
+    issuer: Str,
+    audiences: Opt(StrList),
+    jwksUri: Opt(Str),
+    jwks: Opt(Str),
+    fromHeaders: Opt(Type.Array(O({ name: Str, prefix: Opt(Str) }))),
+    fromParams: Opt(StrList),
+    fromCookies: Opt(StrList),
+    outputPayloadToHeader: Opt(Str),
+    forwardOriginalToken: Opt(Bool),
+    outputClaimToHeaders: Opt(Type.Array(O({ header: Str, claim: Str }))),
+    timeout: Opt(Str)
+  })))
+})
+
+const MtlsMode = Enum('UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT')
+export const PeerAuthenticationSpec = O({
+  selector: Opt(WorkloadSelector),
+  mtls: Opt(O({ mode: Opt(MtlsMode) })),
+  portLevelMtls: Opt(Type.Record(Type.String(), O({ mode: Opt(MtlsMode) })))
+})
+
 export const SPEC_SCHEMAS: Record<string, TSchema> = {
+  AuthorizationPolicy: AuthorizationPolicySpec,
+  RequestAuthentication: RequestAuthenticationSpec,
+  PeerAuthentication: PeerAuthenticationSpec,
   VirtualService: VirtualServiceSpec,
   DestinationRule: DestinationRuleSpec,
   Gateway: GatewaySpec,

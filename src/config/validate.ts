@@ -6,6 +6,7 @@ import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
 import { parseDurationMs } from './duration.js'
 import { GRPC_CODES } from '../routing/actions.js'
 import { RETRY_ON_NAMES } from '../resilience/retry.js'
+import { validateSecurity } from './validate-security.js'
 
 /**
  * HTTPRoute fields meshgate does not implement yet. A route using one is rejected at load,
@@ -31,7 +32,7 @@ const BAD_HEADER_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/
 
 type Path = Array<string | number>
 
-class Collector {
+export class Collector {
   constructor (readonly problems: Problem[], readonly strict: boolean) {}
 
   at (r: Resource, path: Path, severity: Severity, code: string, message: string): void {
@@ -144,6 +145,7 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
     else if (we.spec.address.startsWith('unix://')) c.error(we, ['spec', 'address'], UNIX_ENDPOINT(we.spec.address), Codes.NotSupported)
   }
   noEffectFields(c, set)
+  validateSecurity(c, set)
   return c.problems
 }
 

@@ -78,6 +78,8 @@ export interface LocalPlan extends Routed {
   body?: Buffer
   headers: Record<string, string>
   upstreamCluster: string
+  /** A CORS preflight answer. */
+  preflight?: boolean
 }
 
 /** Forward upstream: everything the stages after the decision need. */
@@ -138,8 +140,8 @@ export function decide (req: RequestInput, ctx: DecisionContext): Plan {
   if (route.cors !== undefined && typeof origin === 'string') {
     const allowed = corsAllows(route.cors, origin)
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
-      if (allowed) return local(facts, vhost!, route, 200, undefined, corsPreflightHeaders(route.cors, origin), '', '-')
-      if (route.cors.unmatchedPreflights === 'IGNORE') return local(facts, vhost!, route, 200, undefined, {}, '', '-')
+      if (allowed) return preflight(local(facts, vhost!, route, 200, undefined, corsPreflightHeaders(route.cors, origin), '', '-'))
+      if (route.cors.unmatchedPreflights === 'IGNORE') return preflight(local(facts, vhost!, route, 200, undefined, {}, '', '-'))
     } else if (allowed) {
       cors = corsResponseHeaders(route.cors, origin)
     }
@@ -197,6 +199,12 @@ export function decide (req: RequestInput, ctx: DecisionContext): Plan {
   if (route.mirrors !== undefined) plan.mirrors = route.mirrors
   if (cors !== undefined) plan.cors = cors
   return withDelay(delayMs, plan)
+}
+
+/** A CORS preflight answer (authentication lets these through, as Envoy's jwt_authn does). */
+function preflight (p: LocalPlan): LocalPlan {
+  p.preflight = true
+  return p
 }
 
 /** A plan with the fault delay drawn for it, if any. */

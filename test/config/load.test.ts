@@ -1,7 +1,7 @@
 import t from 'tap'
 import { addResource, loadConfig, parseDocuments } from '../../src/config/load.js'
 import { formatProblem, type Problem } from '../../src/config/problem.js'
-import type { ResourceSet } from '../../src/config/model.js'
+import { emptySet, type ResourceSet } from '../../src/config/model.js'
 
 // Parsing: multi-document YAML with positions, kinds, apiVersions, namespace default, unknown
 // kinds, schema errors (unknown fields, wrong types), YAML syntax and duplicate keys.
@@ -94,7 +94,7 @@ t.test('metadata.namespace defaults to default; an explicit one is kept', async 
   t.equal(parseDocuments(VS('networking.istio.io/v1', '  namespace: bookinfo\n'), 'a.yaml').resources[0].metadata.namespace, 'bookinfo')
 })
 
-t.test('unknown kinds are skipped with a warning at the document start', async t => {
+t.test('kinds of other API groups are skipped with a warning at the document start; security kinds are read', async t => {
   const text = `${VS('networking.istio.io/v1')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -107,10 +107,9 @@ metadata: {name: reviews}
 `
   const r = parseDocuments(text, 'k.yaml')
   t.same(r.problems.map(formatProblem), [
-    'Warning [MG0002] (k.yaml:13:1) kind "AuthorizationPolicy" is not handled by meshgate; skipped',
     'Warning [MG0002] (k.yaml:18:1) kind "Service" is not handled by meshgate; skipped'
   ])
-  t.same(r.resources.map(x => x.kind), ['VirtualService'])
+  t.same(r.resources.map(x => x.kind), ['VirtualService', 'AuthorizationPolicy'])
   // A warning alone does not make the load fail.
   t.equal(loadConfig([{ file: 'k.yaml', text }]).ok, true)
 })
@@ -281,7 +280,7 @@ t.test('loadConfig: later same-named resource replaces the earlier one with a wa
   t.same(strict.problems.map(formatProblem).filter(l => l.includes('MG0005')), [dup.replace('Warning', 'Error')])
   t.equal(strict.ok, false)
   // The same name in another namespace is another resource.
-  const set: ResourceSet = { gateways: [], virtualServices: [], destinationRules: [], serviceEntries: [], workloadEntries: [] }
+  const set: ResourceSet = emptySet()
   const problems: Problem[] = []
   for (const res of parseDocuments(`${VS('networking.istio.io/v1')}---\n${VS('networking.istio.io/v1', '  namespace: other\n')}`, 'c.yaml').resources) addResource(set, res, problems)
   t.same(set.virtualServices.map(v => v.metadata.namespace), ['default', 'other'])
@@ -294,5 +293,6 @@ t.test('loadConfig sorts problems by file, line and column across files', async 
     { file: 'a.yaml', text: `${VS('networking.istio.io/v1')}---\napiVersion: x/v1\nkind: Bar\n` }
   ])
   // a.yaml:11 is the VirtualService's destination host, registered by no ServiceEntry (a warning).
-  t.same(r.problems.map(p => `${p.file}:${p.line}:${p.code}`), ['a.yaml:11:IST0101', 'a.yaml:13:MG0002', 'b.yaml:1:MG0002'])
+  // b.yaml's Foo is an unknown kind of an Istio group: an error, not a skip (MG0012).
+  t.same(r.problems.map(p => `${p.file}:${p.line}:${p.code}`), ['a.yaml:11:IST0101', 'a.yaml:13:MG0002', 'b.yaml:1:MG0012'])
 })

@@ -1,0 +1,174 @@
+import { request as httpRequest } from 'node:http'
+import t from 'tap'
+import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+
+// AuthorizationPolicy through the running gateway: the ingress workload, the destination
+// workload behind it, and the mesh listener with callers identified by address.
+
+const GATEWAY = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: istio-system }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 8080, name: http, protocol: HTTP }
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: app }
+spec:
+  hosts: ['*']
+  gateways: [istio-system/gw]
+  http:
+  - route:
+    - destination: { host: app }
+`
+
+/** A GET from a chosen local address (the mesh identifies callers by it). */
+function getFrom (base: string, path: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const u = new URL(base)
+  return new Promise((resolve, reject) => {
+    const r = httpRequest({ host: u.hostname, port: Number(u.port), path, localAddress, headers, agent: false }, res => {
+      let body = ''
+      res.on('data', c => { body += String(c) })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    r.on('error', reject)
+    r.end()
+  })
+}
+
+t.test('ingress: a DENY policy answers 403 "RBAC: access denied", flag -, and the matched policy in the log', async t => {
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: ingressgateway } }
+  action: DENY
+  rules:
+  - to:
+    - operation: { paths: ["/admin*"] }
+`)
+  t.teardown(async () => { await gw.close(); await up.close() })
+  t.equal((await rawRequest(gw.ingress, '/ok', { headers: { host: 'a.example' } })).status, 200)
+  const denied = await rawRequest(gw.ingress, '/admin/x', { headers: { host: 'a.example' } })
+  t.equal(denied.status, 403)
+  t.equal(denied.body, 'RBAC: access denied')
+  t.equal(denied.headers['content-type'], 'text/plain')
+  t.equal(up.seen.length, 1, 'the denied request never reached the upstream')
+  await waitForLogs(gw.logs, 2)
+  const line = gw.logs[1]
+  t.equal(line.response_code, '403')
+  t.equal(line.response_flags, '-')
+  t.equal(line.response_code_details, 'rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-admin]-rule[0]]')
+  t.equal(gw.logs[0].response_code_details, undefined, 'an allowed request keeps the ASM keys')
+  const metrics = await gw.metrics.registry.metrics()
+  t.match(metrics, /envoy_http_rbac_denied 1\b/)
+  t.match(metrics, /envoy_http_rbac_allowed 1\b/)
+})
+
+t.test('remoteIpBlocks read X-Forwarded-For through the trusted proxy count; ipBlocks the peer', async t => {
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ingress-policy, namespace: istio-system }
+spec:
+  selector: { matchLabels: { app: istio-ingressgateway } }
+  action: ALLOW
+  rules:
+  - from:
+    - source: { remoteIpBlocks: ["203.0.113.0/24"] }
+`, { numTrustedProxies: 1 })
+  t.teardown(async () => { await gw.close(); await up.close() })
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a', 'x-forwarded-for': '203.0.113.9' } })).status, 200, 'one trusted proxy: its XFF entry is the client')
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a', 'x-forwarded-for': '203.0.113.9, 198.51.100.1' } })).status, 403, 'the entry next to the trusted proxy')
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 403, 'no XFF: the peer (127.0.0.1) is the client')
+})
+
+t.test('ingress → destination: the destination workload\'s policies apply with the gateway as the source', async t => {
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: app-viewer, namespace: default }
+spec:
+  selector: { matchLabels: { app: app } }
+  rules:
+  - from:
+    - source: { principals: ["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"] }
+    to:
+    - operation: { methods: ["GET"] }
+`)
+  t.teardown(async () => { await gw.close(); await up.close() })
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)
+  const post = await rawRequest(gw.ingress, '/', { method: 'POST', headers: { host: 'a', 'content-length': '0' } })
+  t.equal(post.status, 403)
+  await waitForLogs(gw.logs, 2)
+  t.equal(gw.logs[1].response_code_details, 'rbac_access_denied_matched_policy[none]')
+})
+
+t.test('mesh: callers are identified by their WorkloadEntry address and service account', async t => {
+  const up = await startUpstream('reviews')
+  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews]
+  location: MESH_INTERNAL
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  workloadSelector: { labels: { app: reviews } }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: reviews-1, namespace: default }
+spec:
+  address: 127.0.0.1
+  ports: { http: ${up.port} }
+  labels: { app: reviews }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: productpage-1, namespace: default }
+spec:
+  address: 127.0.0.2
+  labels: { app: productpage }
+  serviceAccount: bookinfo-productpage
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: reviews-viewer, namespace: default }
+spec:
+  selector: { matchLabels: { app: reviews } }
+  rules:
+  - from:
+    - source: { principals: ["cluster.local/ns/default/sa/bookinfo-productpage"] }
+`, { gatewayPorts: [] })
+  t.teardown(async () => { await gw.close(); await up.close() })
+  const asProductpage = await getFrom(gw.mesh, '/reviews/0', '127.0.0.2', { host: 'reviews:9080' })
+  t.equal(asProductpage.status, 200)
+  const asStranger = await getFrom(gw.mesh, '/reviews/0', '127.0.0.3', { host: 'reviews:9080' })
+  t.equal(asStranger.status, 403)
+  t.equal(asStranger.body, 'RBAC: access denied')
+})
+
+t.test('a policy change applies at reload; removing every policy removes the stage', async t => {
+  const up = await startUpstream('app')
+  const base = GATEWAY + '---\n' + serviceEntry('app', { v1: up.port })
+  const gw = await startInlineGateway(base)
+  t.teardown(async () => { await gw.close(); await up.close() })
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)
+  await gw.config.applyText(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-nothing, namespace: istio-system }
+spec: {}
+`, 'merge', '<body>')
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 403, 'allow-nothing')
+  await gw.config.applyText(base, 'replace', '<body>')
+  t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)
+  t.equal(gw.config.current.snapshot.security, undefined)
+})
