@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { rawRequest, serviceEntry } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // The CLI's admin token and Host options: a generated token is printed once on stderr as plain
 // text and never written into the JSON log; --admin-allowed-hosts (or its environment

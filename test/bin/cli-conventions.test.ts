@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parse as parseYaml } from 'yaml'
-import { rawRequest, serviceEntry } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // The CLI behaves as users of istioctl and kubectl expect: --version, validate --help, '-' for
 // stdin, -o json|yaml for machine-readable problems, and a quiet exit when the reader of its

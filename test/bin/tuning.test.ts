@@ -5,7 +5,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { tuningOptions } from '../../bin/tuning.js'
-import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // The CLI's hardening and TLS flags: parsed from flags or the environment (flag wins), bad
 // values named, and really applied by a meshgate process started with them.

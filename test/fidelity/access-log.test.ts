@@ -1,6 +1,9 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { GATEWAY, echoed, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { echoed, rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // The JSON access log: Istio's EnvoyJSONLogFormatIstio keys (snake_case) plus ASM's fallback
 // fields, with the values docs/fallback.md#in-the-access-log fixes for every fallback path.

@@ -1,6 +1,9 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Istio's defaults where a field is left out, observed over HTTP (docs/architecture.md#weights, docs/architecture.md#istio-defaults).
 

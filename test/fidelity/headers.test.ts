@@ -1,6 +1,8 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
-import { GATEWAY, echoed, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { echoed, rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Request and response headers as Envoy (behind an Istio gateway) writes them, observed from a
 // real upstream and a real client.

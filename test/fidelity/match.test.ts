@@ -1,6 +1,9 @@
 import t, { type Test } from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs, who } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest, who } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Match semantics observed over HTTP against a real meshgate, each row checked against
 // Istio's virtual_service.proto (HTTPMatchRequest, StringMatch) and Envoy's route_components.proto.

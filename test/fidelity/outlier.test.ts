@@ -1,6 +1,9 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { GATEWAY, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Outlier detection with Istio's defaults for the fields left out (destination_rule.proto
 // OutlierDetection; docs/architecture.md#outlier-detection-defaults): max_ejection_percent 10 % but at least one host

@@ -1,6 +1,8 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
-import { GATEWAY, echoed, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { echoed, rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // rewrite.uri, uriRegexRewrite and authority rewrites as Istio translates them to Envoy
 // (route.go: prefix_rewrite per match block; regex_rewrite; host_rewrite_literal), observed

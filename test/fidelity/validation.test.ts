@@ -1,6 +1,6 @@
 import t from 'tap'
-import { serviceEntry, startInlineGateway } from '../helpers/upstream.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Load-time validation against istio pkg/config/validation (validation.go): what Istio accepts
 // must load, what it rejects must be refused (the whole change, like a rejected kubectl apply).

@@ -10,7 +10,9 @@ import { Pool } from 'undici'
 import { startGateway } from '../../plugins/gateway.js'
 import { REDACTED, redact, startAdmin } from '../../routes/admin.js'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 const TOKEN = 'g1-admin-token-0123456789'
 const auth = { authorization: `Bearer ${TOKEN}` }

@@ -5,7 +5,7 @@ import { compile } from '../../src/compile/compile.js'
 import { MAX_ALIASES, MAX_TEXT_BYTES, MAX_TOTAL_BYTES, loadConfig } from '../../src/config/load.js'
 import { type Problem } from '../../src/config/problem.js'
 import { MAX_REGEX_LENGTH } from '../../src/config/validate.js'
-import { serviceEntry } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 const load = (text: string, strict = false): ReturnType<typeof loadConfig> => loadConfig([{ file: 'f.yaml', text }], { strict })
 const errors = (ps: Problem[]): Problem[] => ps.filter(p => p.severity === 'Error')

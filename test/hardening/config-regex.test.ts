@@ -7,7 +7,9 @@ import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import t from 'tap'
 import { fullMatchRegex } from '../../src/routing/string-match.js'
-import { rawRequest, serviceEntry, startInlineGateway } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 t.test('F7: ^(a+)+$ against a 100 KB aaaa…b path answers in linear time', async t => {
   // An upstream that accepts the long request line (Node's default header cap is 16 KB).

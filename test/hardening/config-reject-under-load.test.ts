@@ -6,7 +6,8 @@ import { Agent, request as httpRequest } from 'node:http'
 import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
 import { startAdmin } from '../../routes/admin.js'
-import { serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 const TOKEN = 'h2'
 const routes = (set: string, subset: string): string => `apiVersion: networking.istio.io/v1

@@ -10,7 +10,9 @@ import { startGateway } from '../../plugins/gateway.js'
 import { ConfigError } from '../../plugins/config-manager.js'
 import { MAX_CONFIG_FILE_BYTES } from '../../plugins/config-files.js'
 import { startAdmin } from '../../routes/admin.js'
-import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 const TOKEN = 'reload-test-token'
 const auth = { authorization: `Bearer ${TOKEN}` }

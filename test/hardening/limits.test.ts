@@ -6,8 +6,12 @@ import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
-import { HOST, rawExchange, sleep, startPathFixture } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { HOST, startPathFixture } from '../helpers/path-fixture.js'
+import { rawExchange, rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { sleep } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // docs/testing.md#c-size-limits-and-slow-clients, table C: header caps (431), body cap on the streaming path (413), slowloris
 // and slow bodies (408 at headersTimeout / requestTimeout), idle keep-alive, connection caps,

@@ -1,6 +1,7 @@
 import t from 'tap'
-import { rawRequest, waitForLogs } from '../helpers/upstream.js'
-import { HOST, sleep, startPathFixture } from './fixture.js'
+import { HOST, startPathFixture } from '../helpers/path-fixture.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { sleep, waitForLogs } from '../helpers/wait.js'
 
 // Overload (issue #8 item 7): event-loop-delay and memory guards shed requests with 503 OM
 // (Envoy's overload-manager flag) before the process falls over, and recover on their own.

@@ -1,6 +1,7 @@
 import t from 'tap'
-import { rawRequest, waitForLogs } from '../helpers/upstream.js'
-import { HOST, rawExchange, startPathFixture, type PathGateway } from './fixture.js'
+import { HOST, type PathGateway, startPathFixture } from '../helpers/path-fixture.js'
+import { rawExchange, rawRequest } from '../helpers/raw-http.js'
+import { waitForLogs } from '../helpers/wait.js'
 
 // docs/testing.md#b-path-confusion, table B: one canonical path, matched on AND forwarded. Fixture: `/public/` →
 // pub, `/admin` → adm (the guarded one), `/api` → pub with rewrite `/v1`, anything else 404 NR.

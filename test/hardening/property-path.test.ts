@@ -7,7 +7,9 @@ import { connect } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
 import { type CanonicalResult, ESCAPED_SLASHES_ACTIONS, PATH_NORMALIZATIONS, type PathPolicy, canonicalize } from '../../src/routing/path.js'
-import { serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 /** Path pieces that exercise every step: dots (plain, encoded, mixed case), escaped slashes, backslashes, bad escapes. */
 const PIECES = ['a', 'b', 'admin', 'api', 'v1', 'static', 'x.css', '.', '..', '...', '.a', '%2e', '%2E', '%2e%2E', '.%2e', '%2F', '%2f', '%5C', '%5c', '\\', '',

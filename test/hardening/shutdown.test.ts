@@ -7,8 +7,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { rawExchange, sleep } from './fixture.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawExchange, rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { sleep, waitForLogs } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // docs/testing.md#j-graceful-shutdown, table J: graceful shutdown in order (J1), and a forced exit by the hard
 // deadline or a second signal (J2). Kept to a few seconds with short configured windows.

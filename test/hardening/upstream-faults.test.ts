@@ -3,9 +3,12 @@ import { createServer as createHttpsServer } from 'node:https'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawExchange, rawRequest } from '../helpers/raw-http.js'
+import { countingUpstream, startUpstream } from '../helpers/upstream.js'
+import { sleep, waitForLogs } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 import type { GatewayOptions } from '../../plugins/gateway.js'
-import { countingUpstream, rawExchange, sleep } from './fixture.js'
 
 // docs/testing.md#d-upstream-faults, table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
 // after headers, drip, answer 503, lose their client, fail TLS, or never accept. Each row: the

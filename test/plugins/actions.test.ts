@@ -1,5 +1,9 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // Redirects, direct responses, fault injection, CORS and mirroring through the real proxy.
 

@@ -8,7 +8,9 @@ import { ConfigManager } from '../../plugins/config-manager.js'
 import { OFF_THREAD_MIN_CHARS, offThread, stopConfigWorker } from '../../plugins/config-worker.js'
 import { startGateway } from '../../plugins/gateway.js'
 import { startAdmin } from '../../routes/admin.js'
-import { rawRequest, serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // Large configuration changes are parsed and validated in a worker thread: a 400 KB change
 // through the admin API while proxied traffic runs must never stall the event loop by 50 ms

@@ -1,7 +1,10 @@
 import t from 'tap'
 import { loadConfig } from '../../src/config/load.js'
 import { compile } from '../../src/compile/compile.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // Istio delegation (one level) and exportTo visibility.
 

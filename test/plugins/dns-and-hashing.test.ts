@@ -1,5 +1,8 @@
 import t from 'tap'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // `resolution: DNS` endpoints through a real gateway (the name resolves, stops resolving and
 // comes back), and consistent-hash stickiness end to end (header and generated cookie).

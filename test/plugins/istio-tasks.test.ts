@@ -10,7 +10,11 @@ import { loadConfig } from '../../src/config/load.js'
 import type { Problem } from '../../src/config/problem.js'
 import { ConfigError, startGateway } from '../../plugins/gateway.js'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs, type Upstream } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // The YAML examples of the istio.io traffic-management task pages, loaded unchanged from
 // test/fixtures/istio-tasks (sources in its README.md), against real loopback upstreams

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // 100 MB up and 100 MB down through the proxy: bodies stream, so memory stays bounded.
 const SIZE = 100 * 1024 * 1024

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
 import { startAdmin } from '../../routes/admin.js'
-import { rawRequest, startInlineGateway } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
 
 // One decision for every entry point: ordinary requests, upgrades and GET /routes/explain pick
 // the same route and cluster for the same request (a property over generated requests), and

@@ -3,7 +3,11 @@ import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { waitForLogs } from '../helpers/wait.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // Gateway TLS (SIMPLE with SNI certificates, MUTUAL), httpsRedirect, and upstream TLS from a
 // DestinationRule, with certificates generated for the test.

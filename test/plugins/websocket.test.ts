@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import WebSocket, { WebSocketServer } from 'ws'
-import { serviceEntry, startInlineGateway } from '../helpers/upstream.js'
+import { startInlineGateway } from '../helpers/gateway.js'
+import { serviceEntry } from '../helpers/yaml.js'
 
 // WebSocket upgrades through a route (Envoy allows upgrades by default), with a prefix rewrite.
 

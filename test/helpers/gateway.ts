@@ -1,0 +1,35 @@
+// Starting meshgate in-process for a test: on free loopback ports, from inline YAML, with every
+// access-log line collected. `gatewayFor` also registers the close with the test (as
+// `upstreamsFor` in upstream.ts does), so a test body holds no start/stop boilerplate.
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../plugins/gateway.js'
+
+export type InlineGatewayOptions = Partial<GatewayOptions> & { gatewayPorts?: number[] }
+export type InlineGateway = RunningGateway & { logs: Array<Record<string, string>>; ingress: string; mesh: string }
+
+/** What a tap test offers for cleaning up (kept structural so helpers need no tap types). */
+export interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** Start meshgate on free ports with inline YAML; every access-log line is collected. */
+export async function startInlineGateway (yaml: string, opts: InlineGatewayOptions = {}): Promise<InlineGateway> {
+  const logs: Array<Record<string, string>> = []
+  const portMap: Record<number, number> = {}
+  for (const p of opts.gatewayPorts ?? [8080]) portMap[p] = 0
+  const gw = await startGateway({
+    config: { inputs: [{ file: 'inline.yaml', text: yaml }] },
+    host: '127.0.0.1',
+    meshPort: 0,
+    portMap,
+    accessLog: line => logs.push(JSON.parse(line)),
+    ...opts
+  })
+  const ingress = gw.listeners.find(l => l.kind === 'gateway')?.url ?? ''
+  const mesh = gw.listeners.find(l => l.kind === 'mesh')?.url ?? ''
+  return Object.assign(gw, { logs, ingress, mesh })
+}
+
+/** `startInlineGateway`, closed when the test ends. */
+export async function gatewayFor (t: Teardown, yaml: string, opts: InlineGatewayOptions = {}): Promise<InlineGateway> {
+  const gw = await startInlineGateway(yaml, opts)
+  t.teardown(() => gw.close())
+  return gw
+}

@@ -1,0 +1,96 @@
+// Clients that send exactly what a test writes: `rawRequest` (one HTTP/1.1 request with any
+// target and headers, a fresh connection each time) and `rawExchange` (raw bytes over TCP, for
+// framing tests that must not go through a client that fixes them).
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { connect } from 'node:net'
+
+export interface SimpleResponse {
+  status: number
+  headers: IncomingMessage['headers']
+  body: string
+}
+
+/**
+ * One HTTP/1.1 request with full control over the target and headers (fetch would normalise
+ * the path and forbid Host). A fresh connection each time.
+ */
+export function rawRequest (
+  base: string,
+  target: string,
+  opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer } = {}
+): Promise<SimpleResponse> {
+  const u = new URL(base)
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: u.hostname,
+      port: Number(u.port),
+      method: opts.method ?? 'GET',
+      path: target,
+      headers: opts.headers,
+      agent: false
+    }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', c => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    if (opts.body !== undefined) req.end(opts.body)
+    else req.end()
+  })
+}
+
+/** The request the upstream saw, as the helper upstream (`startUpstream`) echoes it. */
+export function echoed (res: SimpleResponse): { upstream: string; url: string; headers: Record<string, string | string[]> } {
+  return JSON.parse(res.body)
+}
+
+/** Which upstream answered (the helper upstream echoes its name), or the status when not 200. */
+export async function who (base: string, target: string, headers?: Record<string, string>): Promise<string | number> {
+  const res = await rawRequest(base, target, { headers })
+  if (res.status !== 200) return res.status
+  return echoed(res).upstream
+}
+
+export interface RawResult {
+  /** Everything the gateway sent, latin1. */
+  data: string
+  /** The gateway closed the connection (FIN or reset) before `waitMs` ran out. */
+  closed: boolean
+  /** Status codes of every response found in `data`, in order. */
+  statuses: number[]
+}
+
+/**
+ * Send raw bytes on a fresh TCP connection and collect what comes back until the gateway
+ * closes the connection or `waitMs` passes. `chunks` are written `gapMs` apart.
+ */
+export function rawExchange (base: string, chunks: string | Buffer | Array<string | Buffer>, opts: { waitMs?: number; gapMs?: number } = {}): Promise<RawResult> {
+  const u = new URL(base)
+  const list = Array.isArray(chunks) ? chunks : [chunks]
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: u.hostname, port: Number(u.port) })
+    let data = ''
+    let done = false
+    const finish = (closed: boolean): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      sock.destroy()
+      const statuses = [...data.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map(m => Number(m[1]))
+      resolve({ data, closed, statuses })
+    }
+    const timer = setTimeout(() => finish(false), opts.waitMs ?? 3000)
+    sock.on('data', d => { data += d.toString('latin1') })
+    sock.on('end', () => finish(true))
+    sock.on('close', () => finish(true))
+    sock.on('error', err => { if ((err as { code?: string }).code === 'ECONNRESET') finish(true); else if (!done) { done = true; clearTimeout(timer); reject(err) } })
+    sock.once('connect', async () => {
+      for (let i = 0; i < list.length; i++) {
+        if (i > 0 && (opts.gapMs ?? 0) > 0) await new Promise(resolve => setTimeout(resolve, opts.gapMs))
+        if (sock.destroyed) return
+        sock.write(list[i])
+      }
+    })
+  })
+}
