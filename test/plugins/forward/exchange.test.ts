@@ -7,11 +7,11 @@ import { type AddressInfo, connect as connectTcp, createServer as createTcpServe
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawExchange, rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { sleep, waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { sleep, waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // Hardening, round 2: upgrade smuggling, Expect: 100-continue, one bad exchange never takes an
 // endpoint out, breakers only with outlierDetection, Connection nominations, clean drains,

@@ -1,11 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { HOST, startPathFixture } from '../helpers/path-fixture.js'
-import { rawExchange, rawRequest } from '../helpers/raw-http.js'
-import { sleep, waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { HOST, startPathFixture } from '../../helpers/path-fixture.js'
+import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { sleep, waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // docs/testing.md#a-framing-and-smuggling, table A over raw TCP sockets against a real listener: every malformed or
 // smuggling input is answered 400 with the connection closed, and the recording upstreams saw

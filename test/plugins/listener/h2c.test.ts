@@ -1,10 +1,10 @@
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawExchange, rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // HTTP/2 cleartext (h2c, prior knowledge) on Gateway ports declared HTTP2 or GRPC (issue #4
 // item 9): the same port takes HTTP/1.1 and h2c, forwards to HTTP/1.1 upstreams, and caps

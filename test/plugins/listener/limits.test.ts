@@ -5,13 +5,13 @@ import { connect as tlsConnect } from 'node:tls'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { makePki } from '../helpers/certs.js'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { HOST, startPathFixture } from '../helpers/path-fixture.js'
-import { rawExchange, rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { sleep } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { makePki } from '../../helpers/certs.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { HOST, startPathFixture } from '../../helpers/path-fixture.js'
+import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { sleep } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // docs/testing.md#c-size-limits-and-slow-clients, table C: header caps (431), body cap on the streaming path (413), slowloris
 // and slow bodies (408 at headersTimeout / requestTimeout), idle keep-alive, connection caps,
@@ -172,7 +172,7 @@ spec:
     - destination: { host: big }
 ---
 ${serviceEntry('big', { v1: up.port })}`
-  const child = fork(fileURLToPath(new URL('../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
+  const child = fork(fileURLToPath(new URL('../../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
   const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
   const started = await ask<{ mesh: string; rss: number }>()
   t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)); await up.close() })
