@@ -1,10 +1,10 @@
 import { createServer } from 'node:net'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
 // Envoy's local replies (status, body, response flag, details) and the access-log fields that go
 // with them, observed from a real meshgate. Bodies are Envoy's (source/common/router/router.cc:

@@ -3,11 +3,11 @@
 // reply headers and bodies, and the access-log fields of local replies (P1–P16 of the audit).
 import { createServer } from 'node:net'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { echoed, rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { echoed, rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
 async function closedPort (): Promise<number> {
   const s = createServer()
