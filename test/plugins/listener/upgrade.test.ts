@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import WebSocket, { WebSocketServer } from 'ws'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // WebSocket upgrades through a route (Envoy allows upgrades by default), with a prefix rewrite.
 

@@ -2,9 +2,9 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
-import { startAdmin } from '../../routes/admin.js'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
+import { startAdmin } from '../../../routes/admin.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawRequest } from '../../helpers/raw-http.js'
 
 // One decision for every entry point: ordinary requests, upgrades and GET /routes/explain pick
 // the same route and cluster for the same request (a property over generated requests), and

@@ -1,9 +1,9 @@
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // Resilience through the real proxy: pool overflow, timeouts, retries, outlier ejection feeding
 // fallback, breakers. Upstreams are real HTTP servers on loopback.

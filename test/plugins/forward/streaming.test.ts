@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { startUpstream } from '../helpers/upstream.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // 100 MB up and 100 MB down through the proxy: bodies stream, so memory stays bounded.
 const SIZE = 100 * 1024 * 1024
@@ -57,7 +57,7 @@ spec:
     - destination: { host: big }
 ---
 ${serviceEntry('big', { v1: up.port })}`
-  const child = fork(fileURLToPath(new URL('../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
+  const child = fork(fileURLToPath(new URL('../../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
   const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
   const started = await ask<{ mesh: string; rss: number }>()
   t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)); await up.close() })

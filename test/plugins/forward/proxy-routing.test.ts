@@ -1,9 +1,9 @@
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // Plugin tests: meshgate with real upstream HTTP servers on loopback (port 0).
 

@@ -1,10 +1,10 @@
 import { request as httpRequest } from 'node:http'
 import t from 'tap'
-import { startInlineGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
-import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { startInlineGateway } from '../../helpers/gateway.js'
+import { rawRequest } from '../../helpers/raw-http.js'
+import { startUpstream, type Upstream } from '../../helpers/upstream.js'
+import { waitForLogs } from '../../helpers/wait.js'
+import { serviceEntry } from '../../helpers/yaml.js'
 
 // Retries and request bodies: a body is replayed only when it is known to be replay-safe
 // (buffered within a bound); chunked or large bodies stream once and are never retried.
