@@ -1,6 +1,10 @@
-import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../src/compile/snapshot.js'
-import { type DecisionContext, decide, resolveDestination, routeOf } from '../src/routing/decide.js'
-import type { RunningGateway } from '../plugins/gateway.js'
+import type { CompiledRoute, DestinationTarget, ListenerSpec } from '../../src/compile/snapshot.js'
+import { type DecisionContext, decide, resolveDestination, routeOf } from '../../src/routing/decide.js'
+import type { RunningGateway } from '../../plugins/gateway.js'
+import { redact } from './redact.js'
+
+// The compiled routing table as the admin API shows it (`GET /routes`), and what a request
+// would get from it (`GET /routes/explain`).
 
 /** The request `GET /routes/explain` is asked about. */
 export interface ExplainRequest {
@@ -11,9 +15,36 @@ export interface ExplainRequest {
   header?: string | string[]
 }
 
-export interface Describers {
-  route: (r: CompiledRoute, order: number) => Record<string, unknown>
-  target: (t: DestinationTarget) => Record<string, unknown>
+export function describeTarget (t: DestinationTarget): Record<string, unknown> {
+  return { host: t.host, subset: t.subset === '' ? null : t.subset, cluster: t.cluster ?? (t.byPort !== undefined ? Object.fromEntries(t.byPort) : null) }
+}
+
+/** One compiled route, its match with secret header values redacted. */
+export function describeRoute (r: CompiledRoute, order: number): Record<string, unknown> {
+  return {
+    order,
+    name: r.name,
+    virtualService: r.virtualService,
+    httpIndex: r.httpIndex,
+    matchIndex: r.matchIndex,
+    match: redact(r.matchSpec ?? null),
+    catchAll: r.match.catchAll,
+    rewrite: r.rewrite === undefined ? null : { uri: r.rewrite.uri ?? null, authority: r.rewrite.authority ?? null, uriRegexRewrite: r.rewrite.regex !== undefined },
+    timeoutMs: r.timeoutMs ?? null,
+    retries: r.retry === undefined ? null : { attempts: r.retry.attempts, retryOn: [...r.retry.on], perTryTimeoutMs: r.retry.perTryTimeoutMs },
+    destinations: r.destinations.map(d => ({ ...describeTarget(d), weight: d.weight, fallback: d.fallback === undefined ? null : describeTarget(d.fallback) }))
+  }
+}
+
+/** A listener's virtual hosts and their routes, in match order. */
+export function describeListener (l: ListenerSpec): Record<string, unknown> {
+  return {
+    name: l.name,
+    kind: l.kind,
+    port: l.port,
+    gateways: l.gatewayNames,
+    virtualHosts: l.hosts.all.map(vh => ({ name: vh.name, domains: vh.domains, routes: vh.routes.map((r, i) => describeRoute(r, i)) }))
+  }
 }
 
 /**
@@ -22,7 +53,7 @@ export interface Describers {
  * Faults that fire on only part of the requests are described, not drawn; every weighted
  * destination is listed with its own fallback resolution. Nothing is changed.
  */
-export function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainRequest, d: Describers): Record<string, unknown> {
+export function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainRequest): Record<string, unknown> {
   const headers: Record<string, string> = {}
   for (const h of [q.header ?? []].flat()) {
     const i = h.indexOf(':')
@@ -64,7 +95,7 @@ export function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainRequest,
   const described = {
     ...base,
     virtualHost: vhost.name,
-    route: d.route(route, vhost.routes.indexOf(route)),
+    route: describeRoute(route, vhost.routes.indexOf(route)),
     fault: route.fault === undefined ? null : route.fault
   }
   if (plan.kind === 'local') {
@@ -79,13 +110,13 @@ export function explain (gw: RunningGateway, l: ListenerSpec, q: ExplainRequest,
     rewrite: { path: plan.path, authority: plan.authority },
     timeoutMs: plan.timeoutMs,
     retries: { attempts: plan.retry.attempts, retryOn: [...plan.retry.on], perTryTimeoutMs: plan.retry.perTryTimeoutMs },
-    mirrors: (plan.mirrors ?? []).map(m => ({ ...d.target(m.target), fraction: m.fraction })),
+    mirrors: (plan.mirrors ?? []).map(m => ({ ...describeTarget(m.target), fraction: m.fraction })),
     destinations: route.destinations.map(dest => {
       const decision = resolveDestination(dest, plan.port, ctx)
       const primary = gw.runtime.cluster(decision.primary)
       const fallbackPath = decision.fallbackCluster === undefined ? null : `${decision.primary}:${decision.fallbackCluster}`
       return {
-        ...d.target(dest),
+        ...describeTarget(dest),
         weight: dest.weight,
         share: route.totalWeight > 0 ? dest.weight / route.totalWeight : 0,
         cluster: decision.primary,
