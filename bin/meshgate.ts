@@ -13,15 +13,20 @@ import { startAdmin } from '../routes/admin.js'
 import { credentialStore } from '../plugins/tls.js'
 import { meshgateVersion } from '../plugins/version.js'
 import { tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
+import { isEtcdUrl } from '../src/config/etcd-layout.js'
+import { ETCD_FLAGS, ETCD_FLAGS_USAGE, ctl, storeFromFlags } from '../plugins/config-source/cli.js'
 import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
 
 const USAGE = `Usage:
   meshgate [run] --config PATH [--config PATH…] [options]
   meshgate validate [--strict] [--allow-unsupported-kinds] [--credentials-dir DIR] [-o text|json|yaml] PATH…|-
+  meshgate apply|delete|get|register …   the configuration in etcd (meshgate apply --help)
   meshgate --version
 
 Run options (each also read from the environment variable shown):
-  -c, --config PATH        config file or directory of *.yaml (MESHGATE_CONFIG, comma-separated)
+  -c, --config PATH        config file or directory of *.yaml (MESHGATE_CONFIG, comma-separated), or
+                           etcd://HOST:PORT[,HOST:PORT…]/PREFIX to follow a configuration kept in etcd
+                           (docs/scale-out.md; the etcd flags below)
       --host ADDR          address the listeners bind to (MESHGATE_HOST, default 0.0.0.0)
       --mesh-port N        mesh listener port, 'off' to disable (MESHGATE_MESH_PORT, default 15001)
       --port-map P=N       bind Gateway server port P on port N instead (MESHGATE_PORT_MAP, comma-separated)
@@ -46,6 +51,9 @@ Run options (each also read from the environment variable shown):
       --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
       --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
                            default 1); config changes reach every worker; the admin API runs in worker 1
+
+Etcd (with --config etcd://…):
+${ETCD_FLAGS_USAGE}
 
 Security, limits and TLS (docs/operations.md#security-defaults):
 ${tuningUsage()}
@@ -81,6 +89,9 @@ export const STDIN_FILE = '<stdin>'
 export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const args = argv[0] === 'run' ? argv.slice(1) : argv
   if (args[0] === 'validate') return validate(args.slice(1))
+  if (args[0] === 'apply' || args[0] === 'delete' || args[0] === 'get' || args[0] === 'register') {
+    return await ctl(args[0], args.slice(1), { out: s => process.stdout.write(s), err: s => process.stderr.write(s), env, stdin: async () => String(await readStdin(MAX_CONFIG_FILE_BYTES)) })
+  }
   let parsed
   try {
     parsed = parseArgs({
@@ -105,6 +116,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'admin-allowed-hosts': { type: 'string', multiple: true },
         'drain-timeout': { type: 'string' },
         workers: { type: 'string' },
+        'etcd-cacert': ETCD_FLAGS['etcd-cacert'],
+        'etcd-cert': ETCD_FLAGS['etcd-cert'],
+        'etcd-key': ETCD_FLAGS['etcd-key'],
+        'etcd-user': ETCD_FLAGS['etcd-user'],
         ...tuningArgOptions(),
         version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' }
@@ -140,6 +155,18 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   const log = pino({ level: v['log-level'] ?? env.MESHGATE_LOG_LEVEL ?? 'info', base }, pino.destination(2))
   const watchFiles = v.watch ?? env.MESHGATE_WATCH === '1'
   const drainMs = Number(v['drain-timeout'] ?? env.MESHGATE_DRAIN_TIMEOUT ?? 10) * 1000
+  // An etcd URL: this process is one replica following the configuration kept there.
+  const etcd = config.some(isEtcdUrl)
+  if (etcd && (config.length !== 1 || workers > 1 || watchFiles)) {
+    process.stderr.write('meshgate: --config etcd://… is the only configuration source when given (no other --config, no --watch), and runs one process per replica (no --workers: start one replica per core instead)\n')
+    return 2
+  }
+  let source: Parameters<typeof startGateway>[0]['config'] = config
+  if (etcd) {
+    const store = storeFromFlags({ ...v, config: config[0] }, env)
+    if (typeof store === 'string') { process.stderr.write(`meshgate: ${store}\n`); return 2 }
+    source = { store }
+  }
   if (workers > 1 && cluster.isPrimary) {
     return await runPrimary({
       count: workers,
@@ -163,7 +190,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   try {
     const gw = await startGateway({
       ...tuning,
-      config,
+      config: source,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
       allowUnsupportedKinds,
       ...workload,
@@ -176,7 +203,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       watch: worker === undefined && watchFiles,
       onProblems: problems => { for (const p of problems) log.warn(formatProblem(p)) },
       onReload: e => {
-        if (e.ok) log.info({ generation: e.generation.generation, source: e.generation.source }, 'configuration reloaded')
+        if (e.ok) log.info({ generation: e.generation.generation, source: e.generation.source, revision: e.generation.revision }, 'configuration reloaded')
         else { log.error({ source: e.source }, 'configuration change rejected; the running configuration is unchanged'); for (const p of e.problems) log.error(formatProblem(p)) }
       }
     })

@@ -17,12 +17,16 @@ import { credentialStore, sameTlsModes } from './tls.js'
 import { DEFAULT_GATEWAY_WORKLOAD } from '../src/security/compile.js'
 import { newSecurityStats } from './listener/security.js'
 import { JwtVerifier } from './jwt.js'
+import type { ConfigStore } from '../src/config/source.js'
+import { registerSyncMetrics } from './config-source/metrics.js'
 
 export { ConfigError }
 
 export interface GatewayOptions {
-  /** Config files or directories (read from disk), or already-read inputs. */
-  config: readonly string[] | { inputs: LoadInput[] }
+  /** Config files or directories (read from disk), already-read inputs, or a store to follow (etcd). */
+  config: readonly string[] | { inputs: LoadInput[] } | { store: ConfigStore }
+  /** Store mode: how long the start waits for the first sync before serving, not ready (ms). */
+  initialSyncMs?: number
   strict?: boolean
   /**
    * Istio resources meshgate cannot enforce (an unknown kind of an Istio API group, CUSTOM
@@ -140,8 +144,10 @@ export interface RunningGateway {
   problems: Problem[]
   health: HealthChecker
   pools: ClusterPools
-  /** False once shutdown has begun (readiness). */
+  /** False once shutdown has begun, and (store mode) until the first sync (readiness). */
   readonly ready: boolean
+  /** Why `ready` is false, when it is. */
+  readonly notReadyReason: string | undefined
   /** Requests in flight on the proxy listeners. */
   readonly inFlight: number
   /**
@@ -172,7 +178,6 @@ function samePorts (next: Snapshot, current: Snapshot | undefined): Problem[] {
  */
 export async function startGateway (opts: GatewayOptions): Promise<RunningGateway> {
   // The store exists only after the first load; the manager installs later snapshots into it.
-  const holder: { store?: SnapshotStore } = {}
   const pools = new ClusterPools(opts.upstreamIdleTimeoutMs)
   const manager = new ConfigManager({
     config: opts.config,
@@ -186,10 +191,12 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     },
     now: opts.now,
     check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current)],
-    credentials: credentialStore(opts.config, opts.credentialsDir),
-    install: snap => { holder.store?.swap(snap) }
+    credentials: credentialStore('store' in opts.config ? { inputs: [] } : opts.config, opts.credentialsDir),
+    ...(opts.initialSyncMs !== undefined ? { initialSyncMs: opts.initialSyncMs } : {}),
+    install: snap => { holder.store?.swap(snap); holder.onInstall?.(snap) }
   })
-  const first = await manager.reload(Array.isArray(opts.config) ? 'files' : 'inputs')
+  const holder: { store?: SnapshotStore; onInstall?: (snap: Snapshot) => void } = {}
+  const first = await manager.start()
   opts.onProblems?.(first.problems)
   const snapshot = first.snapshot
   const store = new SnapshotStore(snapshot)
@@ -205,6 +212,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   const securityStats = newSecurityStats()
   const verifier = new JwtVerifier()
   const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures, security: securityStats })
+  registerSyncMetrics(metrics.registry, () => manager.syncStatus())
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'
   const counters = { inFlight: 0 }
@@ -220,14 +228,29 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     apps.push({ app: await createListener({ ...common, kind: 'mesh', configPort: 0 }), name: 'mesh', kind: 'mesh', configPort: 0, bindPort: opts.meshPort ?? 15001 })
   }
   const listeners: BoundListener[] = []
-  try {
-    for (const a of apps) {
-      await a.app.listen({ host, port: a.bindPort })
-      const addr = a.app.server.address() as AddressInfo
-      const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
-      const secure = a.kind === 'gateway' && snapshot.gateways.find(g => g.port === a.configPort)?.tls !== undefined
-      listeners.push({ name: a.name, kind: a.kind, configPort: a.configPort, host, port: addr.port, url: `${secure ? 'https' : 'http'}://${shown.includes(':') ? `[${shown}]` : shown}:${addr.port}` })
+  const bind = async (a: typeof apps[number], snap: Snapshot): Promise<void> => {
+    await a.app.listen({ host, port: a.bindPort })
+    const addr = a.app.server.address() as AddressInfo
+    const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+    const secure = a.kind === 'gateway' && snap.gateways.find(g => g.port === a.configPort)?.tls !== undefined
+    listeners.push({ name: a.name, kind: a.kind, configPort: a.configPort, host, port: addr.port, url: `${secure ? 'https' : 'http'}://${shown.includes(':') ? `[${shown}]` : shown}:${addr.port}` })
+  }
+  // A store-mode replica that started before its first sync has no Gateway listener yet: they
+  // are opened with the first real configuration (and fixed from then on, as always).
+  if (!manager.synced) {
+    holder.onInstall = snap => {
+      holder.onInstall = undefined
+      void (async () => {
+        for (const l of snap.gateways) {
+          const a = { app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway' as const, configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port }
+          apps.push(a)
+          await bind(a, snap)
+        }
+      })().catch(err => opts.onReload?.({ ok: false, problems: [{ severity: 'Error', code: Codes.Io, message: `a Gateway listener could not be opened: ${(err as Error).message}`, file: '-', line: 1, column: 1 }], source: 'etcd' }))
     }
+  }
+  try {
+    for (const a of apps) await bind(a, snapshot)
   } catch (err) {
     await Promise.allSettled(apps.map(a => a.app.close()))
     hc.close()
@@ -260,7 +283,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     problems: first.problems,
     health: hc,
     pools,
-    get ready () { return ready },
+    get ready () { return ready && manager.synced },
+    get notReadyReason () { return !ready ? 'shutting down' : manager.notSyncedReason },
     get inFlight () { return counters.inFlight },
     reload: async config => {
       const gen = config === undefined ? await manager.reload('files') : await manager.applyInputsAll(config.inputs)
@@ -294,6 +318,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         clearTimeout(timer)
         accessLog.flush()
         await accessLog.close()
+        await manager.close()
       })()
       return closing
     }

@@ -31,6 +31,8 @@ export interface StoreStatus {
 
 /** A write refused because the store moved past the revision it was based on. */
 export class ConflictError extends Error {
+  /** HTTP status of the refusal: the admin API's error handler answers it as is. */
+  readonly statusCode = 409
   constructor (public readonly baseRevision: number, public readonly currentRevision: number) {
     super(`the configuration changed since revision ${baseRevision} (it is now at revision ${currentRevision}): read it again and retry`)
     this.name = 'ConflictError'
