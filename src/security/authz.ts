@@ -103,7 +103,7 @@ export function compileAuthz (policies: readonly AuthorizationPolicy[]): Authz {
   for (const p of policies) {
     const action = p.spec.action ?? 'ALLOW'
     if (action === 'CUSTOM') continue
-    const rules = (p.spec.rules ?? []).map((rule, i) => ({ id: `ns[${p.metadata.namespace}]-policy[${p.metadata.name}]-rule[${i}]`, match: compileRule(rule) }))
+    const rules = (p.spec.rules ?? []).map((rule, i) => ({ id: `ns[${p.metadata.namespace}]-policy[${p.metadata.name}]-rule[${i}]`, match: compileRule(rule, p.metadata.namespace) }))
     if (p.metadata.annotations?.['istio.io/dry-run'] === 'true') {
       if (action !== 'AUDIT') for (const r of rules) shadow.push({ ...r, action })
       // A dry-run ALLOW policy without rules would deny everything: keep it visible as such.
@@ -117,11 +117,11 @@ export function compileAuthz (policies: readonly AuthorizationPolicy[]): Authz {
   return { deny, ...(allow !== undefined ? { allow } : {}), audit, shadow }
 }
 
-function compileRule (rule: AuthzRule): Pred {
+function compileRule (rule: AuthzRule, ns: string): Pred {
   const parts: Pred[] = []
-  if (rule.from !== undefined && rule.from.length > 0) parts.push(any(rule.from.map(f => compileSource(f.source ?? {}))))
+  if (rule.from !== undefined && rule.from.length > 0) parts.push(any(rule.from.map(f => compileSource(f.source ?? {}, ns))))
   if (rule.to !== undefined && rule.to.length > 0) parts.push(any(rule.to.map(t => compileOperation(t.operation ?? {}))))
-  for (const c of rule.when ?? []) parts.push(compileCondition(c))
+  for (const c of rule.when ?? []) parts.push(compileCondition(c, ns))
   return all(parts)
 }
 
@@ -142,12 +142,13 @@ function field<T> (get: (r: AuthzRequest) => T | undefined, test: (values: reado
   return preds.length === 0 ? undefined : all(preds)
 }
 
-function compileSource (s: AuthzSource): Pred {
+function compileSource (s: AuthzSource, ns: string): Pred {
+  const sa = (values: readonly string[] | undefined): string[] | undefined => values?.map(v => qualifiedServiceAccount(v, ns))
   const ps = [
     field(r => r.peer.principal, wild, s.principals, s.notPrincipals),
-    field(r => r.auth?.principal, wild, s.requestPrincipals, s.notRequestPrincipals),
+    field(r => r.auth, requestPrincipal, s.requestPrincipals, s.notRequestPrincipals),
     field(r => r.peer.namespace, wild, s.namespaces, s.notNamespaces),
-    field(r => r.peer.serviceAccount !== undefined && r.peer.namespace !== undefined ? `${r.peer.namespace}/${r.peer.serviceAccount}` : undefined, wild, s.serviceAccounts, s.notServiceAccounts),
+    field(peerServiceAccount, wild, sa(s.serviceAccounts), sa(s.notServiceAccounts)),
     field(r => r.sourceIp, ipIn, s.ipBlocks, s.notIpBlocks),
     field(r => r.remoteIp, ipIn, s.remoteIpBlocks, s.notRemoteIpBlocks)
   ].filter((p): p is Pred => p !== undefined)
@@ -182,7 +183,12 @@ export function conditionKeyProblem (key: string): string | undefined {
   return `condition key "${key}" is not one meshgate evaluates (${CONDITION_KEYS.join(', ')})`
 }
 
-function compileCondition (c: AuthzCondition): Pred {
+function compileCondition (c: AuthzCondition, ns: string): Pred {
+  if (c.key === 'request.auth.principal') return field(r => r.auth, requestPrincipal, c.values, c.notValues) ?? (() => true)
+  if (c.key === 'source.serviceAccount') {
+    const sa = (values: readonly string[] | undefined): string[] | undefined => values?.map(v => qualifiedServiceAccount(v, ns))
+    return field(peerServiceAccount, wild, sa(c.values), sa(c.notValues)) ?? (() => true)
+  }
   const get = conditionGetter(c.key)
   const ip = c.key === 'source.ip' || c.key === 'remote.ip' || c.key === 'destination.ip'
   const p = ip
@@ -221,8 +227,6 @@ function conditionGetter (key: string): (r: AuthzRequest) => string | readonly s
     case 'remote.ip': return r => r.remoteIp
     case 'source.namespace': return r => r.peer.namespace
     case 'source.principal': return r => r.peer.principal
-    case 'source.serviceAccount': return r => r.peer.serviceAccount !== undefined && r.peer.namespace !== undefined ? `${r.peer.namespace}/${r.peer.serviceAccount}` : undefined
-    case 'request.auth.principal': return r => r.auth?.principal
     case 'request.auth.audiences': return r => r.auth?.audiences
     case 'request.auth.presenter': return r => r.auth?.presenter
     case 'destination.ip': return r => r.destinationIp
@@ -233,6 +237,47 @@ function conditionGetter (key: string): (r: AuthzRequest) => string | readonly s
 }
 
 // ---------------------------------------------------------------- value matchers
+
+/** The caller's `namespace/serviceAccount`, when both are known. */
+function peerServiceAccount (r: AuthzRequest): string | undefined {
+  return r.peer.serviceAccount !== undefined && r.peer.namespace !== undefined ? `${r.peer.namespace}/${r.peer.serviceAccount}` : undefined
+}
+
+/** Istio's `serviceAccounts` value: `namespace/name`, or `name` in the policy's own namespace. */
+function qualifiedServiceAccount (v: string, policyNamespace: string): string {
+  return v.includes('/') ? v : `${policyNamespace}/${v}`
+}
+
+/**
+ * `requestPrincipals` and `request.auth.principal`, as Istio compiles them: the value splits at
+ * its last `/` into an issuer and a subject matched against the token's `iss` and `sub` claims
+ * separately, so `https://issuer.test/*` is that issuer with any subject (not an issuer that
+ * merely starts with it). `*` needs both claims present; `*x` without `/` is any issuer and a
+ * subject ending in `x`; `x*` without `/` an issuer starting with `x` and any subject.
+ */
+const requestPrincipal = (values: readonly string[]): (a: AuthAttributes) => boolean => {
+  const present = (s: string): boolean => s.length > 0
+  const is = (x: string) => (s: string): boolean => s === x
+  const ms = values.map(v => {
+    const idx = v.lastIndexOf('/')
+    const found = idx >= 0
+    const iss = found ? v.slice(0, idx) : v
+    const sub = found ? v.slice(idx + 1) : ''
+    let mi: (s: string) => boolean
+    let msub: (s: string) => boolean
+    if (v === '*') { mi = present; msub = present } else if (v.startsWith('*')) {
+      if (found) { const suf = iss.slice(1); mi = iss === '*' ? present : s => s.endsWith(suf); msub = is(sub) } else { const suf = v.slice(1); mi = present; msub = s => s.endsWith(suf) }
+    } else if (v.endsWith('*')) {
+      if (found) { const pre = sub.slice(0, -1); mi = is(iss); msub = sub === '*' ? present : s => s.startsWith(pre) } else { const pre = v.slice(0, -1); mi = s => s.startsWith(pre); msub = present }
+    } else { mi = is(iss); msub = is(sub) }
+    return (a: AuthAttributes): boolean => {
+      const i = a.claims.iss
+      const u = a.claims.sub
+      return typeof i === 'string' && typeof u === 'string' && mi(i) && msub(u)
+    }
+  })
+  return a => ms.some(m => m(a))
+}
 
 /** Istio's string forms: `*` (present), `prefix*`, `*suffix`, or exact. */
 function wildOne (v: string, ci: boolean): (s: string) => boolean {

@@ -167,3 +167,55 @@ spec:
   t.equal(v.allowed, true)
   t.equal(v.shadowDenied, 'ns[istio-system]-policy[shadow]-rule[0]')
 })
+
+t.test('requestPrincipals split at the last "/" into issuer and subject, each matched on its own claim', async t => {
+  const p = gatewayPoint(policy('rp', `rules:
+- from:
+  - source:
+      requestPrincipals: ["https://issuer.test/*"]
+- from:
+  - source:
+      requestPrincipals: ["*/ann"]
+- when:
+  - key: request.auth.principal
+    values: ["*@example.com"]`))
+  const auth = (iss: string | undefined, sub: string | undefined): AuthzRequest['auth'] =>
+    ({ principal: `${iss ?? ''}/${sub ?? ''}`, audiences: [], claims: { ...(iss !== undefined ? { iss } : {}), ...(sub !== undefined ? { sub } : {}) } })
+  t.equal(verdict(p, req({ auth: auth('https://issuer.test', 'bob') })), 'allow', 'issuer exact, any subject')
+  t.equal(verdict(p, req({ auth: auth('https://issuer.test/tenant', 'bob') })), 'deny none', 'an issuer that only starts with the value is another issuer')
+  t.equal(verdict(p, req({ auth: auth('https://issuer.test', undefined) })), 'deny none', '"*" subject needs a sub claim')
+  t.equal(verdict(p, req({ auth: auth('https://other.test', 'ann') })), 'allow', '"*/ann": any issuer, subject ann')
+  t.equal(verdict(p, req({ auth: auth('https://other.test', 'x/ann') })), 'deny none', 'the subject is matched whole')
+  t.equal(verdict(p, req({ auth: auth('https://other.test', 'eve@example.com') })), 'allow', 'request.auth.principal "*@example.com": any issuer, subject suffix')
+  const any = gatewayPoint(policy('any', 'rules:\n- from:\n  - source:\n      notRequestPrincipals: ["*"]', 'istio-system'))
+  t.equal(verdict(any, req()), 'allow', 'no token: notRequestPrincipals ["*"] holds')
+  t.equal(verdict(any, req({ auth: auth('https://issuer.test', 'bob') })), 'deny none')
+})
+
+t.test('serviceAccounts without a namespace are in the policy\'s namespace', async t => {
+  const loaded = loadConfig([{ file: 'p.yaml', text: `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews, namespace: bookinfo }
+spec:
+  hosts: [reviews]
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.5, labels: { app: reviews } }]
+---
+${policy('sa', `selector:
+  matchLabels:
+    app: reviews
+rules:
+- from:
+  - source:
+      serviceAccounts: ["productpage"]
+- when:
+  - key: source.serviceAccount
+    values: ["other/ratings"]`, 'bookinfo')}` }])
+  t.same(loaded.problems.filter(p => p.severity === 'Error'), [])
+  const point = [...compile(loaded.set).snapshot.security!.clusters.values()][0]
+  const from = (namespace: string, serviceAccount: string): AuthzRequest => req({ peer: { namespace, serviceAccount, principal: `cluster.local/ns/${namespace}/sa/${serviceAccount}` } })
+  t.equal(verdict(point, from('bookinfo', 'productpage')), 'allow')
+  t.equal(verdict(point, from('default', 'productpage')), 'deny none', 'the same name in another namespace')
+  t.equal(verdict(point, from('other', 'ratings')), 'allow', 'namespace/name as written')
+})
