@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 
 /** Thresholds of the overload guard; 0 turns one off. */
 export interface OverloadThresholds {
@@ -25,7 +25,7 @@ const RESOLUTION_MS = 10
 export class OverloadGuard {
   /** Why requests are being shed right now (`eventLoopDelay`, `heapUsedBytes`, `rssBytes`), else undefined. */
   reason: string | undefined
-  private readonly histogram: IntervalHistogram
+  private readonly histogram: ReturnType<typeof monitorEventLoopDelay>
   private readonly timer: NodeJS.Timeout
 
   constructor (private readonly t: OverloadThresholds) {

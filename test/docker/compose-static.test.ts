@@ -174,10 +174,14 @@ t.test('images are pinned', async t => {
     t.ok(tag !== undefined, `${name}: ${img} has a tag`)
     t.not(tag, 'latest', `${name}: not latest`)
   }
+  // The Node version CI runs (.ci/run reads .node-version) is the one the images run.
+  const nodeVersion = readFileSync(join(ROOT, '.node-version'), 'utf8').trim()
+  t.match(nodeVersion, /^24\.\d+\.\d+$/, '.node-version: an exact Node 24 release')
   for (const f of ['docker/Dockerfile', 'docker/bookinfo/Dockerfile']) {
     for (const st of readDockerfile(f).stages) {
       const tag = /:([^/:@]+)$/.exec(st.image)?.[1]
       t.ok(tag !== undefined && tag !== 'latest', `${f}: FROM ${st.image} has a tag, not latest`)
+      t.equal(st.image, `node:${nodeVersion}-bookworm-slim`, `${f}: FROM the exact Node release of .node-version`)
     }
   }
 })
