@@ -1,7 +1,9 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { SignJWT, exportJWK, generateKeyPair } from 'jose'
+import { type CryptoKey, type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose'
 import t from 'tap'
+import { JwtVerifier } from '../../plugins/jwt.js'
+import { compileJwtRule } from '../../src/security/jwt-rules.js'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 
 // RequestAuthentication through the running gateway, with real keys, a real JWKS server on
@@ -132,4 +134,100 @@ t.test('a token from an issuer no rule names is refused', async t => {
   const r = await rawRequest(gw.ingress, '/', { headers: { host: 'a', authorization: `Bearer ${foreign}` } })
   t.equal(r.status, 401)
   t.equal(r.body, 'Jwt issuer is not configured')
+})
+
+/** A key pair of the given algorithm, its public JWK (with kid and alg) and a signer. */
+async function keyOf (alg: 'RS256' | 'ES256' | 'EdDSA', kid: string): Promise<{ jwk: JWK; sign: (claims: Record<string, unknown>) => Promise<string> }> {
+  const { publicKey, privateKey } = await generateKeyPair(alg)
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }
+  const sign = (claims: Record<string, unknown>): Promise<string> =>
+    new SignJWT(claims).setProtectedHeader({ alg, kid }).setIssuer(ISSUER).setIssuedAt().setExpirationTime('1h').sign(privateKey as CryptoKey)
+  return { jwk, sign }
+}
+
+/** A JWKS server on loopback whose key set can be replaced while it runs. */
+async function rotatingJwks (keys: JWK[]): Promise<{ url: string; hits: () => number; set: (k: JWK[]) => void; close: () => void }> {
+  let current = keys
+  let hits = 0
+  const server = createServer((_req, res) => { hits++; res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ keys: current })) })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`, hits: () => hits, set: k => { current = k }, close: () => { server.closeAllConnections(); server.close() } }
+}
+
+function locationsConfig (upPort: number, jwksUri: string): string {
+  return config(upPort, jwksUri).replace(/ {4}audiences: \[app\]\n(.|\n)*?(?=---)/, `    fromHeaders:
+    - name: x-jwt-assertion
+    - name: Authorization
+      prefix: "Token "
+    fromParams: [token]
+    fromCookies: [session]
+    forwardOriginalToken: true
+`).replace(/ {4}when:\n.*\n.*\n/, '')
+}
+
+t.test('token locations: fromHeaders (with a prefix), fromParams, fromCookies; forwardOriginalToken keeps the header', async t => {
+  const k = await keyOf('ES256', 'loc')
+  const jwks = await rotatingJwks([k.jwk])
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(locationsConfig(up.port, jwks.url))
+  t.teardown(async () => { await gw.close(); await up.close(); jwks.close() })
+  t.same(gw.problems.filter(p => p.severity === 'Error'), [])
+  const tok = await k.sign({ sub: 'ann' })
+  const get = async (target: string, headers: Record<string, string> = {}): Promise<number> => (await rawRequest(gw.ingress, target, { headers: { host: 'a', ...headers } })).status
+
+  t.equal(await get('/', { 'x-jwt-assertion': tok }), 200, 'a header without a prefix')
+  t.equal(up.seen.at(-1)?.headers['x-jwt-assertion'], tok, 'forwardOriginalToken: the token goes upstream')
+  t.equal(await get('/', { authorization: `Token ${tok}` }), 200, 'Authorization with the configured prefix')
+  t.equal(await get('/', { authorization: `Bearer ${tok}` }), 403, 'the default Bearer location is not read when locations are named: no token, denied by policy')
+  t.equal(await get(`/?token=${tok}`), 200, 'fromParams')
+  t.equal(await get(`/?access_token=${tok}`), 403, 'access_token is only a default location')
+  t.equal(await get('/', { cookie: `theme=dark; session=${tok}` }), 200, 'fromCookies')
+  const bad = await rawRequest(gw.ingress, '/', { headers: { host: 'a', cookie: `session=${tok.slice(0, -3)}abc` } })
+  t.equal(bad.status, 401, 'an invalid token in a cookie is refused')
+  t.equal(bad.body, 'Jwt verification fails')
+})
+
+t.test('RS256, ES256 and EdDSA keys generated here, served by a loopback JWKS', async t => {
+  const keys = await Promise.all([keyOf('RS256', 'rsa'), keyOf('ES256', 'ec'), keyOf('EdDSA', 'ed')])
+  const jwks = await rotatingJwks(keys.map(k => k.jwk))
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(config(up.port, jwks.url))
+  t.teardown(async () => { await gw.close(); await up.close(); jwks.close() })
+  for (const [i, k] of keys.entries()) {
+    const r = await rawRequest(gw.ingress, '/', { headers: { host: 'a', authorization: `Bearer ${await k.sign({ sub: `u${i}`, aud: 'app', group: 'admins' })}` } })
+    t.equal(r.status, 200, `${String(k.jwk.alg)} verified`)
+  }
+  const stranger = await keyOf('RS256', 'rsa')
+  const forged = await rawRequest(gw.ingress, '/', { headers: { host: 'a', authorization: `Bearer ${await stranger.sign({ sub: 'x', aud: 'app', group: 'admins' })}` } })
+  t.equal(forged.status, 401, 'a key of the right kid but not in the set: refused')
+  t.equal(jwks.hits(), 1, 'one fetch served every token')
+})
+
+t.test('JWKS cache: keys rotate without a restart; the set is fetched again when it ages', async t => {
+  const a = await keyOf('ES256', 'a')
+  const b = await keyOf('EdDSA', 'b')
+  const jwks = await rotatingJwks([a.jwk])
+  t.teardown(() => jwks.close())
+  const verifier = new JwtVerifier({ refreshMs: 300, cooldownMs: 50 })
+  t.teardown(() => verifier.close())
+  const rule = compileJwtRule({ issuer: ISSUER, jwksUri: jwks.url }, 'ns/ra[0]')
+  const ok = async (tok: string): Promise<string> => { const r = await verifier.verify(rule, tok); return r.ok ? 'ok' : r.reason }
+  const tokA = await a.sign({ sub: 'ann' })
+  t.equal(await ok(tokA), 'ok')
+  t.equal(await ok(tokA), 'ok')
+  t.equal(jwks.hits(), 1, 'cached')
+
+  // The issuer rotates: the set now holds only key b. A token naming b makes the verifier fetch
+  // again (after the cooldown), with no restart and no reload.
+  jwks.set([b.jwk])
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.equal(await ok(await b.sign({ sub: 'ann' })), 'ok', 'the new key is fetched on demand')
+  t.equal(jwks.hits(), 2)
+  t.equal(await ok(tokA), "Jwks doesn't have key to match kid or alg from Jwt", 'the retired key no longer verifies')
+
+  // Without any unknown kid, the set is still fetched again once it is older than refreshMs.
+  const before = jwks.hits()
+  await new Promise(resolve => setTimeout(resolve, 350))
+  t.equal(await ok(await b.sign({ sub: 'ann' })), 'ok')
+  t.equal(jwks.hits(), before + 1, 'refreshed after refreshMs')
 })
