@@ -219,3 +219,57 @@ rules:
   t.equal(verdict(point, from('default', 'productpage')), 'deny none', 'the same name in another namespace')
   t.equal(verdict(point, from('other', 'ratings')), 'allow', 'namespace/name as written')
 })
+
+t.test('targetRefs: a Gateway selects the gateway workload; a Service or ServiceEntry selects its clusters', async t => {
+  const text = GATEWAY + `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews-se, namespace: default }
+spec:
+  hosts: [reviews]
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.5 }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ratings, namespace: default }
+spec:
+  hosts: [ratings]
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.6 }]
+---
+${policy('on-gw', 'targetRefs:\n- { kind: Gateway, group: gateway.networking.k8s.io, name: gw }\naction: DENY\nrules:\n- to:\n  - operation:\n      notMethods: ["GET"]')}${policy('on-missing-gw', 'targetRefs:\n- { kind: Gateway, group: gateway.networking.k8s.io, name: nope }\naction: DENY\nrules:\n- {}')}${policy('on-svc', 'targetRefs:\n- { kind: Service, group: "", name: reviews }\naction: DENY\nrules:\n- to:\n  - operation:\n      notPorts: ["9080"]', 'default')}${policy('on-se', 'targetRefs:\n- { kind: ServiceEntry, group: networking.istio.io, name: ratings }\naction: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["ratings*"]', 'default')}`
+  const loaded = loadConfig([{ file: 'p.yaml', text }])
+  t.same(loaded.problems.filter(p => p.severity === 'Error').map(p => p.message), [])
+  const sec = compile(loaded.set).snapshot.security!
+  t.equal(verdict(sec.gateway, req()), 'allow', 'the missing Gateway\'s policy selects nothing')
+  t.equal(verdict(sec.gateway, req({ method: 'POST' })), 'deny ns[istio-system]-policy[on-gw]-rule[0]', 'notMethods')
+  const cluster = (host: string): SecurityPoint | undefined => [...sec.clusters.entries()].find(([name]) => name.includes(host))?.[1]
+  t.equal(verdict(cluster('reviews'), req({ port: 9080 })), 'allow')
+  t.equal(verdict(cluster('reviews'), req({ port: 9081 })), 'deny ns[default]-policy[on-svc]-rule[0]', 'Service targetRef, notPorts')
+  t.equal(verdict(cluster('ratings'), req({ authority: 'ratings:9080' })), 'allow')
+  t.equal(verdict(cluster('ratings'), req({ authority: 'evil' })), 'deny ns[default]-policy[on-se]-rule[0]', 'ServiceEntry targetRef, notHosts')
+  t.notOk(cluster('reviews')?.authz?.deny.some(r => r.id.includes('on-se')), 'each policy only on its target')
+})
+
+t.test('source.ip and remote.ip conditions, notRemoteIpBlocks', async t => {
+  const p = gatewayPoint(policy('ips', `action: DENY
+rules:
+- when:
+  - key: source.ip
+    values: ["10.0.0.0/8"]
+    notValues: ["10.0.0.1"]
+- when:
+  - key: remote.ip
+    values: ["2001:db8::/32"]
+- from:
+  - source:
+      notRemoteIpBlocks: ["192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32"]`))
+  t.equal(verdict(p, req({ sourceIp: '10.2.3.4', remoteIp: '10.2.3.4' })), 'deny ns[istio-system]-policy[ips]-rule[0]')
+  t.equal(verdict(p, req({ sourceIp: '10.0.0.1', remoteIp: '10.0.0.1' })), 'allow', 'notValues excludes one address')
+  t.equal(verdict(p, req({ sourceIp: '192.0.2.1', remoteIp: '2001:db8::9' })), 'deny ns[istio-system]-policy[ips]-rule[1]')
+  t.equal(verdict(p, req({ sourceIp: '192.0.2.1', remoteIp: '192.0.2.7' })), 'allow')
+  t.equal(verdict(p, req({ sourceIp: '192.0.2.1', remoteIp: '198.51.100.1' })), 'deny ns[istio-system]-policy[ips]-rule[2]', 'outside every notRemoteIpBlocks')
+})
