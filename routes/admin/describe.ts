@@ -15,6 +15,7 @@ export interface ExplainRequest {
   header?: string | string[]
 }
 
+/** A destination or fallback target: host, subset (null for none) and the cluster it resolves to (one per port for a multi-port service). */
 export function describeTarget (t: DestinationTarget): Record<string, unknown> {
   return { host: t.host, subset: t.subset === '' ? null : t.subset, cluster: t.cluster ?? (t.byPort !== undefined ? Object.fromEntries(t.byPort) : null) }
 }

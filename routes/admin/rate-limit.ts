@@ -10,7 +10,8 @@ export interface RateLimitOptions {
 /**
  * The rate limit on configuration changes (`config: { change: true }`), one sliding window for
  * the whole server: past `limit` changes in `windowMs`, 429 with `Retry-After`. Dry runs and
- * reads are not limited. A refused call takes no slot.
+ * reads are not limited. A call refused before this hook (Host, token, body type, a stale
+ * If-Match) takes no slot.
  */
 export const adminRateLimit = serverWide<RateLimitOptions>('meshgate-admin-rate-limit', async (app, o) => {
   let stamps: number[] = []
