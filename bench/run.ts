@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BENCH_PATH, benchConfigYaml } from './meshgate-config.js'
+import { importPeer } from './peers.js'
 import { formatRouteScale, runRouteScale, type RouteScaleResult } from './routes.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)) // dist/bench → repo root
@@ -165,7 +166,7 @@ async function load (url: string, connections: number, seconds: number): Promise
 }
 
 async function autocannonLoad (url: string, connections: number, seconds: number): Promise<LoadResult> {
-  const { default: autocannon } = await import('autocannon')
+  const { default: autocannon } = await importPeer('autocannon')
   const r = await autocannon({ url, connections, duration: seconds })
   // autocannon reports latency in whole milliseconds: too coarse for added latency, so none is
   // reported. It runs in this process (not pinned like wrk).

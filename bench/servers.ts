@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
+import { importPeer } from './peers.js'
 
 /** The upstream's answer: a fixed ~300-byte JSON document (Bookinfo-ish product details). */
 export const UPSTREAM_BODY = Buffer.from(JSON.stringify({
@@ -57,18 +58,18 @@ async function start (kind: ServerKind, upstream: string): Promise<number> {
     const { default: Fastify } = await import('fastify')
     const app = Fastify({ logger: false, keepAliveTimeout: 60_000 })
     if (kind === 'reply-from') {
-      const { default: replyFrom } = await import('@fastify/reply-from')
+      const { default: replyFrom } = await importPeer('@fastify/reply-from')
       await app.register(replyFrom, { base: upstream })
-      app.all('/*', (req, reply) => { reply.from(req.url) })
+      app.all('/*', (req, reply) => { (reply as unknown as { from: (url: string) => void }).from(req.url) })
     } else {
-      const { default: proxy } = await import('@fastify/http-proxy')
+      const { default: proxy } = await importPeer('@fastify/http-proxy')
       await app.register(proxy, { upstream, prefix: '/' })
     }
     await app.listen({ host: '127.0.0.1', port: 0 })
     return (app.server.address() as AddressInfo).port
   }
   if (kind === 'fast-gateway') {
-    const { default: gateway } = await import('fast-gateway')
+    const { default: gateway } = await importPeer('fast-gateway')
     // One route for the bench path; the prefix is stripped by fast-gateway, so it is put back.
     const server = gateway({ routes: [{ prefix: '/api', prefixRewrite: '/api', target: upstream }] })
     await server.start(0, '127.0.0.1')

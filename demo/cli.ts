@@ -2,10 +2,8 @@
 import { createServer, request } from 'node:http'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { formatProblem } from '../src/config/problem.js'
-import { ConfigError } from '../plugins/gateway.js'
-import { startDemo } from '../plugins/demo.js'
-import { type RunningAdmin, startAdmin } from '../routes/admin.js'
+import { ConfigError, formatProblem, type RunningAdmin, startAdmin } from '../index.js'
+import { startDemo } from './demo.js'
 
 const USAGE = `Local Bookinfo demo through meshgate.
 

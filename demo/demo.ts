@@ -3,10 +3,8 @@ import { createServer } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments } from 'yaml'
-import { SERVICE_NAMES, type RunningService, type ServiceName, startService } from '../docker/bookinfo/index.js'
-import type { LoadInput } from '../src/config/load.js'
-import { readConfigInputs } from './config-files.js'
-import { type GatewayOptions, type RunningGateway, startGateway } from './gateway.js'
+import { type GatewayOptions, type LoadInput, type RunningGateway, readConfigInputs, startGateway } from '../index.js'
+import { SERVICE_NAMES, type RunningService, type ServiceName, startService } from './bookinfo/index.js'
 
 /** The repository root, found from this module (works from the TS sources and from dist/). */
 export function repoRoot (): string {

@@ -69,7 +69,7 @@ const HOW = `## How to run it
 
 \`\`\`sh
 npm ci
-npm run bench                                   # about 5 minutes on 2 cores
+npm run bench                                   # about 5 minutes on 2 cores; the first run installs bench/package.json's peers (Node 24)
 npm run bench -- --duration 5 --rounds 3        # seconds per throughput run, rounds (the defaults)
 npm run bench -- --quick                        # 2 s runs, 1 round: a smoke test
 npm run bench -- --routes                       # only the route-table scale figures
@@ -85,7 +85,7 @@ npm run perf-page                               # this page, from the newest res
 - Each **peer in its own process**, all proxying \`GET /api/v1/products/0\` to it: the **Node
   floor** (\`node:http\` with an undici \`Pool\`, no routing, response streamed), **Fastify with
   @fastify/reply-from** to one fixed upstream, **@fastify/http-proxy**, **fast-gateway**
-  (restana; its \`fast-proxy-lite\` is pinned to 1.1.2 by an npm \`overrides\` entry because the
+  (restana; its \`fast-proxy-lite\` is pinned to 1.1.2 by an npm \`overrides\` entry of bench/package.json because the
   registry lacks 1.1.3), and **nginx** with one worker when \`nginx\` is installed (upstream keep-alive, no
   access log, no master process).
 - **meshgate** started as a user would (\`dist/bin/meshgate.js\`, admin off, access log to a

@@ -29,7 +29,7 @@ export interface ProductpageOptions extends CommonOptions {
   floodFactor?: number
   /** Key signing the `session` cookie. Default: random per process. */
   sessionSecret?: string | Buffer
-  /** Directory served under /static. Default: docker/bookinfo/static. */
+  /** Directory served under /static. Default: demo/bookinfo/static. */
   staticDir?: string
   /** Per-call timeouts (upstream: 3 s each; reviews gets 2 attempts). */
   detailsTimeoutMs?: number

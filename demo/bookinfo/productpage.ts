@@ -54,9 +54,9 @@ const HTML_TYPE = 'text/html; charset=utf-8'
 // ---------------------------------------------------------------------------
 // Static files
 
-/** docker/bookinfo/static, found from the TS source (next to this file) or from dist/docker/bookinfo. */
+/** demo/bookinfo/static, found from the TS source (next to this file) or from dist/demo/bookinfo. */
 export function defaultStaticDir (here: string = dirname(fileURLToPath(import.meta.url))): string {
-  const candidates = [join(here, 'static'), resolve(here, '..', '..', '..', 'docker', 'bookinfo', 'static')]
+  const candidates = [join(here, 'static'), resolve(here, '..', '..', '..', 'demo', 'bookinfo', 'static')]
   for (const c of candidates) {
     try {
       if (statSync(c).isDirectory()) return c

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CLI: run one Bookinfo stand-in.
 //
-//   node dist/docker/bookinfo/server.js <productpage|details|reviews|ratings> [--port N] [--host H]
+//   node dist/demo/bookinfo/server.js <productpage|details|reviews|ratings> [--port N] [--host H]
 //
 // Port: --port, else env PORT, else 9080 (0 = any free port). Host: --host, else 127.0.0.1.
 // Everything else comes from the upstream environment variables (see options.ts).

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { startService, REVIEWS_PROPAGATED_HEADERS, rubyInteger, javaParseInt } from '../../docker/bookinfo/index.js'
+import { startService, REVIEWS_PROPAGATED_HEADERS, rubyInteger, javaParseInt } from '../../demo/bookinfo/index.js'
 
 // details, ratings and reviews stand-ins against real servers on 127.0.0.1:0.
 

@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process'
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { optionsFromEnv, proxyFromEnv, parseProxyUrl, bypassesProxy, httpGet, HttpTimeoutError } from '../../docker/bookinfo/index.js'
-import { parseArgs } from '../../docker/bookinfo/server.js'
+import { optionsFromEnv, proxyFromEnv, parseProxyUrl, bypassesProxy, httpGet, HttpTimeoutError } from '../../demo/bookinfo/index.js'
+import { parseArgs } from '../../demo/bookinfo/server.js'
 
 // Options from the environment, proxy parsing, the http client and the CLI entry point.
 
@@ -99,7 +99,7 @@ function get (port: number, path: string): Promise<{ status: number; body: strin
 }
 
 t.test('CLI runs a service and exits 0 on SIGTERM', async t => {
-  const script = fileURLToPath(new URL('../../docker/bookinfo/server.ts', import.meta.url))
+  const script = fileURLToPath(new URL('../../demo/bookinfo/server.ts', import.meta.url))
   const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const child = spawn(process.execPath, [...tsLoader, script, 'reviews', '--port', '0'], {
@@ -129,7 +129,7 @@ t.test('CLI runs a service and exits 0 on SIGTERM', async t => {
 })
 
 t.test('CLI usage error', async t => {
-  const script = fileURLToPath(new URL('../../docker/bookinfo/server.ts', import.meta.url))
+  const script = fileURLToPath(new URL('../../demo/bookinfo/server.ts', import.meta.url))
   const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
   const child = spawn(process.execPath, [...tsLoader, script, 'bogus'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''

@@ -10,7 +10,7 @@ import {
   B3_HEADERS,
   type ProductpageOptions,
   type RunningService
-} from '../../docker/bookinfo/index.js'
+} from '../../demo/bookinfo/index.js'
 
 // productpage stand-in against real backends (stand-ins or fakes) on 127.0.0.1:0.
 
@@ -437,8 +437,8 @@ t.test('FLOOD_FACTOR sends extra reviews calls', async t => {
 
 t.test('static dir is found from the TS source and from dist/', async t => {
   const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-  const want = join(repo, 'docker', 'bookinfo', 'static')
+  const want = join(repo, 'demo', 'bookinfo', 'static')
   t.equal(defaultStaticDir(), want, 'default (module next to static/)')
-  t.equal(defaultStaticDir(join(repo, 'docker', 'bookinfo')), want, 'from docker/bookinfo')
-  t.equal(defaultStaticDir(join(repo, 'dist', 'docker', 'bookinfo')), want, 'from dist/docker/bookinfo')
+  t.equal(defaultStaticDir(join(repo, 'demo', 'bookinfo')), want, 'from demo/bookinfo')
+  t.equal(defaultStaticDir(join(repo, 'dist', 'demo', 'bookinfo')), want, 'from dist/demo/bookinfo')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { pyJsonDumps, pyJsonLoads, pyFloatRepr, PyInt, PyFloat } from '../../docker/bookinfo/pyjson.js'
+import { pyJsonDumps, pyJsonLoads, pyFloatRepr, PyInt, PyFloat } from '../../demo/bookinfo/pyjson.js'
 
 // simplejson.loads -> simplejson.dumps round trip, as productpage re-serialises backend JSON.
 

@@ -2,8 +2,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join, posix } from 'node:path'
 import t, { type Test } from 'tap'
 import { parseAllDocuments } from 'yaml'
-import { optionsFromEnv, SERVICE_NAMES, type ServiceName } from '../../docker/bookinfo/options.js'
-import { parseArgs as standinArgs } from '../../docker/bookinfo/server.js'
+import { optionsFromEnv, SERVICE_NAMES, type ServiceName } from '../../demo/bookinfo/options.js'
+import { parseArgs as standinArgs } from '../../demo/bookinfo/server.js'
 import { readConfigInputs } from '../../plugins/config-files.js'
 import { compile } from '../../src/compile/compile.js'
 import { loadConfig } from '../../src/config/load.js'
@@ -260,8 +260,8 @@ t.test('docker/bookinfo/Dockerfile and the offline override', async t => {
   t.same(run.instructions.filter(i => i.keyword === 'USER').map(i => i.args), ['node'], 'runs as the node user')
   t.ok(run.instructions.some(i => i.keyword === 'HEALTHCHECK' && /\/health/.test(i.args)), 'healthcheck on /health')
   const entry = standinEntrypoint()
-  t.same(entry.slice(0, 2), ['node', 'dist/docker/bookinfo/server.js'], 'exec-form entrypoint: the stand-in CLI')
-  t.ok(existsSync(join(ROOT, 'docker/bookinfo/server.ts')), 'its source exists')
+  t.same(entry.slice(0, 2), ['node', 'dist/demo/bookinfo/server.js'], 'exec-form entrypoint: the stand-in CLI')
+  t.ok(existsSync(join(ROOT, 'demo/bookinfo/server.ts')), 'its source exists')
   const defaultCmd = execForm(run.instructions.find(i => i.keyword === 'CMD')!.args)!
   t.equal(standinArgs([...entry.slice(2), ...defaultCmd], {}).host, '0.0.0.0', 'listens on every interface of the container, not loopback')
 
@@ -300,7 +300,7 @@ function importClosure (entry: string): Set<string> {
 }
 
 t.test('the image build copies every source the CLIs import', async t => {
-  for (const [file, entries] of [['docker/Dockerfile', ['bin/meshgate.ts', 'bin/demo.ts']], ['docker/bookinfo/Dockerfile', ['docker/bookinfo/server.ts']]] as const) {
+  for (const [file, entries] of [['docker/Dockerfile', ['bin/meshgate.ts', 'index.ts']], ['docker/bookinfo/Dockerfile', ['demo/bookinfo/server.ts']]] as const) {
     const build = readDockerfile(file).stages[0]
     const copied = copies(build).filter(c => c.from === undefined).flatMap(c => c.sources)
     for (const entry of entries) {
@@ -310,4 +310,21 @@ t.test('the image build copies every source the CLIs import', async t => {
       t.same(missing, [], `${file}: the build stage copies everything ${entry} imports`)
     }
   }
+})
+
+t.test('the gateway image carries no demo files; the stand-ins image nothing of the gateway', async t => {
+  const gateway = readDockerfile('docker/Dockerfile')
+  const sources = gateway.stages.flatMap(st => copies(st).filter(c => c.from === undefined).flatMap(c => c.sources))
+  t.same(sources.filter(src => /^(demo|bench|scripts|test)(\/|$)/.test(src)), [], 'docker/Dockerfile copies nothing from demo/, bench/, scripts/ or test/')
+  for (const entry of ['bin/meshgate.ts', 'index.ts']) {
+    t.same([...importClosure(entry)].filter(f => !/^(src|plugins|routes|bin)\/|^index\.ts$/.test(f)), [], `${entry} imports only the gateway's folders`)
+  }
+  const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] }
+  t.same([...build.include].sort(), ['bin', 'index.ts', 'plugins', 'routes', 'src'], 'the product build (npm run build in the image) compiles the gateway only')
+  t.notOk(existsSync(join(ROOT, 'bin/demo.ts')), 'no demo launcher among the gateway\'s CLIs')
+
+  const standins = readDockerfile('docker/bookinfo/Dockerfile')
+  const copied = standins.stages.flatMap(st => copies(st).filter(c => c.from === undefined).flatMap(c => c.sources))
+  t.same(copied.filter(src => /^(src|plugins|routes|bin)(\/|$)|^index\.ts$/.test(src)), [], 'docker/bookinfo/Dockerfile copies none of the gateway\'s sources')
+  t.same([...importClosure('demo/bookinfo/server.ts')].filter(f => !f.startsWith('demo/bookinfo/')), [], 'the stand-ins import only each other')
 })

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
-import { startService } from '../../docker/bookinfo/index.js'
+import { startService } from '../../demo/bookinfo/index.js'
 import { startAdmin } from '../../routes/admin.js'
 import { serviceEntry, startInlineGateway } from '../helpers/upstream.js'
 import { execForm, readDockerfile } from './parse.js'

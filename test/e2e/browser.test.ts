@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import { repoRoot, startDemo } from '../../plugins/demo.js'
+import { repoRoot, startDemo } from '../../demo/demo.js'
 import { waitForLogs } from '../helpers/upstream.js'
 
 // The product page in a real browser: Debian's Chromium, driven by playwright-core, opens the

@@ -7,7 +7,7 @@ import t from 'tap'
 // The demo launcher as `npm start` runs it: workload ports that can be moved, the admin API on
 // its own port with a printed token, and a non-zero exit (not a demo half up) when a port is taken.
 
-const script = fileURLToPath(new URL('../../bin/demo.ts', import.meta.url))
+const script = fileURLToPath(new URL('../../demo/cli.ts', import.meta.url))
 const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
 
 async function freePorts (n: number): Promise<number[]> {

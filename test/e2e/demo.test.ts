@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startDemo } from '../../plugins/demo.js'
+import { startDemo } from '../../demo/demo.js'
 import { rawRequest, waitForLogs } from '../helpers/upstream.js'
 
 // End to end: the local demo on free ports, with the real gateway-config/ files and stand-ins.

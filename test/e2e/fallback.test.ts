@@ -1,6 +1,6 @@
 import { request as httpRequest, Agent } from 'node:http'
 import t from 'tap'
-import { startDemo } from '../../plugins/demo.js'
+import { startDemo } from '../../demo/demo.js'
 import { rawRequest } from '../helpers/upstream.js'
 
 // The ASM fallback walkthrough against real stand-ins that are really stopped and started.

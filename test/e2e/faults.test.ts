@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startDemo } from '../../plugins/demo.js'
+import { startDemo } from '../../demo/demo.js'
 import { rawRequest } from '../helpers/upstream.js'
 
 // The istio.io fault-injection task on the local demo, with the unchanged Bookinfo samples:
