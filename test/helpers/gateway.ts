@@ -1,6 +1,8 @@
 // Starting meshgate in-process for a test: on free loopback ports, from inline YAML, with every
 // access-log line collected. `gatewayFor` also registers the close with the test (as
 // `upstreamsFor` in upstream.ts does), so a test body holds no start/stop boilerplate.
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { startGateway, type GatewayOptions, type RunningGateway } from '../../plugins/gateway.js'
 
 export type InlineGatewayOptions = Partial<GatewayOptions> & { gatewayPorts?: number[] }
@@ -32,4 +34,28 @@ export async function gatewayFor (t: Teardown, yaml: string, opts: InlineGateway
   const gw = await startInlineGateway(yaml, opts)
   t.teardown(() => gw.close())
   return gw
+}
+
+export interface GatewayChild {
+  /** The child's mesh listener. */
+  mesh: URL
+  /** The child's resident set size when it reported ready. */
+  rss: number
+  /** The peak RSS sampled since the last ask, and the RSS now. */
+  peak: () => Promise<{ peak: number; rss: number }>
+}
+
+/**
+ * meshgate in its own process (gateway-child.ts) with inline YAML, for tests that measure the
+ * proxy's memory alone. Stopped when the test ends.
+ */
+export async function gatewayChildFor (t: Teardown, yaml: string): Promise<GatewayChild> {
+  const child = fork(fileURLToPath(new URL('./gateway-child.ts', import.meta.url)), {
+    env: { ...process.env, MESHGATE_TEST_YAML: yaml },
+    execArgv: [...process.execArgv, '--max-semi-space-size=2']
+  })
+  const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
+  const started = await ask<{ mesh: string; rss: number }>()
+  t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)) })
+  return { mesh: new URL(started.mesh), rss: started.rss, peak: () => ask('peak') }
 }

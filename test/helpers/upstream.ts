@@ -99,3 +99,12 @@ export async function countingUpstream (name: string, handler?: UpstreamHandler)
     open: () => sockets.size
   })
 }
+
+/** A loopback port with nothing listening (connection refused). */
+export async function closedPort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as AddressInfo).port
+  await new Promise(resolve => s.close(resolve))
+  return port
+}

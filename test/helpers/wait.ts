@@ -19,3 +19,13 @@ export async function waitForLogs (logs: unknown[], n: number, timeoutMs = 2000)
     await sleep(5)
   }
 }
+
+/** Whether `cond` comes to hold within `ms` (polled every 5 ms): the test fails rather than hangs. */
+export async function holdsWithin (cond: () => boolean, ms = 1000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) return false
+    await sleep(5)
+  }
+  return true
+}

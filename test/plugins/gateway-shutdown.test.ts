@@ -11,20 +11,13 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawExchange, rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { sleep, waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { gateway, gatewayVs, meshRoute, serviceEntry } from '../helpers/yaml.js'
 
 // docs/testing.md#j-graceful-shutdown, table J: graceful shutdown in order (J1), and a forced exit by the hard
 // deadline or a second signal (J2). Kept to a few seconds with short configured windows.
 
 function yaml (port: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app }
+  return `${meshRoute()}
 ---
 ${serviceEntry('app', { v1: port })}`
 }
@@ -133,24 +126,8 @@ t.test('J2 on HTTPS (h2 and HTTP/1.1): the deadline ends stuck requests; close()
   const cert = pki.server('secure.example.com')
   const up = await startUpstream('app', () => { /* never answers */ })
   t.teardown(() => up.close())
-  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: ['*']
-    tls: { mode: SIMPLE, serverCertificate: ${cert.cert}, privateKey: ${cert.key} }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-  - route:
-    - destination: { host: app }
+  const gw = await startInlineGateway(`${gateway({ tls: cert })}---
+${gatewayVs('  - route:\n    - destination: { host: app }\n')}
 ---
 ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [8443], overload: false })
   const session = h2connect(gw.ingress, { ca: pki.read(pki.ca), servername: 'secure.example.com' })

@@ -3,7 +3,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { meshRoute, serviceEntry } from '../helpers/yaml.js'
 
 // A reload that removes a subset: the retiring cluster keeps serving requests that started on
 // the older snapshot, but a request that starts after the reload sees the new configuration at
@@ -16,14 +16,7 @@ spec:
   host: app
   subsets:${subsets}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app, subset: v2 }
+${meshRoute('app', 'v2')}
 ---
 ${serviceEntry('app', ports)}`
 

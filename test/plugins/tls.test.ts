@@ -7,7 +7,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { meshRoute, serviceEntry } from '../helpers/yaml.js'
 
 // Gateway TLS (SIMPLE with SNI certificates, MUTUAL), httpsRedirect, and upstream TLS from a
 // DestinationRule, with certificates generated for the test.
@@ -106,14 +106,7 @@ spec:
   trafficPolicy:
     tls: ${tls}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: s }
-spec:
-  hosts: [s]
-  http:
-  - route:
-    - destination: { host: s }
+${meshRoute('s')}
 ---
 ${serviceEntry('s', { v1: port })}`
   const ok = await startInlineGateway(dr(`{ mode: SIMPLE, caCertificates: ${pki.ca}, sni: localhost }`), { gatewayPorts: [] })

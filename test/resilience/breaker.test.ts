@@ -1,20 +1,10 @@
 import t from 'tap'
 import { type BreakerConfig, breakerConfig, type BreakerState, EndpointBreaker } from '../../src/resilience/breaker.js'
+import { holdsWithin, sleep } from '../helpers/wait.js'
 
 // The per-endpoint error-rate breaker over opossum, with real (short) timers.
 
 const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-
-/** Wait until `cond` holds, at most `ms` (the test fails rather than hangs). */
-async function until (cond: () => boolean, ms = 1000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) return false
-    await sleep(5)
-  }
-  return true
-}
 
 const fast: BreakerConfig = { enabled: true, errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs: 50, rollingCountTimeoutMs: 10_000 }
 
@@ -89,7 +79,7 @@ t.test('half-open after resetTimeout: exactly one trial; success closes', async 
   const { b, states } = make(t)
   for (let i = 0; i < 4; i++) await run(b, false)
   t.equal(b.state, 'open')
-  t.ok(await until(() => b.state === 'halfOpen'), 'half-open after resetTimeout (50 ms)')
+  t.ok(await holdsWithin(() => b.state === 'halfOpen'), 'half-open after resetTimeout (50 ms)')
   t.strictSame(states, ['open', 'halfOpen'])
   t.ok(b.admits, 'half-open admits the trial')
   const trial = b.begin()
@@ -114,12 +104,12 @@ t.test('half-open after resetTimeout: exactly one trial; success closes', async 
 t.test('half-open trial failure reopens, and the cycle repeats', async t => {
   const { b, states } = make(t)
   for (let i = 0; i < 4; i++) await run(b, false)
-  t.ok(await until(() => b.state === 'halfOpen'))
+  t.ok(await holdsWithin(() => b.state === 'halfOpen'))
   t.ok(await run(b, false), 'trial admitted')
   t.equal(b.state, 'open', 'trial failure reopens')
   t.equal(b.begin(), undefined)
   t.strictSame(states, ['open', 'halfOpen', 'open'])
-  t.ok(await until(() => b.state === 'halfOpen'), 'half-open again after another resetTimeout')
+  t.ok(await holdsWithin(() => b.state === 'halfOpen'), 'half-open again after another resetTimeout')
   t.ok(await run(b, true))
   t.equal(b.state, 'closed')
   t.strictSame(states, ['open', 'halfOpen', 'open', 'halfOpen', 'closed'])
@@ -131,7 +121,7 @@ t.test('the open period lasts resetTimeout', async t => {
   const opened = Date.now()
   await sleep(60)
   t.equal(b.state, 'open', 'still open well before resetTimeout')
-  t.ok(await until(() => b.state === 'halfOpen'))
+  t.ok(await holdsWithin(() => b.state === 'halfOpen'))
   t.ok(Date.now() - opened >= 140, `half-open after ≈ resetTimeout (${Date.now() - opened} ms)`)
 })
 

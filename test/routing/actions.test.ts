@@ -3,29 +3,13 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Redirects, direct responses, fault injection, CORS and mirroring through the real proxy.
 
-const GW = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
-`
-
 t.test('redirect: exact Location for scheme, authority, port and derivePort combinations', async t => {
-  const gw = await startInlineGateway(`${GW}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: r }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { exact: /plain } }]
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match: [{ uri: { exact: /plain } }]
     redirect: { uri: /new }
   - match: [{ uri: { prefix: /old/ } }]
     redirect: { uri: /v2/, redirectCode: 308 }
@@ -45,6 +29,7 @@ spec:
     redirect: { authority: other.example.com, derivePort: FROM_REQUEST_PORT }
   - match: [{ uri: { exact: /http80 } }]
     redirect: { scheme: http, port: 80, uri: /x }
+`, 'r')}
 `)
   t.teardown(() => gw.close())
   const bound = Number(new URL(gw.ingress).port)
@@ -72,15 +57,8 @@ spec:
 })
 
 t.test('direct response with string and base64 bodies, content type from response headers', async t => {
-  const gw = await startInlineGateway(`${GW}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: d }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { exact: /health } }]
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match: [{ uri: { exact: /health } }]
     directResponse: { status: 200, body: { string: '{"ok": true}' } }
     headers:
       response:
@@ -89,6 +67,7 @@ spec:
     directResponse: { status: 418, body: { bytes: aGVsbG8= } }
   - match: [{ uri: { exact: /empty } }]
     directResponse: { status: 204 }
+`, 'd')}
 `)
   t.teardown(() => gw.close())
   let r = await rawRequest(gw.ingress, '/health')

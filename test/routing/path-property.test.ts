@@ -3,11 +3,11 @@
 // hold `.` or `..` segments (plain or percent-encoded) under the normalizing policies, and —
 // through a real gateway over raw sockets — the route chosen is the route a matcher would
 // choose looking at the path the upstream actually received.
-import { connect } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
 import { type CanonicalResult, ESCAPED_SLASHES_ACTIONS, PATH_NORMALIZATIONS, type PathPolicy, canonicalize } from '../../src/routing/path.js'
 import { startInlineGateway } from '../helpers/gateway.js'
+import { rawExchange } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { serviceEntry } from '../helpers/yaml.js'
 
@@ -93,25 +93,16 @@ function decodesAsUtf8 (p: string): boolean {
 }
 
 /** One request with the exact target bytes given, over a fresh raw socket. */
-function send (port: number, target: string): Promise<{ status: number; route?: string; seen?: string }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1')
-    let buf = ''
-    s.setEncoding('latin1')
-    s.on('data', d => { buf += d })
-    s.on('error', reject)
-    s.on('end', () => {
-      const head = buf.slice(0, buf.indexOf('\r\n\r\n'))
-      const status = Number(head.split(' ')[1])
-      const route = /\r\nx-route: ([^\r]*)/i.exec(head)?.[1]
-      // The body may come chunked: the upstream's JSON is the text from the first { to the last }.
-      const body = buf.slice(buf.indexOf('\r\n\r\n') + 4)
-      let seen: string | undefined
-      try { seen = status === 200 ? (JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as { url: string }).url : undefined } catch { seen = undefined }
-      resolve({ status, route, seen })
-    })
-    s.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n`, 'latin1'))
-  })
+async function send (port: number, target: string): Promise<{ status: number; route?: string; seen?: string }> {
+  const { data } = await rawExchange(`http://127.0.0.1:${port}`, Buffer.from(`GET ${target} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n`, 'latin1'))
+  const head = data.slice(0, data.indexOf('\r\n\r\n'))
+  const status = Number(head.split(' ')[1])
+  const route = /\r\nx-route: ([^\r]*)/i.exec(head)?.[1]
+  // The body may come chunked: the upstream's JSON is the text from the first { to the last }.
+  const body = data.slice(data.indexOf('\r\n\r\n') + 4)
+  let seen: string | undefined
+  try { seen = status === 200 ? (JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as { url: string }).url : undefined } catch { seen = undefined }
+  return { status, route, seen }
 }
 
 for (const pol of [{ normalization: 'BASE', escapedSlashes: 'REJECT' }, { normalization: 'MERGE_SLASHES', escapedSlashes: 'KEEP_UNCHANGED' }, { normalization: 'DECODE_AND_MERGE_SLASHES', escapedSlashes: 'UNESCAPE_AND_FORWARD' }] as const) {

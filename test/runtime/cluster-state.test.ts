@@ -5,18 +5,10 @@ import type { TrafficPolicy } from '../../src/config/model.js'
 import { type BreakerConfig, breakerConfig } from '../../src/resilience/breaker.js'
 import { DEFAULT_PROBE } from '../../src/upstream/probe.js'
 import { Flag, HostHealth, type EndpointState } from '../../src/upstream/endpoint.js'
+import { holdsWithin } from '../helpers/wait.js'
 
 // The mutable cluster: healthy-set maintenance, outlier ejection, panic mode, reloads, breakers.
 
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-async function until (cond: () => boolean, ms = 1000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) return false
-    await sleep(5)
-  }
-  return true
-}
 const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
 
 function endpoint (key: string, labels: Record<string, string> = {}, weight = 1): EndpointSpec {
@@ -257,7 +249,7 @@ t.test('breaker open → endpoint unhealthy; half-open and close → healthy aga
   t.ok(a.present, 'an open breaker does not make the host absent')
   t.strictSame(keys(c.healthy), [E[1]], 'out of the healthy set')
 
-  t.ok(await until(() => br.state === 'halfOpen'), 'half-open after resetTimeout')
+  t.ok(await holdsWithin(() => br.state === 'halfOpen'), 'half-open after resetTimeout')
   t.strictSame(keys(c.healthy), E.slice(0, 2), 'half-open: back in the set for its trial')
   const trial = br.begin()
   t.ok(trial !== undefined)

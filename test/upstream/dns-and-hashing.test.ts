@@ -2,20 +2,11 @@ import t from 'tap'
 import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { until } from '../helpers/wait.js'
+import { meshRoute, serviceEntry } from '../helpers/yaml.js'
 
 // `resolution: DNS` endpoints through a real gateway (the name resolves, stops resolving and
 // comes back), and consistent-hash stickiness end to end (header and generated cookie).
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-
-async function until (what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const start = Date.now()
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
 
 function dnsYaml (name: string, port: number): string {
   return `apiVersion: networking.istio.io/v1
@@ -31,14 +22,7 @@ spec:
     ports: { http: ${port} }
     labels: { version: v1 }
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: named }
-spec:
-  hosts: [named]
-  http:
-  - route:
-    - destination: { host: named }
+${meshRoute('named')}
 `
 }
 
@@ -88,14 +72,7 @@ spec:
     loadBalancer:
       consistentHash: ${lb}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app }
+${meshRoute()}
 ---
 ${serviceEntry('app', ports)}`
 }

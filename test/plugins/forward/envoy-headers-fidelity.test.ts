@@ -1,21 +1,12 @@
 // Envoy/Istio behaviour of the router and connection manager that a client or upstream can
 // observe: repeated-header matching, x-forwarded-for, server, x-envoy-* request headers, local
 // reply headers and bodies, and the access-log fields of local replies (P1–P16 of the audit).
-import { createServer } from 'node:net'
 import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { echoed, rawRequest } from '../../helpers/raw-http.js'
-import { startUpstream } from '../../helpers/upstream.js'
+import { closedPort, startUpstream } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
 import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
-
-async function closedPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
 
 t.test('Envoy request/response headers', async t => {
   const up = await startUpstream('v1')

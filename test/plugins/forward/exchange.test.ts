@@ -11,7 +11,7 @@ import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { GATEWAY, serviceEntry } from '../../helpers/yaml.js'
 
 // Hardening, round 2: upgrade smuggling, Expect: 100-continue, one bad exchange never takes an
 // endpoint out, breakers only with outlierDetection, Connection nominations, clean drains,
@@ -20,14 +20,7 @@ import { serviceEntry } from '../../helpers/yaml.js'
 const CLUSTER = 'outbound|9080||app.default.svc.cluster.local'
 
 function yaml (port: number, extra = ''): string {
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
+  return `${GATEWAY}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: app }

@@ -3,7 +3,7 @@ import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
 // Plugin tests: meshgate with real upstream HTTP servers on loopback (port 0).
 
@@ -11,23 +11,8 @@ t.test('routes by path, header and query to the right upstream', async t => {
   const v1 = await startUpstream('v1')
   const v2 = await startUpstream('v2')
   const v3 = await startUpstream('v3')
-  const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - name: by-header
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - name: by-header
     match:
     - headers: { end-user: { exact: jason } }
     route:
@@ -48,6 +33,7 @@ spec:
     - uri: { exact: /productpage }
     route:
     - destination: { host: app, subset: v1 }
+`)}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -94,23 +80,8 @@ ${serviceEntry('app', { v1: v1.port, v2: v2.port, v3: v3.port })}`)
 
 t.test('forwarding: Host kept, rewrites, header operations, forwarding headers', async t => {
   const up = await startUpstream('up')
-  const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match:
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match:
     - uri: { prefix: /api/ }
     rewrite: { uri: /v2/ }
     route:
@@ -145,6 +116,7 @@ spec:
           add: { x-resp-dest: dest }
   - route:
     - destination: { host: app }
+`)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
   t.teardown(async () => { await gw.close(); await up.close() })
@@ -266,25 +238,11 @@ ${serviceEntry('empty', {})}`)
 
 t.test('access log: one JSON line per request with exactly the documented fields', async t => {
   const up = await startUpstream('up')
-  const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - name: main
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - name: main
     route:
     - destination: { host: app }
+`)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
   t.teardown(async () => { await gw.close(); await up.close() })

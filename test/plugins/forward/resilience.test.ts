@@ -2,13 +2,11 @@ import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
-import { waitForLogs } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { sleep, waitForLogs } from '../../helpers/wait.js'
+import { meshRoute, serviceEntry } from '../../helpers/yaml.js'
 
 // Resilience through the real proxy: pool overflow, timeouts, retries, outlier ejection feeding
 // fallback, breakers. Upstreams are real HTTP servers on loopback.
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 function dr (extra: string): string {
   return `apiVersion: networking.istio.io/v1
@@ -33,14 +31,7 @@ ${dr('').replace('  subsets:', `  trafficPolicy:
       http: { http1MaxPendingRequests: 1 }
   subsets:`)}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app }
+${meshRoute()}
 ---
 ${serviceEntry('app', { v1: slow.port })}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await slow.close() })

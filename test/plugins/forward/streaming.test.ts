@@ -1,11 +1,10 @@
-import { fork } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
+import { gatewayChildFor } from '../../helpers/gateway.js'
 import { startUpstream } from '../../helpers/upstream.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { meshRoute, serviceEntry } from '../../helpers/yaml.js'
 
 // 100 MB up and 100 MB down through the proxy: bodies stream, so memory stays bounded.
 const SIZE = 100 * 1024 * 1024
@@ -47,22 +46,13 @@ t.test('100 MB upload and download stream through in bounded memory', async t =>
   })
   // The proxy runs in its own process, so its memory is measured alone.
   const yaml = `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: big }
-spec:
-  hosts: [big]
-  http:
-  - route:
-    - destination: { host: big }
+${meshRoute('big')}
 ---
 ${serviceEntry('big', { v1: up.port })}`
-  const child = fork(fileURLToPath(new URL('../../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
-  const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
-  const started = await ask<{ mesh: string; rss: number }>()
-  t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)); await up.close() })
-  const mesh = new URL(started.mesh)
-  const rssBefore = started.rss
+  t.teardown(() => up.close())
+  const child = await gatewayChildFor(t, yaml)
+  const mesh = child.mesh
+  const rssBefore = child.rss
 
   // Upload: chunked (no content-length), so the proxy cannot know the size in advance.
   const upload = await new Promise<{ bytes: number; sha: string }>((resolve, reject) => {
@@ -74,7 +64,7 @@ ${serviceEntry('big', { v1: up.port })}`
     req.on('error', reject)
     source(SIZE).pipe(req)
   })
-  const { peak: uploadPeak, rss: afterUpload } = await ask<{ peak: number; rss: number }>('peak')
+  const { peak: uploadPeak, rss: afterUpload } = await child.peak()
   t.equal(upload.bytes, SIZE, 'upstream received every byte')
   t.equal(upload.sha, expectedHash(SIZE), 'upload body intact')
 
@@ -92,7 +82,7 @@ ${serviceEntry('big', { v1: up.port })}`
     req.on('error', reject)
     req.end()
   })
-  const downloadPeak = (await ask<{ peak: number }>('peak')).peak
+  const downloadPeak = (await child.peak()).peak
   t.equal(download.bytes, SIZE, 'client received every byte')
   t.equal(download.sha, expectedHash(SIZE), 'download body intact')
   const mb = (n: number, base = rssBefore): string => ((n - base) / 1024 / 1024).toFixed(1)

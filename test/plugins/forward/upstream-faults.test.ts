@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process'
 import { createServer as createHttpsServer } from 'node:https'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
-import { countingUpstream, startUpstream } from '../../helpers/upstream.js'
+import { closedPort, countingUpstream, startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { meshRoute, serviceEntry } from '../../helpers/yaml.js'
 import type { GatewayOptions } from '../../../plugins/gateway.js'
 
 // docs/testing.md#d-upstream-faults, table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
@@ -36,14 +36,6 @@ ${dr}`}`
 
 async function gateway (yaml: string, opts: Partial<GatewayOptions> = {}): Promise<Awaited<ReturnType<typeof startInlineGateway>>> {
   return startInlineGateway(yaml, { gatewayPorts: [], overload: false, ...opts })
-}
-
-async function closedPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise(resolve => s.close(resolve))
-  return port
 }
 
 const get = (gw: { mesh: string }, path = '/x', opts: Parameters<typeof rawRequest>[2] = {}): ReturnType<typeof rawRequest> =>
@@ -86,14 +78,7 @@ spec:
   - address: localhost
     ports: { http: 9 }
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app }
+${meshRoute()}
 `, { dnsLookup: lookup, dnsRefreshMs: 500 })
   t.teardown(() => gw.close())
   await sleep(300)

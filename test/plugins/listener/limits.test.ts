@@ -1,17 +1,15 @@
-import { fork } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
-import { startInlineGateway } from '../../helpers/gateway.js'
+import { gatewayChildFor, startInlineGateway } from '../../helpers/gateway.js'
 import { HOST, startPathFixture } from '../../helpers/path-fixture.js'
 import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
 import { sleep } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { gateway, gatewayVs, meshRoute, serviceEntry } from '../../helpers/yaml.js'
 
 // docs/testing.md#c-size-limits-and-slow-clients, table C: header caps (431), body cap on the streaming path (413), slowloris
 // and slow bodies (408 at headersTimeout / requestTimeout), idle keep-alive, connection caps,
@@ -162,29 +160,20 @@ t.test('C6: a client that never reads a 100 MB response holds bounded gateway me
       }
     }).pipe(res)
   })
-  const yaml = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: big }
-spec:
-  hosts: [big]
-  http:
-  - route:
-    - destination: { host: big }
+  const yaml = `${meshRoute('big')}
 ---
 ${serviceEntry('big', { v1: up.port })}`
-  const child = fork(fileURLToPath(new URL('../../helpers/gateway-child.ts', import.meta.url)), { env: { ...process.env, MESHGATE_TEST_YAML: yaml }, execArgv: [...process.execArgv, '--max-semi-space-size=2'] })
-  const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
-  const started = await ask<{ mesh: string; rss: number }>()
-  t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)); await up.close() })
-  const mesh = new URL(started.mesh)
+  t.teardown(() => up.close())
+  const child = await gatewayChildFor(t, yaml)
+  const mesh = child.mesh
   // The client writes its request and never reads: its receive window fills, then the gateway's.
   const sock = connect({ host: mesh.hostname, port: Number(mesh.port) })
   await new Promise(resolve => sock.once('connect', resolve))
   sock.pause()
   sock.write('GET /download HTTP/1.1\r\nHost: big\r\nX-Test-Stream: 1\r\n\r\n')
   await sleep(3000)
-  const { peak } = await ask<{ peak: number }>('peak')
-  const grew = (peak - started.rss) / 1024 / 1024
+  const { peak } = await child.peak()
+  const grew = (peak - child.rss) / 1024 / 1024
   t.ok(grew < 60, `gateway RSS grew ${grew.toFixed(1)} MB while the client read nothing`)
   t.ok(written < 40 * 1024 * 1024, `backpressure reached the upstream: it wrote ${(written / 1024 / 1024).toFixed(1)} MB of 100`)
   sock.destroy()
@@ -194,24 +183,8 @@ t.test('HTTPS listeners apply the same header cap and parser options to their HT
   const pki = makePki(['secure.example.com'])
   const cert = pki.server('secure.example.com')
   const up = await startUpstream('app')
-  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: ['*']
-    tls: { mode: SIMPLE, serverCertificate: ${cert.cert}, privateKey: ${cert.key} }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-  - route:
-    - destination: { host: app }
+  const gw = await startInlineGateway(`${gateway({ tls: cert })}---
+${gatewayVs('  - route:\n    - destination: { host: app }\n')}
 ---
 ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [8443], overload: false, maxHeaderBytes: 8 * 1024 })
   t.teardown(async () => { await gw.close(); await up.close() })

@@ -5,6 +5,7 @@ import t from 'tap'
 import { startAdmin } from '../../../routes/admin.js'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
+import { GATEWAY } from '../../helpers/yaml.js'
 
 // One decision for every entry point: ordinary requests, upgrades and GET /routes/explain pick
 // the same route and cluster for the same request (a property over generated requests), and
@@ -62,14 +63,7 @@ spec:
   subsets:
 ${subsets.split(', ').map(s => `  - { name: ${s}, labels: { version: ${s} } }`).join('\n')}
 ---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
+${GATEWAY}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: alpha }

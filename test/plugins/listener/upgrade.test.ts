@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import WebSocket, { WebSocketServer } from 'ws'
 import { startInlineGateway } from '../../helpers/gateway.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
 // WebSocket upgrades through a route (Envoy allows upgrades by default), with a prefix rewrite.
 
@@ -15,26 +15,12 @@ t.test('a WebSocket echo through the gateway', async t => {
     ws.on('message', (m, binary) => ws.send(binary ? m : `echo:${m.toString()}`))
   })
   const port = (wss.address() as AddressInfo).port
-  const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: ws }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { prefix: /ws/ } }]
+  const gw = await startInlineGateway(`${GATEWAY}---
+${gatewayVs(`  - match: [{ uri: { prefix: /ws/ } }]
     rewrite: { uri: /socket/ }
     route:
     - destination: { host: echo }
+`, 'ws')}
 ---
 ${serviceEntry('echo', { v1: port })}`)
   t.teardown(async () => { await gw.close(); await new Promise(resolve => wss.close(resolve)) })

@@ -1,8 +1,7 @@
-import { createServer } from 'node:net'
 import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
-import { startUpstream } from '../../helpers/upstream.js'
+import { closedPort, startUpstream } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
 import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
@@ -11,15 +10,6 @@ import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yam
 // onUpstreamTimeoutAbort "upstream request timeout"; onUpstreamReset "upstream connect error or
 // disconnect/reset before headers. …"; load balancer "no healthy upstream"; route not found and
 // cluster not found send an empty body; fault filter "fault filter abort").
-
-/** A loopback port with nothing listening (connection refused). */
-async function closedPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
 
 t.test('NR, NC, UH, UF, UT, FI: status, body, flags, upstream cluster and host', async t => {
   const slow = await startUpstream('v1', (req, res) => {
