@@ -112,6 +112,8 @@ export class ConfigManager {
   private latest: StoreSnapshot = { revision: 0, keys: new Map<string, StoredKey>(), inputs: [] }
   private received = 0
   private refused = 0
+  /** The newest revision applied or refused. */
+  private processed = 0
   private waiters: Array<{ revision: number; done: () => void }> = []
   private applyChain: Promise<unknown> = Promise.resolve()
   private stopped = false
@@ -354,6 +356,7 @@ export class ConfigManager {
         if (err instanceof ConfigError && this.lastRejection !== undefined) { this.lastRejection.revision = s.revision; this.refused = Math.max(this.refused, s.revision) }
         throw err
       } finally {
+        this.processed = Math.max(this.processed, s.revision)
         const ready = this.waiters.filter(w => w.revision <= s.revision)
         this.waiters = this.waiters.filter(w => w.revision > s.revision)
         for (const w of ready) w.done()
@@ -386,10 +389,13 @@ export class ConfigManager {
     }
     if (change.puts.length === 0 && change.deletes.length === 0) return this.current
     const revision = await store.commit(base, change)
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`written at revision ${revision}, but it has not come back through the watch within ${(this.opts.writeApplyMs ?? 10_000) / 1000} s`)), this.opts.writeApplyMs ?? 10_000)
-      this.waiters.push({ revision, done: () => { clearTimeout(timer); resolve() } })
-    })
+    // The watch may have brought the revision back before the commit's answer arrived.
+    if (this.processed < revision) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`written at revision ${revision}, but it has not come back through the watch within ${(this.opts.writeApplyMs ?? 10_000) / 1000} s`)), this.opts.writeApplyMs ?? 10_000)
+        this.waiters.push({ revision, done: () => { clearTimeout(timer); resolve() } })
+      })
+    }
     const g = this.current
     if ((g.revision ?? 0) < revision) throw new ConfigError(this.lastRejection?.problems ?? [])
     return g

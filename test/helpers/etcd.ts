@@ -31,8 +31,8 @@ export interface EtcdCluster {
   client: Etcd3
   /** Kill member i (SIGKILL: no goodbye to its peers). */
   kill: (i: number) => Promise<void>
-  /** Start member i again on its ports with its data. */
-  restart: (i: number) => Promise<void>
+  /** Start members again on their ports with their data, and wait until they serve. */
+  restart: (...which: number[]) => Promise<void>
   /** Index of the current leader. */
   leader: () => Promise<number>
   /** Compact the history up to the current revision (physical). */
@@ -90,18 +90,21 @@ export async function startEtcd (n = 3): Promise<EtcdCluster> {
       p.kill('SIGKILL')
       await exited
     },
-    restart: async i => {
-      spawnMember(members[i], 'existing')
-      const one = new Etcd3({ hosts: `http://${hosts[i]}`, dialTimeout: 1000 })
-      try {
-        const t0 = Date.now()
-        for (;;) {
-          try { await one.maintenance.status(); return } catch {
-            if (Date.now() - t0 > 15_000) throw new Error(`etcd member ${i} did not come back`)
-            await new Promise(resolve => setTimeout(resolve, 100))
+    restart: async (...which) => {
+      // All at once: a member serves clients only once it has rejoined a quorum.
+      for (const i of which) spawnMember(members[i], 'existing')
+      await Promise.all(which.map(async i => {
+        const one = new Etcd3({ hosts: `http://${hosts[i]}`, dialTimeout: 1000 })
+        try {
+          const t0 = Date.now()
+          for (;;) {
+            try { await one.maintenance.status(); return } catch {
+              if (Date.now() - t0 > 15_000) throw new Error(`etcd member ${i} did not come back`)
+              await new Promise(resolve => setTimeout(resolve, 100))
+            }
           }
-        }
-      } finally { one.close() }
+        } finally { one.close() }
+      }))
     },
     leader: async () => {
       const all = await statuses()
