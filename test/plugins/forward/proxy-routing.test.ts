@@ -1,17 +1,15 @@
 import t from 'tap'
-import { startInlineGateway } from '../../helpers/gateway.js'
+import { gatewayFor, startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
-import { startUpstream } from '../../helpers/upstream.js'
+import { startUpstream, upstreamFor, upstreamsFor } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
 import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
 
 // Plugin tests: meshgate with real upstream HTTP servers on loopback (port 0).
 
 t.test('routes by path, header and query to the right upstream', async t => {
-  const v1 = await startUpstream('v1')
-  const v2 = await startUpstream('v2')
-  const v3 = await startUpstream('v3')
-  const gw = await startInlineGateway(`${GATEWAY}---
+  const [v1, v2, v3] = await upstreamsFor(t, 'v1', 'v2', 'v3')
+  const gw = await gatewayFor(t, `${GATEWAY}---
 ${gatewayVs(`  - name: by-header
     match:
     - headers: { end-user: { exact: jason } }
@@ -46,7 +44,6 @@ spec:
   - { name: v3, labels: { version: v3 } }
 ---
 ${serviceEntry('app', { v1: v1.port, v2: v2.port, v3: v3.port })}`)
-  t.teardown(async () => { await gw.close(); await v1.close(); await v2.close(); await v3.close() })
 
   const cases: Array<{ name: string; target: string; headers?: Record<string, string>; want: string | number }> = [
     { name: 'exact path', target: '/productpage', want: 'v1' },
@@ -79,8 +76,8 @@ ${serviceEntry('app', { v1: v1.port, v2: v2.port, v3: v3.port })}`)
 })
 
 t.test('forwarding: Host kept, rewrites, header operations, forwarding headers', async t => {
-  const up = await startUpstream('up')
-  const gw = await startInlineGateway(`${GATEWAY}---
+  const up = await upstreamFor(t, 'up')
+  const gw = await gatewayFor(t, `${GATEWAY}---
 ${gatewayVs(`  - match:
     - uri: { prefix: /api/ }
     rewrite: { uri: /v2/ }
@@ -119,7 +116,6 @@ ${gatewayVs(`  - match:
 `)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
 
   let res = await rawRequest(gw.ingress, '/api/items?x=1', { headers: { host: 'shop.example.com:8080' } })
   let echo = JSON.parse(res.body)
@@ -237,15 +233,14 @@ ${serviceEntry('empty', {})}`)
 })
 
 t.test('access log: one JSON line per request with exactly the documented fields', async t => {
-  const up = await startUpstream('up')
-  const gw = await startInlineGateway(`${GATEWAY}---
+  const up = await upstreamFor(t, 'up')
+  const gw = await gatewayFor(t, `${GATEWAY}---
 ${gatewayVs(`  - name: main
     route:
     - destination: { host: app }
 `)}
 ---
 ${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
   const res = await rawRequest(gw.ingress, '/reviews/0?x=1', {
     method: 'POST',
     body: 'hello',
@@ -288,9 +283,8 @@ ${serviceEntry('app', { v1: up.port })}`)
 })
 
 t.test('mesh listener: Host and absolute-form targets select the service', async t => {
-  const v1 = await startUpstream('v1')
-  const v2 = await startUpstream('v2')
-  const gw = await startInlineGateway(`
+  const [v1, v2] = await upstreamsFor(t, 'v1', 'v2')
+  const gw = await gatewayFor(t, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: reviews }
@@ -314,7 +308,6 @@ spec:
   - { name: v2, labels: { version: v2 } }
 ---
 ${serviceEntry('reviews', { v1: v1.port, v2: v2.port })}`, { gatewayPorts: [] })
-  t.teardown(async () => { await gw.close(); await v1.close(); await v2.close() })
   const spellings = ['reviews:9080', 'reviews', 'reviews.default:9080', 'reviews.default.svc', 'reviews.default.svc.cluster.local:9080']
   for (const host of spellings) {
     const res = await rawRequest(gw.mesh, '/reviews/0', { headers: { host } })
