@@ -12,7 +12,7 @@ import { ConfigError, startGateway } from '../plugins/gateway.js'
 import { startAdmin } from '../routes/admin.js'
 import { credentialStore } from '../plugins/tls.js'
 import { meshgateVersion } from '../plugins/version.js'
-import { tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
+import { TRACING_ARG_OPTIONS, TRACING_USAGE, tracingOptions, tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
 import { isEtcdUrl } from '../src/config/etcd-layout.js'
 import { ETCD_FLAGS, ETCD_FLAGS_USAGE, ctl, storeFromFlags } from '../plugins/config-source/cli.js'
 import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
@@ -33,6 +33,7 @@ Run options (each also read from the environment variable shown):
       --mesh-namespace NS  namespace short Host names resolve in on the mesh (MESHGATE_MESH_NAMESPACE, default default)
       --access-log DEST    access log: a file, 'stdout', 'stderr' or 'off' (MESHGATE_ACCESS_LOG, default stdout)
       --log-level LEVEL    trace|debug|info|warn|error|fatal (MESHGATE_LOG_LEVEL, default info)
+${TRACING_USAGE}
       --strict             treat warnings (references that cannot work) as errors (MESHGATE_STRICT=1)
       --allow-unsupported-kinds  skip, with a warning, Istio resources meshgate cannot enforce (a misspelt or
                            unread Istio kind, CUSTOM authorization, PeerAuthentication STRICT) instead of
@@ -121,6 +122,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
         'etcd-key': ETCD_FLAGS['etcd-key'],
         'etcd-user': ETCD_FLAGS['etcd-user'],
         ...tuningArgOptions(),
+        ...TRACING_ARG_OPTIONS,
         version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -139,11 +141,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   let workers: number
   let tuning: ReturnType<typeof tuningOptions>
+  let tracing: ReturnType<typeof tracingOptions>
   let workload: { workloadLabels?: Record<string, string>; workloadNamespace?: string }
   const allowUnsupportedKinds = v['allow-unsupported-kinds'] ?? env.MESHGATE_ALLOW_UNSUPPORTED_KINDS === '1'
   try {
     workers = parseWorkers(v.workers ?? env.MESHGATE_WORKERS)
     tuning = tuningOptions(v, env)
+    tracing = tracingOptions(v, env)
     workload = workloadOptions(v['workload-labels'] ?? env.MESHGATE_WORKLOAD_LABELS, v['workload-namespace'] ?? env.MESHGATE_WORKLOAD_NAMESPACE)
   } catch (err) {
     process.stderr.write(`meshgate: ${(err as Error).message}\n`)
@@ -190,6 +194,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   try {
     const gw = await startGateway({
       ...tuning,
+      ...(tracing !== undefined ? { tracing } : {}),
       config: source,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
       allowUnsupportedKinds,

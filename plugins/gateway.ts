@@ -19,6 +19,7 @@ import { newSecurityStats } from './listener/security.js'
 import { JwtVerifier } from './jwt.js'
 import type { ConfigStore } from '../src/config/source.js'
 import { registerSyncMetrics } from './config-source/metrics.js'
+import { Tracing, type TracingOptions } from './tracing.js'
 
 export { ConfigError }
 
@@ -102,6 +103,8 @@ export interface GatewayOptions {
   dnsLookup?: (name: string) => Promise<unknown>
   /** How often endpoint names are re-resolved (default 5 s). */
   dnsRefreshMs?: number
+  /** Distributed tracing over OTLP/HTTP (docs/tracing.md); off when absent. */
+  tracing?: TracingOptions
 }
 
 /** The listener limits named in GatewayOptions, unset ones left to the defaults. */
@@ -219,8 +222,9 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   // Set when shutdown begins: every response from then on carries Connection: close.
   const drain = { on: false }
   const apps: Array<{ app: FastifyInstance; name: string; kind: 'gateway' | 'mesh'; configPort: number; bindPort: number }> = []
+  const tracing = opts.tracing !== undefined ? new Tracing(opts.tracing) : undefined
   const common = { store, pools, runtime: rt, accessLog, metrics, counters, drain, random: opts.random, now: opts.now, limits: limitsOf(opts), serverOptions: opts.serverOptions,
-    verifier, securityStats }
+    verifier, securityStats, tracing }
   for (const l of snapshot.gateways) {
     apps.push({ app: await createListener({ ...common, kind: 'gateway', configPort: l.port }), name: l.name, kind: 'gateway', configPort: l.port, bindPort: opts.portMap?.[l.port] ?? l.port })
   }
@@ -257,6 +261,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     clearInterval(retireTimer)
     verifier.close()
         await pools.close()
+    await tracing?.shutdown()
     throw err
   }
 
@@ -318,6 +323,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         clearTimeout(timer)
         accessLog.flush()
         await accessLog.close()
+        // The spans still batched are exported before the process goes.
+        await tracing?.shutdown().catch(() => {})
         await manager.close()
       })()
       return closing

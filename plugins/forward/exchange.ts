@@ -11,6 +11,7 @@ import { type EndpointState, Flag } from '../../src/upstream/endpoint.js'
 import { type AccessLogContext, logFallback } from '../access-log.js'
 import type { ClusterPools } from '../pools.js'
 import { sendError } from '../reply/local.js'
+import type { RequestTrace } from '../tracing.js'
 import { RETRY_BUFFER_BYTES, countBody, readBody } from './body.js'
 import { chooseEndpoint, consistentHashKey, hostPort, originOf } from './endpoint.js'
 import { mirror } from './mirror.js'
@@ -43,6 +44,8 @@ export interface ExchangeInput {
   remoteAddress: string
   /** False when the plan's resolution may be stale (a fault delay ran): resolve again. */
   resolutionFresh: boolean
+  /** The request's spans, when tracing is on: each try is a client span under them. */
+  trace?: RequestTrace
 }
 
 const ABORTED = Object.assign(new Error('aborted by the gateway'), { name: 'AbortError' })
@@ -157,10 +160,7 @@ export class Exchange implements TryOwner, HealthView {
     this.settle = choice.settle
     ctx.upstreamHost = hostPort(ep)
     ctx.upstreamTransportFailureReason = '-'
-    const labels = ep.spec.labels
-    ctx.upstreamApp = labels.app ?? 'unknown'
-    ctx.upstreamVersion = labels.version ?? 'unknown'
-    ctx.upstreamWorkload = labels.app !== undefined && labels.version !== undefined ? `${labels.app}-${labels.version}` : 'unknown'
+    ctx.upstreamLabels = ep.spec.labels
     this.isRetry = isRetry
     if (isRetry) { cluster.activeRetries++; cluster.stats.retries++ }
     ep.active++
@@ -175,6 +175,7 @@ export class Exchange implements TryOwner, HealthView {
     const expectMs = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : plan.timeoutMs
     if (expectMs > 0) headers['x-envoy-expected-rq-timeout-ms'] = String(expectMs)
     if (retry.perTryTimeoutMs > 0) this.perTryTimer = setTimeout(onPerTryTimeout, retry.perTryTimeoutMs, this)
+    this.x.trace?.startTry(headers, decision.cluster, ctx.upstreamHost)
     this.startedAt = process.hrtime.bigint()
     const t = new UpstreamTry(this)
     this.current = t
@@ -207,6 +208,7 @@ export class Exchange implements TryOwner, HealthView {
     ctx.upstreamServiceTime = Number((process.hrtime.bigint() - this.startedAt) / 1000000n)
     const cluster = this.cluster!
     cluster.record(this.ep!, { kind: 'response', status })
+    this.x.trace?.tryStatus(status)
     this.settle?.(status < 500)
     const retry = plan.retry
     let grpc: number | undefined
@@ -265,6 +267,7 @@ export class Exchange implements TryOwner, HealthView {
   onTryEnd (t: UpstreamTry): void {
     if (t !== this.current) return
     this.release()
+    this.x.trace?.endTry()
     this.done()
     if (!this.ended) this.x.res.end()
   }
@@ -275,6 +278,7 @@ export class Exchange implements TryOwner, HealthView {
     this.release()
     const { ctx } = this.x
     if (this.clientGone) return
+    this.x.trace?.endTry(this.perTryTimedOut || this.routeTimedOut ? 'timeout' : errCode(err) ?? err.message)
     if (this.committed) {
       // The body fails after the status went out (reset, short body, idle timeout): the client's
       // response is aborted, never completed; the log says why.

@@ -13,6 +13,7 @@ import { Exchange, type ExchangeEnv } from '../forward/exchange.js'
 import type { Metrics } from '../metrics.js'
 import { OverloadGuard } from '../overload.js'
 import type { ClusterPools } from '../pools.js'
+import type { RequestTrace, Tracing } from '../tracing.js'
 import { sendError, sendLocal, serverName } from '../reply/local.js'
 import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext, peerOf } from './intake.js'
 import type { RequestLimits } from './limits.js'
@@ -43,6 +44,8 @@ export interface ListenerPluginOptions {
   /** JWT verification for RequestAuthentication (one verifier per gateway: its JWKS cache outlives reloads). */
   verifier: TokenVerifier
   securityStats: SecurityStats
+  /** Distributed tracing; undefined when off (the request path then pays one check). */
+  tracing?: Tracing
 }
 
 /** The state of one request between its stages, kept on its response. */
@@ -53,6 +56,8 @@ interface Scope {
   gone: boolean
   logged: boolean
   listener: ListenerState
+  /** The request's spans, when tracing is on. */
+  trace: RequestTrace | undefined
 }
 
 const kScope = Symbol('meshgate.scope')
@@ -121,7 +126,8 @@ export const listenerPlugin: FastifyPluginCallback<ListenerPluginOptions> = (app
     limits: o.limits,
     server: L.server,
     snapshot: () => L.snapshot,
-    security: L.security
+    security: L.security,
+    tracing: o.tracing
   })
   app.addHook('onRequest', (request, reply, _next) => {
     reply.hijack()
@@ -138,7 +144,8 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
   o.counters.inFlight++
   const ctx = openContext(req, L.name, o.now)
   if (o.drain.on) drainConnection(L, res)
-  const scope: Scope = { ctx, exchange: undefined, gone: false, logged: false, listener: L }
+  const trace = o.tracing?.start(req.headers, ctx, L.mesh, o.scheme)
+  const scope: Scope = { ctx, exchange: undefined, gone: false, logged: false, listener: L, trace }
   res[kScope] = scope
   res.once('close', onResponseClose)
   if (L.guard?.reason !== undefined) {
@@ -250,7 +257,7 @@ function forward (scope: Scope, req: IncomingMessage, res: ScopedResponse, plan:
   const hasBody = !bodyless && (h2 !== undefined
     ? !h2.endAfterHeaders
     : req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))
-  const x = new Exchange(L.env, { ctx, req, res, plan, headers, hasBody, clusters, remoteAddress: peerOf(req).address, resolutionFresh: fresh })
+  const x = new Exchange(L.env, { ctx, req, res, plan, headers, hasBody, clusters, remoteAddress: peerOf(req).address, resolutionFresh: fresh, trace: scope.trace })
   scope.exchange = x
   x.run()
 }
@@ -271,6 +278,7 @@ function onResponseClose (this: ScopedResponse): void {
   }
   const L = scope.listener
   L.o.counters.inFlight--
+  scope.trace?.end(ctx, status)
   logLine(L, ctx, status, Number((process.hrtime.bigint() - ctx.startHr) / 1000000n))
 }
 

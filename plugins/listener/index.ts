@@ -19,7 +19,7 @@ export { DEFAULT_LIMITS, resolveLimits, type OverloadOptions, type RequestLimits
 
 /** What a listener is built from: the plugin's options, with defaults for the shared parts. */
 export interface ListenerOptions extends Pick<ListenerPluginOptions, 'kind' | 'configPort' | 'store' | 'runtime' | 'pools' | 'accessLog' | 'metrics'>,
-  Partial<Pick<ListenerPluginOptions, 'counters' | 'drain' | 'random' | 'now' | 'verifier' | 'securityStats'>> {
+  Partial<Pick<ListenerPluginOptions, 'counters' | 'drain' | 'random' | 'now' | 'verifier' | 'securityStats' | 'tracing'>> {
   /** Request limits, timeouts and normalization policy; unset fields take DEFAULT_LIMITS. */
   limits?: Partial<RequestLimits>
   /** Fastify server options merged in last (tests, special cases). */
@@ -75,7 +75,8 @@ export async function createListener (opts: ListenerOptions): Promise<FastifyIns
     limits: lim,
     scheme: setup.secure ? 'https' : 'http',
     verifier: opts.verifier ?? NO_VERIFIER,
-    securityStats: opts.securityStats ?? newSecurityStats()
+    securityStats: opts.securityStats ?? newSecurityStats(),
+    ...(opts.tracing !== undefined ? { tracing: opts.tracing } : {})
   })
   return app
 }

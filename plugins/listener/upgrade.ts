@@ -14,6 +14,7 @@ import { checkHeaders, hasRepeatedHeaders, matchHeaders, openContext } from './i
 import type { RequestLimits } from './limits.js'
 import { type Denial, type SecurityEnv, checkSecurity } from './security.js'
 import type { Snapshot } from '../../src/compile/snapshot.js'
+import type { RequestTrace, Tracing } from '../tracing.js'
 
 export interface UpgradeOptions {
   mesh: boolean
@@ -30,6 +31,8 @@ export interface UpgradeOptions {
   /** The listener's current snapshot (its security resources and clusters). */
   snapshot: () => Snapshot
   security: SecurityEnv
+  /** Distributed tracing, when on: an upgrade is a server span and its upstream request a client span. */
+  tracing?: Tracing
 }
 
 const UNSAFE_HEADER = /[\r\n\0]/
@@ -51,9 +54,11 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   const repeated = hasRepeatedHeaders(req)
   const ctx = openContext(req, o.mesh ? 'mesh' : String(o.configPort), o.now)
   const lg = { logged: false }
+  const trace = o.tracing?.start(req.headers, ctx, o.mesh, o.scheme)
   const log = (status: number): void => {
     if (lg.logged) return
     lg.logged = true
+    trace?.end(ctx, status)
     o.log(ctx, status, Number((process.hrtime.bigint() - ctx.startHr) / 1000000n))
   }
   socket.on('error', () => socket.destroy())
@@ -73,7 +78,7 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
   const plan = decide(o, dc, req, ctx, repeated)
   const go = (d: Denial | undefined): void => {
     if (d !== undefined) { ctx.responseCodeDetails = d.error.details; fail(socket, ctx, d.error, o.server, d.headers); log(d.error.status); return }
-    afterDecision(o, req, socket, head, ctx, plan, log, lg, h2c, bodyLength)
+    afterDecision(o, req, socket, head, ctx, plan, log, lg, h2c, bodyLength, trace)
   }
   if (snap.security === undefined) return go(undefined)
   const d = checkSecurity(snap.security, plan, req, req.socket.remoteAddress ?? '', ctx.xForwardedFor, snap.clusters, o.security)
@@ -83,7 +88,7 @@ function handleUpgrade (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
 
 /** The upgrade after the routing decision and the security stage. */
 function afterDecision (o: UpgradeOptions, req: IncomingMessage, socket: Duplex, head: Buffer, ctx: AccessLogContext, plan: Plan, log: (status: number) => void,
-  lg: { logged: boolean }, h2c: boolean, bodyLength: number): void {
+  lg: { logged: boolean }, h2c: boolean, bodyLength: number, trace: RequestTrace | undefined): void {
   if (socket.destroyed) { log(0); return }
   const headers = req.headers
   if (plan.kind !== 'forward') { answerLocally(socket, ctx, plan, o.server); log(statusOf(plan)); return }
@@ -115,6 +120,7 @@ function afterDecision (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
     // undici's check does not run here: a CR, LF or NUL would split the request.
     if (v !== undefined && ([v].flat().some(one => UNSAFE_HEADER.test(one)) || UNSAFE_HEADER.test(k))) { fail(socket, ctx, Errors.UpstreamProtocolError, o.server); log(502); return }
   }
+  trace?.startTry(out, served, ctx.upstreamHost)
   ep.active++
   cluster.active++
   let released = false
@@ -134,6 +140,7 @@ function afterDecision (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
     upgraded = true
     ctx.upstreamServiceTime = Number((process.hrtime.bigint() - started) / 1000000n)
     cluster.record(ep, { kind: 'response', status: 101 })
+    trace?.tryStatus(101)
     upSocket.on('error', () => upSocket.destroy())
     socket.write(headLines(101, res.statusMessage, res.rawHeaders, o.server, false))
     if (upHead.length > 0) socket.write(upHead)
@@ -150,6 +157,7 @@ function afterDecision (o: UpgradeOptions, req: IncomingMessage, socket: Duplex,
     const status = res.statusCode ?? 502
     ctx.upstreamServiceTime = Number((process.hrtime.bigint() - started) / 1000000n)
     cluster.record(ep, { kind: 'response', status })
+    trace?.tryStatus(status)
     release(status < 500)
     socket.write(headLines(status, res.statusMessage, res.rawHeaders, o.server, true))
     res.on('data', (c: Buffer) => { ctx.bytesSent += c.length; socket.write(c) })
