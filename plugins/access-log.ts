@@ -42,10 +42,10 @@ export interface AccessLogContext {
   fallbackResult: string
   /** Which listener served it (not logged; used by metrics). */
   listener: string
-  /** The serving endpoint's workload, app and version labels (metrics only). */
-  upstreamWorkload: string
-  upstreamApp: string
-  upstreamVersion: string
+  /** The peer's IP address (not logged; metrics identify mesh callers by it). */
+  downstreamAddress: string
+  /** The serving endpoint's labels (not logged; metrics read its workload, app and version). */
+  upstreamLabels: Readonly<Record<string, string>> | undefined
 }
 
 export function newAccessLogContext (): AccessLogContext {
@@ -76,9 +76,8 @@ export function newAccessLogContext (): AccessLogContext {
     fallbackFinalCluster: '-',
     fallbackResult: '-',
     listener: '-',
-    upstreamWorkload: 'unknown',
-    upstreamApp: 'unknown',
-    upstreamVersion: 'unknown'
+    downstreamAddress: '',
+    upstreamLabels: undefined
   }
 }
 

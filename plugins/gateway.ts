@@ -182,16 +182,17 @@ function samePorts (next: Snapshot, current: Snapshot | undefined): Problem[] {
 export async function startGateway (opts: GatewayOptions): Promise<RunningGateway> {
   // The store exists only after the first load; the manager installs later snapshots into it.
   const pools = new ClusterPools(opts.upstreamIdleTimeoutMs)
+  const gatewayWorkload = {
+    namespace: opts.workloadNamespace ?? DEFAULT_GATEWAY_WORKLOAD.namespace,
+    labels: opts.workloadLabels ?? DEFAULT_GATEWAY_WORKLOAD.labels,
+    serviceAccount: opts.workloadServiceAccount ?? DEFAULT_GATEWAY_WORKLOAD.serviceAccount
+  }
   const manager = new ConfigManager({
     config: opts.config,
     strict: opts.strict,
     allowUnsupportedKinds: opts.allowUnsupportedKinds,
     meshNamespace: opts.meshNamespace,
-    gatewayWorkload: {
-      namespace: opts.workloadNamespace ?? DEFAULT_GATEWAY_WORKLOAD.namespace,
-      labels: opts.workloadLabels ?? DEFAULT_GATEWAY_WORKLOAD.labels,
-      serviceAccount: opts.workloadServiceAccount ?? DEFAULT_GATEWAY_WORKLOAD.serviceAccount
-    },
+    gatewayWorkload,
     now: opts.now,
     check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current)],
     credentials: credentialStore('store' in opts.config ? { inputs: [] } : opts.config, opts.credentialsDir),
@@ -214,7 +215,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   hc.sync()
   const securityStats = newSecurityStats()
   const verifier = new JwtVerifier()
-  const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures, security: securityStats })
+  const metrics = new Metrics({ runtime: () => rt, generation: () => manager.current.generation, reloadFailures: () => manager.reloadFailures, security: securityStats,
+    snapshot: () => store.current, gatewayWorkload })
   registerSyncMetrics(metrics.registry, () => manager.syncStatus())
   const accessLog = createAccessLogWriter(opts.accessLog ?? 'stdout')
   const host = opts.host ?? '0.0.0.0'

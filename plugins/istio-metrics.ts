@@ -40,10 +40,12 @@ export interface RequestMetricNames {
 /** The four Istio request metrics over shared label sets, registered in `registry`. */
 export class RequestMetrics {
   private readonly series = new Map<string, RequestSeries>()
+  /** The per-request lookup of series (a registry reset clears it with the series). */
+  readonly index = new SeriesIndex()
 
   constructor (registry: Registry, private readonly names: RequestMetricNames) {
     const all = (): RequestSeries[] => [...this.series.values()]
-    const reset = (): void => { this.series.clear() }
+    const reset = (): void => { this.series.clear(); this.index.clear() }
     const counter: RegistryMetric = {
       name: names.requests.name,
       help: names.requests.help,
@@ -102,6 +104,13 @@ export class RequestMetrics {
     observe(s.responseBytes, this.names.responseBytes.buckets, responseBytes)
   }
 
+  /** Requests counted so far in the series whose labels pass `filter`. */
+  totalOf (filter: (labels: Readonly<Record<string, string>>) => boolean): number {
+    let n = 0
+    for (const s of this.series.values()) if (filter(s.labels)) n += s.count
+    return n
+  }
+
   /** Requests counted so far over every series. */
   get total (): number {
     let n = 0
@@ -116,5 +125,92 @@ function observe (h: HistogramValues, bounds: readonly number[], v: number): voi
   h.sum += v
   for (let i = 0; i < bounds.length; i++) {
     if (v <= bounds[i]) { h.counts[i]++; return }
+  }
+}
+
+/** A workload as Istio's `source_*`/`destination_*` labels name it. */
+export interface WorkloadNames {
+  readonly workload: string
+  readonly namespace: string
+  /** `spiffe://cluster.local/ns/<ns>/sa/<sa>`, or `unknown`. */
+  readonly principal: string
+  readonly app: string
+  readonly version: string
+  readonly canonicalService: string
+  readonly canonicalRevision: string
+}
+
+/** An unidentified workload: every name `unknown`, as Istio reports a peer without metadata. */
+export const UNKNOWN_WORKLOAD: WorkloadNames = Object.freeze({
+  workload: 'unknown', namespace: 'unknown', principal: 'unknown', app: 'unknown', version: 'unknown', canonicalService: 'unknown', canonicalRevision: 'unknown'
+})
+
+/**
+ * The names of a workload with these labels. The workload is `<app>-<version>` (the Bookinfo
+ * deployments' naming), else `<app>`; the canonical service and revision follow Istio's
+ * precedence (`service.istio.io/canonical-*`, then `app.kubernetes.io/*`, then `app`/`version`).
+ */
+export function workloadNames (labels: Readonly<Record<string, string>> | undefined, namespace: string, principal: string | undefined): WorkloadNames {
+  if (labels === undefined) return namespace === 'unknown' && principal === undefined ? UNKNOWN_WORKLOAD : Object.freeze({ ...UNKNOWN_WORKLOAD, namespace, principal: spiffe(principal) })
+  const app = labels.app
+  const version = labels.version
+  const workload = app === undefined ? 'unknown' : version === undefined ? app : `${app}-${version}`
+  return Object.freeze({
+    workload,
+    namespace,
+    principal: spiffe(principal),
+    app: app ?? 'unknown',
+    version: version ?? 'unknown',
+    canonicalService: labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? app ?? workload,
+    canonicalRevision: labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? version ?? 'latest'
+  })
+}
+
+function spiffe (principal: string | undefined): string {
+  return principal === undefined ? 'unknown' : `spiffe://${principal}`
+}
+
+/** The series one combination feeds: the caller's proxy view, and the destination's once an endpoint answered. */
+export interface SeriesPair {
+  readonly source: RequestSeries
+  destination: RequestSeries | undefined
+}
+
+type ByFlags = Map<string, SeriesPair>
+type ByStatus = Map<number, ByFlags>
+// Weak from the endpoint on: a reload's new label objects must not keep the old ones alive.
+type ByEndpoint = WeakMap<object, ByStatus>
+type ByCluster = Map<string, ByEndpoint>
+
+/** The endpoint key of a request that reached no endpoint. */
+export const NO_ENDPOINT: Readonly<Record<string, string>> = Object.freeze({})
+
+/**
+ * Finds a request's series without building a string per request: nested maps keyed by values
+ * that are the same object or string for every request of one combination — the source
+ * workload's names object (one per caller identity and snapshot, or the gateway's), the cluster
+ * name from the snapshot, the endpoint's labels object, the status and the response flags. The
+ * label sets (and their long keys) are built only when a combination is first seen.
+ */
+export class SeriesIndex {
+  private roots = new WeakMap<WorkloadNames, ByCluster>()
+
+  /** Forget every combination (the registry was reset). */
+  clear (): void {
+    this.roots = new WeakMap()
+  }
+
+  get (source: WorkloadNames, cluster: string, endpoint: object, status: number, flags: string, make: () => SeriesPair): SeriesPair {
+    let byCluster = this.roots.get(source)
+    if (byCluster === undefined) { byCluster = new Map(); this.roots.set(source, byCluster) }
+    let byEndpoint = byCluster.get(cluster)
+    if (byEndpoint === undefined) { byEndpoint = new WeakMap(); byCluster.set(cluster, byEndpoint) }
+    let byStatus = byEndpoint.get(endpoint)
+    if (byStatus === undefined) { byStatus = new Map(); byEndpoint.set(endpoint, byStatus) }
+    let byFlags = byStatus.get(status)
+    if (byFlags === undefined) { byFlags = new Map(); byStatus.set(status, byFlags) }
+    let pair = byFlags.get(flags)
+    if (pair === undefined) { pair = make(); byFlags.set(flags, pair) }
+    return pair
   }
 }

@@ -1,7 +1,10 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { RuntimeState } from '../src/runtime/state.js'
 import type { AccessLogContext } from './access-log.js'
-import { RequestMetrics } from './istio-metrics.js'
+import type { Snapshot } from '../src/compile/snapshot.js'
+import type { CallerIdentity } from '../src/security/spec.js'
+import { DEFAULT_GATEWAY_WORKLOAD, type GatewayWorkload, principalOf } from '../src/security/compile.js'
+import { NO_ENDPOINT, RequestMetrics, type RequestSeries, type SeriesPair, UNKNOWN_WORKLOAD, type WorkloadNames, workloadNames } from './istio-metrics.js'
 import { meshgateVersion } from './version.js'
 import type { SecurityStats } from './listener/security.js'
 
@@ -15,7 +18,8 @@ export const ISTIO_LABELS = [
   'source_cluster', 'destination_workload', 'destination_workload_namespace', 'destination_principal',
   'destination_app', 'destination_version', 'destination_service', 'destination_service_name',
   'destination_service_namespace', 'destination_cluster', 'request_protocol', 'response_code',
-  'grpc_response_status', 'response_flags', 'connection_security_policy'
+  'grpc_response_status', 'response_flags', 'connection_security_policy',
+  'source_canonical_service', 'source_canonical_revision', 'destination_canonical_service', 'destination_canonical_revision'
 ] as const
 
 type IstioLabels = Record<(typeof ISTIO_LABELS)[number], string>
@@ -34,7 +38,19 @@ export class Metrics {
   private readonly fallbacks: Counter<string>
   private readonly clusterInfo = new Map<string, ClusterInfo>()
 
-  constructor (opts: { runtime: () => RuntimeState; generation: () => number; reloadFailures: () => number; workload?: string; security?: SecurityStats }) {
+  /** The ingress gateway workload: the source of every request on a Gateway listener. */
+  private readonly gatewaySource: WorkloadNames
+  /** Mesh callers' names, one per caller identity of a snapshot (docs/metrics.md#who-called). */
+  private readonly callerNames = new WeakMap<CallerIdentity, WorkloadNames>()
+  private readonly snapshot: (() => Snapshot) | undefined
+
+  constructor (opts: {
+    runtime: () => RuntimeState; generation: () => number; reloadFailures: () => number; security?: SecurityStats
+    /** The running snapshot: its `callers` identify mesh callers by address. */
+    snapshot?: () => Snapshot
+    /** The ingress gateway's workload (`--workload-labels`, `--workload-namespace`). */
+    gatewayWorkload?: GatewayWorkload
+  }) {
     const r = this.registry
     this.istio = new RequestMetrics(r, {
       requests: { name: 'istio_requests_total', help: 'Requests processed by meshgate (Istio standard metric).' },
@@ -43,8 +59,9 @@ export class Metrics {
       responseBytes: { name: 'istio_response_bytes', help: 'Response body sizes.', buckets: BYTES_BUCKETS }
     })
     this.fallbacks = new Counter({ name: 'meshgate_fallback_total', help: 'ASM fallback decisions by route, primary and fallback cluster; result is taken or failed.', labelNames: ['route', 'primary_cluster', 'fallback_cluster', 'result'], registers: [r] })
-    const source = opts.workload ?? 'meshgate'
-    this.sourceWorkload = source
+    const gw = opts.gatewayWorkload ?? DEFAULT_GATEWAY_WORKLOAD
+    this.gatewaySource = workloadNames(gw.labels, gw.namespace, principalOf(gw.namespace, gw.serviceAccount))
+    this.snapshot = opts.snapshot
     new Gauge({
       name: 'meshgate_build_info', help: 'Always 1; the labels carry the meshgate version and the Node.js version it runs on.', labelNames: ['version', 'node'], registers: [r]
     }).set({ version: meshgateVersion(), node: process.version }, 1)
@@ -110,8 +127,6 @@ export class Metrics {
     collectDefaultMetrics({ register: r, prefix: 'meshgate_' })
   }
 
-  private readonly sourceWorkload: string
-
   private info (cluster: string): ClusterInfo {
     let i = this.clusterInfo.get(cluster)
     if (i === undefined) {
@@ -126,47 +141,94 @@ export class Metrics {
     return i
   }
 
-  /** Record one finished request. `destinationVersion` is the serving endpoint's `version` label. */
+  /**
+   * Record one finished request: a `reporter="source"` series (the caller's proxy), and a
+   * `reporter="destination"` one (the destination's sidecar) when an endpoint answered. The
+   * series are found through nested maps (plugins/istio-metrics.ts SeriesIndex): no string is
+   * built per request.
+   */
   record (ctx: AccessLogContext, status: number, durationMs: number): void {
-    // Every label below is a function of these values: one short key per label set.
-    const key = `${ctx.upstreamCluster}\u0000${ctx.upstreamWorkload}\u0000${ctx.upstreamApp}\u0000${ctx.upstreamVersion}\u0000${status}\u0000${ctx.responseFlags}`
-    const series = this.istio.seriesFor(key, () => this.labels(ctx, status))
-    this.istio.record(series, durationMs, ctx.bytesReceived, ctx.bytesSent)
+    const source = this.sourceOf(ctx)
+    const endpoint = ctx.upstreamLabels ?? NO_ENDPOINT
+    const pair = this.istio.index.get(source, ctx.upstreamCluster, endpoint, status, ctx.responseFlags, () => this.pair(source, ctx, status))
+    this.istio.record(pair.source, durationMs, ctx.bytesReceived, ctx.bytesSent)
+    if (ctx.upstreamServiceTime >= 0 && endpoint !== NO_ENDPOINT) {
+      pair.destination ??= this.series('destination', source, ctx, status)
+      this.istio.record(pair.destination, durationMs, ctx.bytesReceived, ctx.bytesSent)
+    }
     if (ctx.fallbackPath !== '-') {
       const [primary, fallback] = splitFallbackPath(ctx.fallbackPath)
       this.fallbacks.inc({ route: ctx.routeName, primary_cluster: primary, fallback_cluster: fallback, result: ctx.fallbackFinalCluster === '-' ? 'failed' : 'taken' })
     }
   }
 
-  /** Requests recorded since start (every label set). */
+  /** Requests recorded since start (the `reporter="source"` series: each request once). */
   get requestsTotal (): number {
-    return this.istio.total
+    return this.istio.totalOf(l => l.reporter === 'source')
   }
 
-  private labels (ctx: AccessLogContext, status: number): IstioLabels {
+  /** The request's source workload: the ingress gateway on a Gateway listener; on the mesh listener, the caller registered at the peer's address. */
+  private sourceOf (ctx: AccessLogContext): WorkloadNames {
+    if (ctx.listener !== 'mesh') return this.gatewaySource
+    const callers = this.snapshot?.().callers
+    if (callers === undefined || callers.size === 0) return UNKNOWN_WORKLOAD
+    const a = ctx.downstreamAddress
+    // An IPv4 peer on a dual-stack socket reads ::ffff:10.0.0.1.
+    const id = callers.get(a) ?? (a.startsWith('::ffff:') ? callers.get(a.slice(7)) : undefined)
+    if (id === undefined) return UNKNOWN_WORKLOAD
+    let names = this.callerNames.get(id)
+    if (names === undefined) {
+      names = workloadNames(id.labels, id.namespace ?? 'unknown', id.principal)
+      this.callerNames.set(id, names)
+    }
+    return names
+  }
+
+  private pair (source: WorkloadNames, ctx: AccessLogContext, status: number): SeriesPair {
+    return { source: this.series('source', source, ctx, status), destination: undefined }
+  }
+
+  private series (reporter: 'source' | 'destination', source: WorkloadNames, ctx: AccessLogContext, status: number): RequestSeries {
+    const labels = this.labels(reporter, source, ctx, status)
+    return this.istio.seriesFor(Object.values(labels).join('\u0000'), () => labels)
+  }
+
+  /**
+   * Istio's labels for one reporter. The destination's sidecar sees the same source, the
+   * endpoint's answer with no flag of the caller's side (only a client's disconnect, DC), and a
+   * plaintext connection (`none`; the caller's side reports `unknown`, as Istio does).
+   */
+  private labels (reporter: 'source' | 'destination', src: WorkloadNames, ctx: AccessLogContext, status: number): IstioLabels {
     const c = ctx.upstreamCluster === '-' ? undefined : this.info(ctx.upstreamCluster)
+    const namespace = c?.namespace ?? 'unknown'
+    const dst = ctx.upstreamLabels === undefined ? UNKNOWN_WORKLOAD : workloadNames(ctx.upstreamLabels, namespace, undefined)
+    const destination = reporter === 'destination'
     return {
-      reporter: 'source',
-      source_workload: this.sourceWorkload,
-      source_workload_namespace: 'unknown',
-      source_principal: 'unknown',
-      source_app: this.sourceWorkload,
-      source_version: 'unknown',
+      reporter,
+      source_workload: src.workload,
+      source_workload_namespace: src.namespace,
+      source_principal: src.principal,
+      source_app: src.app,
+      source_version: src.version,
       source_cluster: 'unknown',
-      destination_workload: ctx.upstreamWorkload,
-      destination_workload_namespace: c?.namespace ?? 'unknown',
+      destination_workload: dst.workload,
+      destination_workload_namespace: namespace,
       destination_principal: 'unknown',
-      destination_app: ctx.upstreamApp,
-      destination_version: ctx.upstreamVersion,
+      destination_app: dst.app,
+      destination_version: dst.version,
       destination_service: c?.service ?? 'unknown',
       destination_service_name: c?.name ?? 'unknown',
-      destination_service_namespace: c?.namespace ?? 'unknown',
+      destination_service_namespace: namespace,
       destination_cluster: 'unknown',
       request_protocol: 'http',
       response_code: String(status),
       grpc_response_status: '',
-      response_flags: ctx.responseFlags,
-      connection_security_policy: 'unknown'
+      response_flags: destination ? (ctx.responseFlags === 'DC' ? 'DC' : '-') : ctx.responseFlags,
+      connection_security_policy: destination ? 'none' : 'unknown',
+      source_canonical_service: src.canonicalService,
+      source_canonical_revision: src.canonicalRevision,
+      destination_canonical_service: dst.canonicalService,
+      destination_canonical_revision: dst.canonicalRevision
     }
   }
 

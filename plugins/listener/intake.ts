@@ -27,6 +27,7 @@ export function openContext (raw: IncomingMessage, listener: string, now: () => 
   const p = peerOf(raw)
   ctx.downstreamLocal = p.local
   ctx.downstreamRemote = p.remote
+  ctx.downstreamAddress = p.address
   ctx.listener = listener
   const cl = headers['content-length']
   if (cl !== undefined) ctx.bytesReceived = Number(cl) || 0

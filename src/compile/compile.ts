@@ -15,7 +15,7 @@ import {
   type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
 } from './snapshot.js'
 import { INDEX_MIN_ROUTES, buildRouteIndex } from '../routing/route-index.js'
-import { type GatewayWorkload, compileSecurity } from '../security/compile.js'
+import { type GatewayWorkload, compileSecurity, sourceIdentities } from '../security/compile.js'
 
 export interface CompileOptions {
   /** Generation number to stamp on the snapshot. */
@@ -214,13 +214,16 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     hosts: buildHostIndex([...meshHosts.values()])
   })
 
-  const security = compileSecurity(set, reg, clusters, opts.gatewayWorkload)
+  // Callers by address: read by the security stage and by the metrics (source_* labels).
+  const callers = sourceIdentities(set)
+  const security = compileSecurity(set, reg, clusters, opts.gatewayWorkload, callers)
   const snapshot: Snapshot = Object.freeze({
     generation: opts.generation ?? 1,
     createdAt: (opts.now ?? Date.now)(),
     gateways: Object.freeze(gateways),
     mesh,
     clusters,
+    callers,
     ...(security !== undefined ? { security } : {}),
     problems: Object.freeze([...problems])
   })

@@ -8,7 +8,7 @@ import type { CompiledHeaders } from '../routing/headers.js'
 import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
 import type { RouteIndex } from '../routing/route-index.js'
-import type { SecuritySpec } from '../security/spec.js'
+import type { CallerIdentity, SecuritySpec } from '../security/spec.js'
 
 /**
  * The compiled, frozen configuration. Built once per load; the request path only reads it.
@@ -24,6 +24,8 @@ export interface Snapshot {
   mesh: ListenerSpec
   /** Every cluster by Istio name `outbound|port|subset|host`. */
   clusters: ReadonlyMap<string, ClusterSpec>
+  /** Mesh callers by address (WorkloadEntry and ServiceEntry endpoint addresses), for policies and metrics. */
+  callers: ReadonlyMap<string, CallerIdentity>
   /** AuthorizationPolicy and RequestAuthentication per workload; absent when there are none. */
   security?: SecuritySpec
   /** Problems found while compiling (warnings; errors prevent a snapshot). */

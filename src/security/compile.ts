@@ -2,9 +2,9 @@ import type { AuthorizationPolicy, PolicyTargetReference, RequestAuthentication,
 import type { ClusterSpec } from '../compile/snapshot.js'
 import type { Registry } from '../compile/services.js'
 import { toFqdn } from '../config/hosts.js'
-import { type PeerIdentity, compileAuthz } from './authz.js'
+import { compileAuthz } from './authz.js'
 import { compileJwtRule } from './jwt-rules.js'
-import type { SecurityPoint, SecuritySpec } from './spec.js'
+import type { CallerIdentity, SecurityPoint, SecuritySpec } from './spec.js'
 
 export interface GatewayWorkload {
   namespace: string
@@ -64,7 +64,8 @@ function point (set: ResourceSet, w: Target): SecurityPoint | undefined {
  * Compile the security view, or undefined when the configuration has no AuthorizationPolicy and
  * no RequestAuthentication: the request path then skips security entirely.
  */
-export function compileSecurity (set: ResourceSet, reg: Registry, clusters: ReadonlyMap<string, ClusterSpec>, gw: GatewayWorkload = DEFAULT_GATEWAY_WORKLOAD): SecuritySpec | undefined {
+export function compileSecurity (set: ResourceSet, reg: Registry, clusters: ReadonlyMap<string, ClusterSpec>, gw: GatewayWorkload = DEFAULT_GATEWAY_WORKLOAD,
+  callers: ReadonlyMap<string, CallerIdentity> = sourceIdentities(set)): SecuritySpec | undefined {
   if (set.authorizationPolicies.length === 0 && set.requestAuthentications.length === 0) return undefined
   const gatewayNames = new Set(set.gateways.map(g => `${g.metadata.namespace}/${g.metadata.name}`))
   const gateway = point(set, { namespace: gw.namespace, labels: [gw.labels], gateway: true, hosts: new Set(), gatewayNames })
@@ -87,7 +88,7 @@ export function compileSecurity (set: ResourceSet, reg: Registry, clusters: Read
   return {
     ...(gateway !== undefined ? { gateway } : {}),
     clusters: byCluster,
-    sources: sourceIdentities(set),
+    sources: callers,
     gatewayIdentity: { principal: principalOf(gw.namespace, gw.serviceAccount), namespace: gw.namespace, serviceAccount: gw.serviceAccount }
   }
 }
@@ -95,20 +96,27 @@ export function compileSecurity (set: ResourceSet, reg: Registry, clusters: Read
 /**
  * Caller identity by address: a WorkloadEntry (or ServiceEntry endpoint) address names its
  * namespace and, with `serviceAccount`, its principal. An address registered with two different
- * identities identifies nobody.
+ * identities identifies nobody; one registered with one identity but different labels (several
+ * workloads behind one address) keeps the identity without labels.
  */
-function sourceIdentities (set: ResourceSet): Map<string, PeerIdentity> {
-  const seen = new Map<string, PeerIdentity | null>()
-  const add = (address: string | undefined, namespace: string, sa: string | undefined): void => {
+export function sourceIdentities (set: ResourceSet): Map<string, CallerIdentity> {
+  const seen = new Map<string, CallerIdentity | null>()
+  const add = (address: string | undefined, namespace: string, sa: string | undefined, labels: Readonly<Record<string, string>>): void => {
     if (address === undefined || address === '' || !/^[0-9a-fA-F:.]+$/.test(address)) return
-    const id: PeerIdentity = sa !== undefined ? { principal: principalOf(namespace, sa), namespace, serviceAccount: sa } : { namespace }
+    const id: CallerIdentity = sa !== undefined ? { principal: principalOf(namespace, sa), namespace, serviceAccount: sa, labels } : { namespace, labels }
     const prev = seen.get(address)
     if (prev === undefined) seen.set(address, id)
     else if (prev !== null && (prev.principal !== id.principal || prev.namespace !== id.namespace)) seen.set(address, null)
+    else if (prev?.labels !== undefined && !sameLabels(prev.labels, labels)) seen.set(address, { ...prev, labels: undefined })
   }
-  for (const we of set.workloadEntries) add(we.spec.address, we.metadata.namespace, we.spec.serviceAccount)
-  for (const se of set.serviceEntries) for (const e of se.spec.endpoints ?? []) add(e.address, se.metadata.namespace, e.serviceAccount)
-  const out = new Map<string, PeerIdentity>()
-  for (const [a, id] of seen) if (id !== null) out.set(a, id)
+  for (const we of set.workloadEntries) add(we.spec.address, we.metadata.namespace, we.spec.serviceAccount, we.spec.labels ?? {})
+  for (const se of set.serviceEntries) for (const e of se.spec.endpoints ?? []) add(e.address, se.metadata.namespace, e.serviceAccount, e.labels ?? {})
+  const out = new Map<string, CallerIdentity>()
+  for (const [a, id] of seen) if (id !== null) out.set(a, Object.freeze(id))
   return out
+}
+
+function sameLabels (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a)
+  return ka.length === Object.keys(b).length && ka.every(k => a[k] === b[k])
 }

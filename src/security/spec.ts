@@ -12,6 +12,12 @@ import type { CompiledJwtRule } from './jwt-rules.js'
  * A policy in the root namespace without a selector applies to every workload; elsewhere, to
  * every workload of its namespace.
  */
+/** A caller identified by its address: the identity policies read, and its workload labels (for metrics). */
+export interface CallerIdentity extends PeerIdentity {
+  /** The WorkloadEntry's or endpoint's labels; absent when the address is registered with different labels. */
+  labels?: Readonly<Record<string, string>>
+}
+
 export interface SecurityPoint {
   authz?: Authz
   jwt?: readonly CompiledJwtRule[]

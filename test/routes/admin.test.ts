@@ -200,9 +200,11 @@ t.test('state: routes, explain, clusters, drain and restore, metrics, readiness,
   await waitForLogs(logs, 3)
   const text = (await rawRequest(admin.url, '/stats/prometheus', { headers: auth })).body
   const count = (re: RegExp): number => text.split('\n').filter(l => re.test(l)).reduce((s, l) => s + Number(l.split(' ').pop()), 0)
-  t.equal(count(/^istio_requests_total\{.*destination_service_name="app".*response_code="200".*\}/), 2, 'istio_requests_total counts the 200s')
-  t.equal(count(/^istio_requests_total\{.*response_code="503".*response_flags="UH".*\}/), 1, 'and the 503 UH')
-  t.match(text, /istio_requests_total\{reporter="source",source_workload="meshgate"/)
+  t.equal(count(/^istio_requests_total\{reporter="source".*destination_service_name="app".*response_code="200".*\}/), 2, 'istio_requests_total counts the 200s')
+  t.equal(count(/^istio_requests_total\{reporter="destination".*destination_service_name="app".*response_code="200".*\}/), 2, 'and the destination reports them')
+  t.equal(count(/^istio_requests_total\{.*response_code="503".*response_flags="UH".*\}/), 1, 'and the 503 UH, which no destination saw')
+  // Every stand-in listens on 127.0.0.1: the caller's namespace is known, not which workload it is.
+  t.match(text, /istio_requests_total\{reporter="source",source_workload="unknown",source_workload_namespace="default"/)
   t.match(text, /destination_version="v2"/)
   t.equal(count(/^meshgate_fallback_total\{.*result="taken".*\}/), 1, 'fallbacks taken')
   t.match(text, /istio_request_duration_milliseconds_bucket\{/)
