@@ -32,6 +32,8 @@ export interface DemoOptions {
   workloadPortBase?: number
   accessLog?: GatewayOptions['accessLog']
   onProblems?: GatewayOptions['onProblems']
+  /** Distributed tracing of the gateway (docs/tracing.md); off when absent. */
+  tracing?: GatewayOptions['tracing']
 }
 
 /** One stand-in workload, `reviews-v3` style (the Kubernetes deployment name). */
@@ -170,7 +172,8 @@ export async function startDemo (opts: DemoOptions = {}): Promise<Demo> {
       portMap: { 8080: opts.ingressPort ?? 8080 },
       meshPort: actualMeshPort,
       accessLog: opts.accessLog ?? 'stdout',
-      onProblems: opts.onProblems
+      onProblems: opts.onProblems,
+      ...(opts.tracing !== undefined ? { tracing: opts.tracing } : {})
     })
   } catch (err) {
     for (const w of workloads.values()) await w.service?.close()
