@@ -8,6 +8,7 @@ import { type Problem, Codes } from '../config/problem.js'
 import { resourceId } from '../config/model.js'
 import { BREAKER_ANNOTATION, type BreakerConfig, breakerConfig } from '../resilience/breaker.js'
 import { DEFAULT_PROBE, PROBE_ANNOTATION, type ProbeConfig, probeConfig } from '../upstream/probe.js'
+import { upstreamProtocol } from './upstream-protocol.js'
 
 /** A service registered by one or more ServiceEntries, under its FQDN. */
 export interface Service {
@@ -174,6 +175,13 @@ function endpointsFor (svc: Service, port: ServicePort): EndpointSpec[] {
   return out
 }
 
+/** Set the cluster's upstream protocol when it is HTTP/2 (absent means HTTP/1.1). */
+function withProtocol (c: ClusterSpec, port: ServicePort): void {
+  const p = upstreamProtocol(port, c.policy)
+  if (p !== 'http1') c.upstreamProtocol = p
+  else delete c.upstreamProtocol
+}
+
 /** Every cluster: per service port, the whole service plus one per DestinationRule subset. */
 export function buildClusters (reg: Registry, problems: Problem[] = []): Map<string, ClusterSpec> {
   const clusters = new Map<string, ClusterSpec>()
@@ -202,6 +210,7 @@ export function buildClusters (reg: Registry, problems: Problem[] = []): Map<str
         probe: svc.probe
       }
       base.breaker = breakerFor(base.policy)
+      withProtocol(base, port)
       clusters.set(base.name, base)
       for (const s of dr?.spec.subsets ?? []) {
         const sel = s.labels ?? {}
@@ -213,6 +222,7 @@ export function buildClusters (reg: Registry, problems: Problem[] = []): Map<str
           policy: effectivePolicy(dr?.spec.trafficPolicy, s.trafficPolicy, port.number)
         }
         c.breaker = breakerFor(c.policy)
+        withProtocol(c, port)
         clusters.set(c.name, c)
       }
     }

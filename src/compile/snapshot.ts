@@ -9,6 +9,7 @@ import type { CompiledMatch } from '../routing/match.js'
 import type { CompiledRewrite } from '../routing/rewrite.js'
 import type { RouteIndex } from '../routing/route-index.js'
 import type { CallerIdentity, SecuritySpec } from '../security/spec.js'
+import type { UpstreamProtocol } from './upstream-protocol.js'
 
 /**
  * The compiled, frozen configuration. Built once per load; the request path only reads it.
@@ -157,6 +158,8 @@ export interface ClusterSpec {
   breaker: BreakerConfig
   /** Active health probe of the service's endpoints (ServiceEntry annotation or defaults). */
   probe: ProbeConfig
+  /** HTTP/2 in cleartext or over TLS (src/compile/upstream-protocol.ts); absent = HTTP/1.1. */
+  upstreamProtocol?: Exclude<UpstreamProtocol, 'http1'>
 }
 
 /** Istio's cluster name. */
