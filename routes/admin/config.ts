@@ -16,7 +16,8 @@ const ConfigReply = Type.Object({
   resources: Type.Array(Type.Object({ kind: Type.String(), namespace: Type.String(), name: Type.String(), file: Type.String(), line: Type.Integer() })),
   problems: Type.Array(ProblemSchema),
   history: Type.Array(Type.Object({ generation: Type.Integer(), loadedAt: Type.String(), source: Type.String() })),
-  lastRejection: Type.Optional(Type.Object({ at: Type.String(), source: Type.String(), problems: Type.Array(ProblemSchema) }))
+  lastRejection: Type.Optional(Type.Object({ at: Type.String(), source: Type.String(), problems: Type.Array(ProblemSchema) })),
+  sync: Type.Optional(Type.Record(Type.String(), Type.Unknown()))
 })
 const DumpReply = Type.Object({ generation: Type.Integer(), resources: Type.Array(DumpedResource) })
 const ValidateReply = Type.Object({ ok: Type.Boolean(), problems: Type.Array(ProblemSchema) })
@@ -45,7 +46,8 @@ export const configRoutes: FastifyPluginAsync<AdminRouteOptions> = async (app, {
       resources: allResources(g).map(r => ({ kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name, file: r.source.file, line: r.source.line })),
       problems: g.problems,
       history: gw.config.history.map(h => ({ generation: h.generation, loadedAt: new Date(h.loadedAt).toISOString(), source: h.source })),
-      ...(rej !== undefined ? { lastRejection: { at: new Date(rej.at).toISOString(), source: rej.source, problems: rej.problems } } : {})
+      ...(rej !== undefined ? { lastRejection: { at: new Date(rej.at).toISOString(), source: rej.source, problems: rej.problems } } : {}),
+      ...(gw.config.syncStatus() !== undefined ? { sync: { ...gw.config.syncStatus() } } : {})
     }
   })
   // The running resources in full, secrets redacted (see `redact`).
@@ -67,6 +69,6 @@ export const configRoutes: FastifyPluginAsync<AdminRouteOptions> = async (app, {
     const r = await gw.config.validate(body?.yaml, body?.mode ?? req.query.mode ?? 'replace')
     return await reply.code(r.ok ? 200 : 400).send(r)
   })
-  app.post('/config/rollback', CHANGE, async (_req, reply) => await runChange(reply, () => gw.config.rollback()))
+  app.post('/config/rollback', CHANGE, async (req, reply) => await runChange(reply, () => gw.config.rollback(Number((req.query as { revision?: string }).revision) || undefined)))
   await app.register(resourceRoutes, { gw })
 }

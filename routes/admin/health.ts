@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { AdminRouteOptions } from './shared.js'
 
-const Ready = Type.Object({ ready: Type.Boolean() })
+const Ready = Type.Object({ ready: Type.Boolean(), reason: Type.Optional(Type.String()) })
 const Live = Type.Object({ live: Type.Boolean() })
 
 /**
@@ -12,7 +12,7 @@ const Live = Type.Object({ live: Type.Boolean() })
  */
 export const healthRoutes: FastifyPluginAsync<AdminRouteOptions> = async (app, { gw }) => {
   app.get('/ready', { config: { public: true }, schema: { response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
-    if (!gw.ready) return await reply.code(503).send({ ready: false })
+    if (!gw.ready) return await reply.code(503).send({ ready: false, ...(gw.notReadyReason !== undefined ? { reason: gw.notReadyReason } : {}) })
     return { ready: true }
   })
   app.get('/live', { config: { public: true }, schema: { response: { 200: Live } } }, async () => ({ live: true }))
