@@ -75,7 +75,8 @@ t.test("Istio's Service and Workload dashboards select non-empty series after in
     entry('reviews', '127.0.0.3', reviews, 'bookinfo-reviews'),
     entry('ratings', '127.0.0.4', ratings, 'bookinfo-ratings')
   ].join('---\n')
-  const gw = await gatewayFor(t, yaml)
+  // Not a test of the overload guard: a busy CI machine must not turn these requests into 503 OM.
+  const gw = await gatewayFor(t, yaml, { overload: false })
   holder.mesh = new URL(gw.mesh)
   const admin = await startAdmin({ gateway: gw, port: 0, token: 'tok' })
   t.teardown(() => admin.close())
@@ -83,7 +84,7 @@ t.test("Istio's Service and Workload dashboards select non-empty series after in
   const N = 5
   for (let i = 0; i < N; i++) {
     const r = await rawRequest(gw.ingress, '/productpage')
-    t.equal(r.body, 'productpage <- reviews <- ratings ok', `request ${i} went ingress → productpage → reviews → ratings`)
+    t.equal(r.body, 'productpage <- reviews <- ratings ok', `request ${i} went ingress → productpage → reviews → ratings (${r.status})`)
   }
   await waitForLogs(gw.logs, 3 * N)
   const text = (await rawRequest(admin.url, '/stats/prometheus', { headers: { authorization: 'Bearer tok' } })).body
