@@ -6,6 +6,7 @@ import { adminAuth, adminToken } from './admin/auth.js'
 import { adminBodyTypes } from './admin/body-type.js'
 import { clusterRoutes } from './admin/clusters.js'
 import { configRoutes } from './admin/config.js'
+import { eventRoutes } from './admin/events.js'
 import { adminErrors } from './admin/errors.js'
 import { adminEtag } from './admin/etag.js'
 import { explainRoutes } from './admin/explain.js'
@@ -13,6 +14,8 @@ import { healthRoutes } from './admin/health.js'
 import { adminOpenapi } from './admin/openapi.js'
 import { adminRateLimit } from './admin/rate-limit.js'
 import { statsRoutes } from './admin/stats.js'
+import { uiRoutes } from './admin/ui.js'
+import { ChangeLog, adminChangeLog, uiDataRoutes } from './admin/ui-data.js'
 
 export { adminHostCheck, parseHostHeader } from './admin/auth.js'
 export { REDACTED, SECRET_NAME, redact } from './admin/redact.js'
@@ -61,7 +64,8 @@ export interface RunningAdmin {
  * admin API. Assembled here from the server-wide plugins of `routes/admin/` (error shape, Host
  * check and token, body types, audit, ETag, rate limit: in that order, the order their hooks
  * run in; then the OpenAPI document, which sees what each of them adds to a route) and the
- * route modules, which declare what they need in each route's `config`. Every route has
+ * route modules, which declare what they need in each route's `config`; then the dashboard
+ * (`/ui`, `GET /events`, `GET /graph`, `GET /config/history`). Every route has
  * TypeBox request and response schemas; `GET /openapi.json` describes them.
  */
 export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
@@ -75,8 +79,13 @@ export async function startAdmin (opts: AdminOptions): Promise<RunningAdmin> {
   await app.register(adminAudit, { gw, logger: opts.logger })
   await app.register(adminEtag, { gw })
   await app.register(adminRateLimit, { limit: opts.reloadLimit ?? 20, windowMs: opts.reloadWindowMs ?? 10_000 })
+  const changes = new ChangeLog()
+  await app.register(adminChangeLog, { gw, log: changes })
   await app.register(adminOpenapi)
-  for (const routes of [healthRoutes, configRoutes, explainRoutes, clusterRoutes, statsRoutes]) await app.register(routes, { gw })
+  for (const routes of [healthRoutes, configRoutes, explainRoutes, clusterRoutes, statsRoutes, eventRoutes]) await app.register(routes, { gw })
+  // The dashboard (docs/dashboard.md): its data routes, then its pages and login.
+  await app.register(uiDataRoutes, { gw, log: changes })
+  await app.register(uiRoutes, { gw })
 
   await app.listen({ host, port: opts.port ?? 15000 })
   const addr = app.server.address() as AddressInfo

@@ -2,10 +2,12 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { BlockList, isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import { ErrorReply } from './schemas.js'
-import { addResponses, adminConfig, serverWide } from './shared.js'
+import { addResponses, adminConfig, isMutating, serverWide } from './shared.js'
 
-// Who may call the admin API: the Host check (DNS rebinding), then the bearer token. Routes
-// marked `config: { public: true }` (the probes) skip both.
+// Who may call the admin API: the Host check (DNS rebinding), then the bearer token or the
+// dashboard's session cookie. Routes marked `config: { public: true }` (the probes) skip both;
+// `config: { anonymous: true }` (the dashboard's login page and its static files) skips the
+// token only.
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 const LOOPBACK_NETS = new BlockList()
@@ -78,7 +80,80 @@ export function adminToken (bindHost: string, given: string | undefined): { toke
 }
 
 /** How a request fared with the auth plugin (`none`: a public route, never checked). */
-export type AuthOutcome = 'none' | 'ok' | 'missing' | 'invalid' | 'bad-host'
+export type AuthOutcome = 'none' | 'ok' | 'session' | 'missing' | 'invalid' | 'bad-host' | 'cross-site'
+
+/** The dashboard's session cookie. */
+export const SESSION_COOKIE = 'meshgate_session'
+/** The header the dashboard sends with every change it makes through its cookie (CSRF defence). */
+export const UI_HEADER = 'x-meshgate-ui'
+/** How long a dashboard session lasts (8 hours). */
+export const SESSION_TTL_MS = 8 * 3600_000
+
+/**
+ * The dashboard's sessions: random ids handed out as an HttpOnly, SameSite=Strict cookie in
+ * exchange for the token, kept in memory (a restart logs everyone out), never the token itself.
+ */
+export class AdminSessions {
+  private readonly ids = new Map<string, number>()
+  constructor (private readonly tokenHash: Buffer, private readonly now: () => number = Date.now) {}
+
+  /** A new session id when `token` is the admin token, else undefined. */
+  login (token: string): string | undefined {
+    if (!timingSafeEqual(createHash('sha256').update(token).digest(), this.tokenHash)) return undefined
+    const t = this.now()
+    for (const [id, expires] of this.ids) if (expires <= t) this.ids.delete(id)
+    const id = randomBytes(24).toString('base64url')
+    this.ids.set(id, t + SESSION_TTL_MS)
+    return id
+  }
+
+  valid (id: string | undefined): boolean {
+    if (id === undefined) return false
+    const expires = this.ids.get(id)
+    if (expires === undefined) return false
+    if (expires > this.now()) return true
+    this.ids.delete(id)
+    return false
+  }
+
+  logout (id: string | undefined): void {
+    if (id !== undefined) this.ids.delete(id)
+  }
+}
+
+/** The session id a request's Cookie header carries, if any. */
+export function sessionOf (req: FastifyRequest): string | undefined {
+  const header = req.headers.cookie
+  if (typeof header !== 'string') return undefined
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq > 0 && part.slice(0, eq).trim() === SESSION_COOKIE) return part.slice(eq + 1).trim()
+  }
+  return undefined
+}
+
+/**
+ * Whether a cookie-authenticated change may go ahead: the page's own header must be present (a
+ * cross-site form or simple request cannot set it, and a cross-site fetch that does needs a
+ * CORS preflight this server never grants), and an `Origin`, when sent, must name this server.
+ */
+export function sameOriginChange (req: FastifyRequest): boolean {
+  if (req.headers[UI_HEADER] !== '1') return false
+  const origin = req.headers.origin
+  if (origin === undefined) return true
+  try {
+    return new URL(origin).host === String(req.headers.host ?? '').toLowerCase()
+  } catch {
+    return false
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The dashboard sessions (set by the auth plugin). */
+    adminSessions: AdminSessions
+  }
+}
 
 const outcomes = new WeakMap<FastifyRequest, AuthOutcome>()
 
@@ -104,8 +179,11 @@ export interface AuthOptions {
 export const adminAuth = serverWide<AuthOptions>('meshgate-admin-auth', async (app, o) => {
   const hostAllowed = adminHostCheck(o.bindHost, o.allowedHosts)
   const tokenHash = createHash('sha256').update(o.token).digest()
+  const sessions = new AdminSessions(tokenHash)
+  app.decorate('adminSessions', sessions)
   app.addHook('onRoute', route => {
-    if (adminConfig(route.config).public !== true) addResponses(route, { 401: ErrorReply, 403: ErrorReply })
+    const cfg = adminConfig(route.config)
+    if (cfg.public !== true) addResponses(route, cfg.anonymous === true ? { 403: ErrorReply } : { 401: ErrorReply, 403: ErrorReply })
   })
   app.addHook('onRequest', async (req, reply) => {
     // Readiness and liveness stay open, token and Host alike: container and Kubernetes probes
@@ -119,8 +197,18 @@ export const adminAuth = serverWide<AuthOptions>('meshgate-admin-auth', async (a
       outcomes.set(req, 'bad-host')
       return reply.code(403).send({ error: 'Host not allowed: the admin API answers only localhost, loopback addresses, its bind address and the names given with --admin-allowed-hosts' })
     }
+    if (adminConfig(req.routeOptions.config).anonymous === true) return
     const auth = req.headers.authorization
     const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined
+    // The dashboard's cookie stands for the token when no Authorization header is sent.
+    if (given === undefined && sessions.valid(sessionOf(req))) {
+      if (isMutating(req.method) && !sameOriginChange(req)) {
+        outcomes.set(req, 'cross-site')
+        return reply.code(403).send({ error: `a change through the dashboard session needs the ${UI_HEADER}: 1 header and a same-origin Origin` })
+      }
+      outcomes.set(req, 'session')
+      return
+    }
     if (given === undefined) {
       outcomes.set(req, 'missing')
       return reply.code(401).header('www-authenticate', 'Bearer realm="meshgate-admin"').send({ error: 'missing bearer token (Authorization: Bearer <token>)' })

@@ -75,7 +75,10 @@ export const adminOpenapi = serverWide('meshgate-admin-openapi', async app => {
   const routes: RouteOptions[] = []
   // The route objects are kept and read when the document is asked for: plugins registered
   // after this one still add their responses to them.
-  app.addHook('onRoute', r => { if (!(Array.isArray(r.method) ? r.method : [r.method]).includes('HEAD')) routes.push(r) })
+  // HEAD routes and the dashboard's pages (`schema.hide`) are not operations of the API.
+  app.addHook('onRoute', r => {
+    if (!(Array.isArray(r.method) ? r.method : [r.method]).includes('HEAD') && (r.schema as { hide?: boolean } | undefined)?.hide !== true) routes.push(r)
+  })
   const document = (): Record<string, unknown> => {
     const paths: Record<string, Record<string, unknown>> = {}
     for (const r of routes) {

@@ -11,6 +11,7 @@ export interface AdminRouteOptions {
  * The keys a route module may set in a route's `config`, read by the server-wide plugins
  * instead of each handler doing the work itself:
  * - `public`: no Host check and no token (the probes);
+ * - `anonymous`: the Host check but no token (the dashboard's login and static files);
  * - `change`: a configuration change: rate limited, refused with 412 on a stale `If-Match`,
  *   answered with the new `ETag`;
  * - `etag`: a read of the configuration, answered with its `ETag`;
@@ -19,6 +20,7 @@ export interface AdminRouteOptions {
  */
 export interface AdminRouteConfig {
   public?: boolean
+  anonymous?: boolean
   change?: boolean
   etag?: boolean
   requestBody?: Record<string, TSchema>

@@ -74,8 +74,8 @@ t.test('every operation of the OpenAPI document declares a response schema for e
   const doc = JSON.parse((await rawRequest(admin.url, '/openapi.json', { headers: auth })).body) as Doc
   const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ id: `${method.toUpperCase()} ${path}`, op })))
   t.same(ops.map(o => o.id).sort(), [
-    'DELETE /config/resources/{kind}/{namespace}/{name}', 'GET /clusters', 'GET /clusters/{name}', 'GET /config', 'GET /config/dump',
-    'GET /config/resources/{kind}/{namespace}/{name}', 'GET /live', 'GET /openapi.json', 'GET /ready', 'GET /routes', 'GET /routes/explain', 'GET /stats/prometheus',
+    'DELETE /config/resources/{kind}/{namespace}/{name}', 'GET /clusters', 'GET /clusters/{name}', 'GET /config', 'GET /config/dump', 'GET /config/history',
+    'GET /config/resources/{kind}/{namespace}/{name}', 'GET /events', 'GET /graph', 'GET /live', 'GET /openapi.json', 'GET /ready', 'GET /routes', 'GET /routes/explain', 'GET /stats/prometheus',
     'POST /clusters/{name}/endpoints/{endpoint}/drain', 'POST /clusters/{name}/endpoints/{endpoint}/restore', 'POST /config/reload', 'POST /config/rollback',
     'POST /config/validate', 'PUT /config', 'PUT /config/resources/{kind}/{namespace}/{name}'
   ], 'every route is an operation')
