@@ -96,3 +96,31 @@ spec:
     se('productpage'), se('reviews'), se('ratings'), se('details')
   ].join('\n---\n') + '\n'
 }
+
+/**
+ * Ten AuthorizationPolicy rules on the ingress gateway, for the `meshgate-authz` scenario: one
+ * ALLOW policy whose last rule is the one the bench request matches, so every request walks all
+ * ten (methods, path wildcards, a header condition, hosts and ports along the way).
+ */
+export function benchAuthzYaml (): string {
+  const miss = [
+    '- to: [{ operation: { methods: [POST], paths: ["/admin/*"] } }]',
+    '- to: [{ operation: { methods: [DELETE] } }]',
+    '- to: [{ operation: { paths: ["/internal/*", "*/debug"] } }]',
+    '- to: [{ operation: { hosts: ["admin.example.com"] } }]',
+    '- to: [{ operation: { ports: ["9443"] } }]',
+    '- from: [{ source: { remoteIpBlocks: ["10.0.0.0/8"] } }]',
+    '- when: [{ key: "request.headers[x-canary]", values: ["1"] }]',
+    '- to: [{ operation: { methods: [PUT], paths: ["/api/v1/products/*"] } }]',
+    '- to: [{ operation: { notMethods: [GET, HEAD], paths: ["/api/*"] } }]'
+  ]
+  return `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: bench-allow, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: ingressgateway } }
+  action: ALLOW
+  rules:
+${[...miss, '- to: [{ operation: { methods: [GET], paths: ["/api/v1/products/*"] } }]'].map(r => '  ' + r).join('\n')}
+`
+}

@@ -18,7 +18,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BENCH_PATH, benchConfigYaml } from './meshgate-config.js'
+import { BENCH_PATH, benchAuthzYaml, benchConfigYaml } from './meshgate-config.js'
 import { importPeer } from './peers.js'
 import { formatRouteScale, runRouteScale, type RouteScaleResult } from './routes.js'
 
@@ -217,12 +217,26 @@ http {
   return { name: 'nginx', label: 'nginx, 1 worker', url, pids: () => [child.pid!], stop: () => kill(child), pinned: TASKSET !== undefined }
 }
 
-async function startMeshgate (upstreamPort: number, dir: string, workers: number, log = true): Promise<Scenario> {
+interface MeshgateVariant { workers?: number; log?: boolean; authz?: boolean }
+
+/** The meshgate scenarios: one worker with the access log (the headline), without it, with ten AuthorizationPolicy rules, two workers. */
+const MESHGATE_VARIANTS: Record<string, { label: string; v: MeshgateVariant }> = {
+  meshgate: { label: 'meshgate, full feature path', v: {} },
+  'meshgate-nolog': { label: 'meshgate, full feature path, access log off', v: { log: false } },
+  'meshgate-authz': { label: 'meshgate, full feature path + 10 AuthorizationPolicy rules', v: { authz: true } },
+  'meshgate-w2': { label: 'meshgate --workers 2 (both cores)', v: { workers: 2 } }
+}
+
+async function startMeshgate (upstreamPort: number, dir: string, name: string): Promise<Scenario> {
+  const { label, v } = MESHGATE_VARIANTS[name]
+  const workers = v.workers ?? 1
+  const log = v.log ?? true
   const port = await freePort()
   const meshPort = await freePort()
-  const cfgDir = join(dir, `meshgate-${workers}${log ? '' : '-nolog'}`)
+  const cfgDir = join(dir, name)
   mkdirSync(cfgDir, { recursive: true })
   writeFileSync(join(cfgDir, 'bookinfo.yaml'), benchConfigYaml(upstreamPort))
+  if (v.authz === true) writeFileSync(join(cfgDir, 'authz.yaml'), benchAuthzYaml())
   const accessLog = join(cfgDir, 'access.log')
   const args = [MESHGATE, '--config', cfgDir, '--port-map', `8080=${port}`, '--mesh-port', String(meshPort),
     '--admin-port', 'off', '--access-log', log ? accessLog : 'off', '--log-level', 'warn', '--host', '127.0.0.1']
@@ -230,9 +244,7 @@ async function startMeshgate (upstreamPort: number, dir: string, workers: number
   // Several workers get both cores (pinning them to one would measure nothing new).
   const child = spawnOn(workers > 1 ? undefined : '1', process.execPath, args)
   const url = `http://127.0.0.1:${port}${BENCH_PATH}`
-  await waitReady(url, child, `meshgate --workers ${workers}`)
-  const name = workers > 1 ? `meshgate-w${workers}` : log ? 'meshgate' : 'meshgate-nolog'
-  const label = workers > 1 ? `meshgate --workers ${workers} (both cores)` : log ? 'meshgate, full feature path' : 'meshgate, full feature path, access log off'
+  await waitReady(url, child, name)
   return { name, label, url, pids: () => [child.pid!, ...childPids(child.pid!)], stop: () => kill(child), pinned: workers === 1 && TASKSET !== undefined }
 }
 
@@ -309,9 +321,7 @@ export async function main (argv: string[]): Promise<number> {
         ['reply-from', () => startNodePeer('reply-from', upUrl, 'Fastify + @fastify/reply-from, one upstream')],
         ['http-proxy', () => startNodePeer('http-proxy', upUrl, '@fastify/http-proxy')],
         ['fast-gateway', () => startNodePeer('fast-gateway', upUrl, 'fast-gateway')],
-        ['meshgate', () => startMeshgate(upPort, dir, 1)],
-        ['meshgate-nolog', () => startMeshgate(upPort, dir, 1, false)],
-        ['meshgate-w2', () => startMeshgate(upPort, dir, 2)]
+        ...Object.keys(MESHGATE_VARIANTS).map(name => [name, () => startMeshgate(upPort, dir, name)] as [string, () => Promise<Scenario>])
       ]
       for (const [name, start] of starters) {
         if (!want(name)) continue
@@ -338,7 +348,7 @@ export async function main (argv: string[]): Promise<number> {
           const cpu = s.pids().length > 0 && before !== null && after !== null ? (after - before) / tp.requests : null
           const sample: Sample = { rps: tp.rps, requests: tp.requests, cpuUsPerReq: cpu, p50Us: lat.p50Us, p99Us: lat.p99Us, errors: tp.errors + lat.errors }
           results[s.name].push(sample)
-          process.stdout.write(`[round ${round + 1}/${opts.rounds}] ${s.name.padEnd(13)} ${fmt(tp.rps).padStart(7)} req/s` +
+          process.stdout.write(`[round ${round + 1}/${opts.rounds}] ${s.name.padEnd(15)} ${fmt(tp.rps).padStart(7)} req/s` +
             `${cpu !== null ? `  ${cpu.toFixed(1).padStart(5)} µs CPU/req` : '                 '}` +
             `  1-conn p50 ${lat.p50Us?.toFixed(0) ?? '-'} µs p99 ${lat.p99Us?.toFixed(0) ?? '-'} µs${sample.errors > 0 ? `  ERRORS ${sample.errors}` : ''}\n`)
         }
@@ -396,6 +406,8 @@ export async function main (argv: string[]): Promise<number> {
     const nolog = summary['meshgate-nolog']
     g('CPU/request ≤ Fastify + reply-from', mg.cpuUsPerReq !== undefined && rf?.cpuUsPerReq !== undefined ? mg.cpuUsPerReq.median / rf.cpuUsPerReq.median : undefined, v => v <= 1.0)
     g('access log off: CPU/request ≤ 1.2× the Node floor', nolog?.cpuUsPerReq !== undefined && summary.floor?.cpuUsPerReq !== undefined ? nolog.cpuUsPerReq.median / summary.floor.cpuUsPerReq.median : undefined, v => v <= 1.2)
+    const authz = summary['meshgate-authz']
+    g('10 AuthorizationPolicy rules: CPU/request ≤ 1.05× without', authz?.cpuUsPerReq !== undefined && mg.cpuUsPerReq !== undefined ? authz.cpuUsPerReq.median / mg.cpuUsPerReq.median : undefined, v => v <= 1.05)
     g('added p50 at 1 connection ≤ Fastify + reply-from\'s', mg.p50Us !== undefined && rf?.p50Us !== undefined && direct?.p50Us !== undefined ? (mg.p50Us.median - direct.p50Us.median) - (rf.p50Us.median - direct.p50Us.median) : undefined, v => v <= 0, ' µs over reply-from')
   }
   if (routeScale !== undefined) {
