@@ -119,10 +119,16 @@ export function hasRepeatedHeaders (raw: IncomingMessage): boolean {
   return raw.rawHeaders.length > Object.keys(raw.headers).length * 2
 }
 
-/** W3C traceparent or B3 trace id, else '-'. */
+/**
+ * W3C traceparent, B3 multi or B3 single trace id, else '-'. With tracing on, the listener
+ * replaces it with its span's trace id (plugins/tracing.ts).
+ */
 function traceIdOf (h: IncomingMessage['headers']): string {
   const tp = h.traceparent
   if (typeof tp === 'string' && tp.length >= 35) return tp.slice(3, 35)
   const b3 = h['x-b3-traceid']
-  return typeof b3 === 'string' && b3 !== '' ? b3 : '-'
+  if (typeof b3 === 'string' && b3 !== '') return b3
+  const single = h.b3
+  const dash = typeof single === 'string' ? single.indexOf('-') : -1
+  return dash > 0 ? single!.slice(0, dash) : '-'
 }

@@ -214,6 +214,9 @@ t.test('tracing off: nothing is added to the request, the log copies the client 
   t.equal(plain.traceparent, undefined, 'no context invented')
   const w3c = echoed(await rawRequest(gw.ingress, '/w3c', { headers: { traceparent: `00-${TID}-${PARENT}-01` } })).headers
   t.equal(w3c.traceparent, `00-${TID}-${PARENT}-01`, 'the client context passes unchanged')
-  await waitForLogs(gw.logs, 2)
-  t.same(gw.logs.map(l => l.trace_id), ['-', TID])
+  const single = echoed(await rawRequest(gw.ingress, '/b3', { headers: { b3: `${TID}-${PARENT}-1` } })).headers
+  t.equal(single.b3, `${TID}-${PARENT}-1`, 'B3 passes unchanged')
+  t.equal(single.traceparent, undefined, 'and no W3C is added')
+  await waitForLogs(gw.logs, 3)
+  t.same(gw.logs.map(l => l.trace_id), ['-', TID, TID], 'trace_id from traceparent, x-b3-traceid or b3')
 })
