@@ -20,6 +20,7 @@ import { JwtVerifier } from './jwt.js'
 import type { ConfigStore } from '../src/config/source.js'
 import { registerSyncMetrics } from './config-source/metrics.js'
 import { Tracing, type TracingOptions } from './tracing.js'
+import { TcpListeners, sameL4Ports } from './tcp/index.js'
 
 export { ConfigError }
 
@@ -194,7 +195,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     meshNamespace: opts.meshNamespace,
     gatewayWorkload,
     now: opts.now,
-    check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current)],
+    check: (next, current) => [...samePorts(next, current), ...sameTlsModes(next, current), ...sameL4Ports(next, current)],
     credentials: credentialStore('store' in opts.config ? { inputs: [] } : opts.config, opts.credentialsDir),
     ...(opts.initialSyncMs !== undefined ? { initialSyncMs: opts.initialSyncMs } : {}),
     install: snap => { holder.store?.swap(snap); holder.onInstall?.(snap) }
@@ -234,6 +235,8 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
     apps.push({ app: await createListener({ ...common, kind: 'mesh', configPort: 0 }), name: 'mesh', kind: 'mesh', configPort: 0, bindPort: opts.meshPort ?? 15001 })
   }
   const listeners: BoundListener[] = []
+  // TCP and TLS-passthrough ports, and mesh TCP ports: raw sockets (plugins/tcp).
+  const tcp = new TcpListeners({ store, runtime: rt, accessLog, host, portMap: opts.portMap, random: opts.random, now: opts.now })
   const bind = async (a: typeof apps[number], snap: Snapshot): Promise<void> => {
     await a.app.listen({ host, port: a.bindPort })
     const addr = a.app.server.address() as AddressInfo
@@ -252,13 +255,15 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
           apps.push(a)
           await bind(a, snap)
         }
+        listeners.push(...await tcp.listen(snap))
       })().catch(err => opts.onReload?.({ ok: false, problems: [{ severity: 'Error', code: Codes.Io, message: `a Gateway listener could not be opened: ${(err as Error).message}`, file: '-', line: 1, column: 1 }], source: 'etcd' }))
     }
   }
   try {
     for (const a of apps) await bind(a, snapshot)
+    listeners.push(...await tcp.listen(snapshot))
   } catch (err) {
-    await Promise.allSettled(apps.map(a => a.app.close()))
+    await Promise.allSettled([...apps.map(a => a.app.close()), tcp.close(0)])
     hc.close()
     clearInterval(retireTimer)
     verifier.close()
@@ -306,6 +311,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         // requests) is destroyed, so close() always returns.
         const timer = setTimeout(() => {
           for (const a of apps) (a.app.server as { closeAllConnections?: () => void }).closeAllConnections?.()
+          tcp.destroyAll()
           pools.destroy()
         }, deadlineMs)
         timer.unref()
@@ -316,7 +322,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
         // keep-alive connections (forceCloseConnections: 'idle').
         // HTTP/2 servers close before their sessions end (those get GOAWAY and finish their streams),
         // so the pools' close, which waits for requests in flight, is also under the deadline.
-        await Promise.allSettled(apps.map(a => a.app.close()))
+        await Promise.allSettled([...apps.map(a => a.app.close()), tcp.close(deadlineMs)])
         hc.close()
         clearInterval(retireTimer)
         rt.collect(true)

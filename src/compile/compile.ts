@@ -15,6 +15,9 @@ import {
   type ListenerSpec, type Snapshot, type TlsServer, type VirtualHost, clusterName
 } from './snapshot.js'
 import { INDEX_MIN_ROUTES, buildRouteIndex } from '../routing/route-index.js'
+import { destinationTarget, visibleTo } from './targets.js'
+import { compileL4, l4ServerMode } from './l4.js'
+import { applyIstioMutual } from './istio-mutual.js'
 import { type GatewayWorkload, compileSecurity, sourceIdentities } from '../security/compile.js'
 
 export interface CompileOptions {
@@ -61,6 +64,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   const clusters = buildClusters(reg, problems)
   const store = opts.credentials ?? UNCHECKED_CREDENTIALS
   resolveClusterCredentials(visible, clusters, store, problems)
+  applyIstioMutual(set, clusters, opts.credentials, problems)
   const routesOf = new RouteCompiler(reg, set, problems)
 
   // ---- gateway listeners: servers grouped by port (several Gateways may share one port)
@@ -75,6 +79,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
   for (const gw of set.gateways) {
     const gwName = `${gw.metadata.namespace}/${gw.metadata.name}`
     gw.spec.servers.forEach((s, i) => {
+      if (l4ServerMode(s) !== undefined) return // TCP and TLS passthrough: compileL4
       const protocol = s.port.protocol.toUpperCase()
       const mode = s.tls?.mode ?? 'SIMPLE'
       const secure = protocol === 'HTTPS' || (protocol === 'TLS' && TERMINATED_MODES.has(mode) && s.tls !== undefined)
@@ -214,6 +219,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     hosts: buildHostIndex([...meshHosts.values()])
   })
 
+  const l4 = compileL4(set, visible, reg, meshNamespace, problems)
   // Callers by address: read by the security stage and by the metrics (source_* labels).
   const callers = sourceIdentities(set)
   const security = compileSecurity(set, reg, clusters, opts.gatewayWorkload, callers)
@@ -225,6 +231,7 @@ export function compile (set: ResourceSet, opts: CompileOptions = {}): CompileRe
     clusters,
     callers,
     ...(security !== undefined ? { security } : {}),
+    l4,
     problems: Object.freeze([...problems])
   })
   return { snapshot, problems }
@@ -484,18 +491,7 @@ class RouteCompiler {
 
   /** Resolve a Destination to cluster names (fixed, or by the port the caller addressed). */
   private target (d: Destination, ns: string): DestinationTarget {
-    const host = toFqdn(d.host, ns)
-    const subset = d.subset ?? ''
-    const svc = this.reg.services.get(host)
-    if (d.port?.number !== undefined) return { host, subset, cluster: clusterName(d.port.number, subset, host) }
-    if (svc === undefined || svc.ports.length === 0) return { host, subset }
-    if (svc.ports.length === 1) return { host, subset, cluster: clusterName(svc.ports[0].number, subset, host) }
-    return {
-      host,
-      subset,
-      byPort: new Map(svc.ports.map(p => [p.number, clusterName(p.number, subset, host)])),
-      fallbackPortCluster: clusterName(svc.ports[0].number, subset, host)
-    }
+    return destinationTarget(this.reg, d, ns)
   }
 }
 
@@ -518,11 +514,7 @@ export function clusterFor (t: DestinationTarget, port: number): string {
   return t.cluster ?? t.byPort?.get(port) ?? t.fallbackPortCluster ?? clusterName(port, t.subset, t.host)
 }
 
-/** `exportTo` visibility (Istio): unset or `*` = everywhere, `.` = own namespace, `~` = nowhere. */
-export function visibleTo (exportTo: string[] | undefined, own: string, client: string): boolean {
-  if (exportTo === undefined || exportTo.length === 0) return true
-  return exportTo.some(e => e === '*' || e === client || (e === '.' && own === client))
-}
+export { visibleTo }
 
 /** Is `inner` within `outer` for a URI? (Istio delegate rules.) Undefined inner takes the outer. */
 function uriWithin (outer: StringMatch, inner: StringMatch): boolean {

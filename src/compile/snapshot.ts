@@ -31,6 +31,55 @@ export interface Snapshot {
   security?: SecuritySpec
   /** Problems found while compiling (warnings; errors prevent a snapshot). */
   problems: readonly Problem[]
+  /** TCP listeners: Gateway TCP and TLS-passthrough ports, and mesh TCP ports (docs/tcp.md). */
+  l4?: readonly L4Listener[]
+}
+
+/**
+ * One TCP listener (plugins/tcp): a Gateway server port with protocol TCP, or HTTPS/TLS with
+ * `tls.mode: PASSTHROUGH` (routed by SNI), or a mesh port fronting one ServiceEntry TCP port.
+ */
+export interface L4Listener {
+  /** `0.0.0.0_31400` for gateway ports, `mesh_tcp_HOST_PORT` for mesh ports. */
+  name: string
+  kind: 'gateway' | 'mesh'
+  /** The port the configuration names (Gateway server port, or the mesh port the annotation gives); the bind port may differ. */
+  port: number
+  /** `tcp`: routes from `tcp:`; `sni`: routes from `tls:`, matched by the ClientHello's SNI, bytes passed through. */
+  mode: 'tcp' | 'sni'
+  /** `ns/name` of the Gateways with servers on this port (empty for mesh). */
+  gatewayNames: readonly string[]
+  /** Server hosts of the port (sni: the SNI must be one of them); `*` = any. */
+  serverHosts: readonly string[]
+  /** The service a mesh port stands for (its cluster is the default route). */
+  service?: { host: string; port: number }
+  /** The port routes resolve destination clusters against: the gateway port, or the service port. */
+  destinationPort: number
+  /** Ordered routes; the first whose match applies wins. */
+  routes: readonly L4Route[]
+}
+
+export interface L4Route {
+  /** `ns/name` of the VirtualService, or `-` for a mesh port's default route. */
+  virtualService: string
+  /** `tcp[0]` / `tls[1]`, or `default`. */
+  name: string
+  /** Match blocks, ORed; empty = every connection. */
+  match: readonly L4Match[]
+  destinations: readonly CompiledDestination[]
+  totalWeight: number
+}
+
+/** One L4 match block (ANDed conditions), compiled. */
+export interface L4Match {
+  /** Subnets of the address the client connected to. */
+  destinationSubnets?: ReadonlyArray<{ base: bigint; bits: number }>
+  /** Labels the caller (identified by its address) must carry. */
+  sourceLabels?: Readonly<Record<string, string>>
+  /** Namespace the caller must be in. */
+  sourceNamespace?: string
+  /** SNI names, lowercase, exact or `*.suffix`. */
+  sniHosts?: readonly string[]
 }
 
 /** TLS termination of one Gateway server (file paths as written; read by the plugin layer). */

@@ -167,7 +167,7 @@ export interface HTTPRoute {
   headers?: Headers
 }
 
-/** TLS and TCP routes are accepted by the schema (they are valid Istio) but not served over HTTP. */
+/** TLS and TCP routes: served by the TCP listeners (docs/tcp.md). */
 export interface L4MatchAttributes {
   destinationSubnets?: string[]
   port?: number
@@ -183,6 +183,8 @@ export interface TLSMatchAttributes extends L4MatchAttributes {
 export interface RouteDestination {
   destination: Destination
   weight?: number
+  /** ASM fallback, as on an HTTP route destination. */
+  fallback?: HTTPRouteFallback
 }
 
 export interface TLSRoute {

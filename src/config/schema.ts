@@ -41,11 +41,14 @@ const HTTPMatchRequest = O({
   statPrefix: Opt(Str)
 })
 
+/** ASM's `fallback` of a route destination (http, tcp and tls routes alike). */
+const RouteFallback = O({ case: Opt(Str), target: Destination })
+
 const HTTPRouteDestination = O({
   destination: Destination,
   weight: Opt(Int()),
   headers: Opt(Headers),
-  fallback: Opt(O({ case: Opt(Str), target: Destination }))
+  fallback: Opt(RouteFallback)
 })
 
 const HTTPRoute = O({
@@ -100,7 +103,7 @@ const L4Match = {
   gateways: Opt(Type.Array(Str)),
   sourceNamespace: Opt(Str)
 }
-const RouteDestination = O({ destination: Destination, weight: Opt(Int()) })
+const RouteDestination = O({ destination: Destination, weight: Opt(Int()), fallback: Opt(RouteFallback) })
 
 export const VirtualServiceSpec = O({
   hosts: Opt(Type.Array(Str)),

@@ -1,5 +1,6 @@
 import RE2 from 're2'
-import type { ClientTLSSettings, Destination, DestinationRule, HTTPRoute, Resource, TrafficPolicy, ResourceSet, StringMatch, VirtualService } from './model.js'
+import type { ClientTLSSettings, Destination, DestinationRule, HTTPRoute, L4MatchAttributes, Resource, TCPRoute, TLSRoute, TrafficPolicy, ResourceSet, StringMatch, VirtualService } from './model.js'
+import { parseCidr } from '../security/cidr.js'
 import { resourceId } from './model.js'
 import { type Problem, type Severity, Codes, formatPath } from './problem.js'
 import { hostMatches, hostProblem, isIP, toFqdn } from './hosts.js'
@@ -96,6 +97,10 @@ export function validateSet (set: ResourceSet, strict = false): Problem[] {
       const proto = s.port.protocol.toUpperCase()
       const tls = s.tls
       if (proto === 'HTTPS' && tls === undefined) c.error(gw, ['spec', 'servers', i], 'an HTTPS server needs tls settings')
+      // AUTO_PASSTHROUGH routes by an SNI that encodes istiod's cluster names (multi-network
+      // east-west gateways); without istiod no such names exist, so nothing would be reachable.
+      if (tls?.mode === 'AUTO_PASSTHROUGH') c.error(gw, ['spec', 'servers', i, 'tls', 'mode'], 'tls.mode AUTO_PASSTHROUGH is not supported by meshgate: it routes by SNI names istiod gives its clusters (outbound_.PORT_.SUBSET_.HOST), which do not exist without istiod; use PASSTHROUGH with tls routes matching sniHosts', Codes.NotSupported)
+      if (tls?.mode === 'PASSTHROUGH' && proto !== 'HTTPS' && proto !== 'TLS') c.error(gw, ['spec', 'servers', i, 'tls', 'mode'], `tls.mode PASSTHROUGH needs port protocol HTTPS or TLS, not ${proto}`)
       if (tls !== undefined && (proto === 'HTTPS' || proto === 'TLS') && ['SIMPLE', 'MUTUAL', 'OPTIONAL_MUTUAL', undefined].includes(tls.mode)) {
         // credentialName names a secret, read from the credentials directory when compiled
         // (src/config/credentials.ts); Istio allows it or the file fields, not both.
@@ -225,9 +230,9 @@ function visit (node: unknown, pattern: string[], path: Path, found: (path: Path
 }
 
 /**
- * DestinationRule `tls` wherever it sits. ISTIO_MUTUAL needs Istio's CA and workload
- * certificates, which do not exist without istiod: meshgate connects in plaintext and says so.
- * A credentialName is resolved from the credentials directory when compiled (SIMPLE, MUTUAL).
+ * DestinationRule `tls` wherever it sits. A credentialName is resolved from the credentials
+ * directory when compiled (SIMPLE, MUTUAL); so is ISTIO_MUTUAL's workload certificate
+ * (src/compile/istio-mutual.ts, which also warns when that traffic goes out in plaintext).
  */
 function clientTls (c: Collector, dr: DestinationRule): void {
   const spots: Array<{ path: Path; tls: ClientTLSSettings | undefined }> = []
@@ -239,9 +244,6 @@ function clientTls (c: Collector, dr: DestinationRule): void {
   ;(dr.spec.subsets ?? []).forEach((s, j) => policy(['spec', 'subsets', j, 'trafficPolicy'], s.trafficPolicy))
   for (const { path, tls } of spots) {
     if (tls === undefined) continue
-    if (tls.mode === 'ISTIO_MUTUAL') {
-      c.at(dr, [...path, 'mode'], 'Warning', Codes.NoEffect, 'tls.mode ISTIO_MUTUAL uses certificates issued by Istio\'s CA, which meshgate does not have; meshgate connects to this destination in plaintext, as with DISABLE')
-    }
     if (tls.credentialName !== undefined && tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL') {
       c.at(dr, [...path, 'credentialName'], 'Warning', Codes.NoEffect, `credentialName is only used with tls.mode SIMPLE or MUTUAL; with ${tls.mode ?? 'no mode'} meshgate ignores it`)
     }
@@ -289,8 +291,7 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
     })
   }
   checkGateways(vs.spec.gateways, ['spec', 'gateways'])
-  if (vs.spec.tcp !== undefined) c.at(vs, ['spec', 'tcp'], 'Warning', Codes.NoEffect, 'tcp routes are not served by meshgate (HTTP only); ignored')
-  if (vs.spec.tls !== undefined) c.at(vs, ['spec', 'tls'], 'Warning', Codes.NoEffect, 'tls routes are not served by meshgate (HTTP only); ignored')
+  l4Routes(c, vs, checkGateways, registered, subsets)
   ;(vs.spec.http ?? []).forEach((route, i) => {
     const base: Path = ['spec', 'http', i]
     for (const f of UNSUPPORTED_HTTP_ROUTE_FIELDS) {
@@ -385,8 +386,48 @@ function validateVirtualService (c: Collector, vs: VirtualService, gateways: Set
   })
 }
 
+/**
+ * `tcp` and `tls` routes (docs/tcp.md): destinations and their ASM fallback like HTTP ones,
+ * Istio's rules on weights, match subnets and SNI hosts.
+ */
+function l4Routes (c: Collector, vs: VirtualService, checkGateways: (list: string[] | undefined, path: Path) => void,
+  registered: (h: string) => boolean, subsets: (fqdn: string, subset: string) => boolean): void {
+  const hosts = (vs.spec.hosts ?? []).map(h => h.toLowerCase())
+  const lists: Array<['tcp' | 'tls', Array<TCPRoute | TLSRoute>]> = [['tcp', vs.spec.tcp ?? []], ['tls', vs.spec.tls ?? []]]
+  for (const [kind, routes] of lists) {
+    routes.forEach((route, i) => {
+      const base: Path = ['spec', kind, i]
+      if ((route.route ?? []).length === 0) c.error(vs, [...base, 'route'], `a ${kind} route needs at least one destination in route`)
+      validateWeights(c, vs, route, base)
+      ;(route.route ?? []).forEach((d, j) => {
+        reference(c, vs, [...base, 'route', j, 'destination'], d.destination, registered, subsets)
+        if (d.fallback !== undefined) reference(c, vs, [...base, 'route', j, 'fallback', 'target'], d.fallback.target, registered, subsets)
+      })
+      if (kind === 'tls' && (route.match ?? []).length === 0) c.error(vs, [...base, 'match'], 'a tls route needs at least one match with sniHosts')
+      ;(route.match ?? []).forEach((m: L4MatchAttributes & { sniHosts?: string[] }, j) => {
+        const mp: Path = [...base, 'match', j]
+        ;(m.destinationSubnets ?? []).forEach((s, k) => {
+          if (parseCidr(s) === undefined) c.error(vs, [...mp, 'destinationSubnets', k], `"${s}" is not an IP address or CIDR block`)
+        })
+        checkGateways(m.gateways, [...mp, 'gateways'])
+        if (kind !== 'tls') return
+        if ((m.sniHosts ?? []).length === 0) c.error(vs, [...mp, 'sniHosts'], 'a tls match needs at least one sniHosts entry')
+        ;(m.sniHosts ?? []).forEach((h, k) => {
+          const p = hostProblem(h.toLowerCase(), { allowWildcard: true, allowIP: false })
+          if (p !== undefined) { c.error(vs, [...mp, 'sniHosts', k], p); return }
+          // Istio's validateSniHost: an SNI host lies within one of the VirtualService's hosts.
+          const fq = h.toLowerCase()
+          if (hosts.length > 0 && !hosts.some(vh => hostMatches(vh, fq) || hostMatches(toFqdn(vh, vs.metadata.namespace), fq))) {
+            c.error(vs, [...mp, 'sniHosts', k], `the SNI host "${h}" is not a compatible subset of any of the VirtualService hosts (${hosts.join(', ')})`)
+          }
+        })
+      })
+    })
+  }
+}
+
 /** Istio's weight rules: each >= 0; with several destinations the total must be > 0. */
-function validateWeights (c: Collector, vs: VirtualService, route: HTTPRoute, base: Path): void {
+function validateWeights (c: Collector, vs: VirtualService, route: { route?: Array<{ weight?: number }> }, base: Path): void {
   const ds = route.route ?? []
   let total = 0
   ds.forEach((d, j) => {

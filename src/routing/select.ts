@@ -40,7 +40,7 @@ export function firstMatchLinear (routes: readonly CompiledRoute[], facts: Reque
  * Pick a weighted destination with a random number in [0, 1). Weights are relative
  * (docs/architecture.md#weights); zero-weight destinations were dropped at compile time.
  */
-export function pickDestination (route: CompiledRoute, random: () => number): CompiledDestination | undefined {
+export function pickDestination (route: Pick<CompiledRoute, 'destinations' | 'totalWeight'>, random: () => number): CompiledDestination | undefined {
   const ds = route.destinations
   if (ds.length <= 1) return ds[0]
   let r = random() * route.totalWeight
