@@ -129,6 +129,7 @@ function traceIdOf (h: IncomingMessage['headers']): string {
   const b3 = h['x-b3-traceid']
   if (typeof b3 === 'string' && b3 !== '') return b3
   const single = h.b3
-  const dash = typeof single === 'string' ? single.indexOf('-') : -1
-  return dash > 0 ? single!.slice(0, dash) : '-'
+  if (typeof single !== 'string') return '-'
+  const dash = single.indexOf('-')
+  return dash > 0 ? single.slice(0, dash) : '-'
 }
