@@ -56,8 +56,8 @@ export function proxyConnection (down: Socket, spec: L4Listener, snap: Snapshot,
   const refuse = (flag: string): void => { ctx.responseFlags = flag; log(); down.destroy() }
   down.on('error', () => down.destroy())
   down.once('close', log)
-  down.on('data', (c: Buffer) => { ctx.bytesReceived += c.length })
-  down.pause()
+  // The socket stays paused (pauseOnConnect) until the upstream is connected; a passthrough
+  // port's ClientHello is read and put back first, so bytes are counted only when piped.
 
   if (spec.mode === 'tcp') { route(undefined); return }
   // TLS passthrough: read the ClientHello's SNI, then hand its bytes on untouched.
@@ -137,6 +137,7 @@ export function proxyConnection (down: Socket, spec: L4Listener, snap: Snapshot,
       up.once('timeout', idle)
       down.once('timeout', idle)
       up.on('data', (c: Buffer) => { ctx.bytesSent += c.length })
+      down.on('data', (c: Buffer) => { ctx.bytesReceived += c.length })
       // FIN travels both ways (half-close); when one side is gone the other is ended after
       // what it still has to write, and then released.
       up.once('close', () => { release(); if (!down.destroyed) { down.end(); down.once('finish', () => down.destroy()) } })
