@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
 import { join } from 'node:path'
 import { makePki } from '../../helpers/certs.js'
-import { gatewayFor } from '../../helpers/gateway.js'
+import { type Teardown, gatewayFor } from '../../helpers/gateway.js'
 import { waitForLogs } from '../../helpers/wait.js'
 import { loadConfig } from '../../../src/config/load.js'
 import { tcpServiceEntry } from './helpers.js'
@@ -23,7 +23,7 @@ const fixture = (f: string): { file: string; text: string } => ({ file: `istio-t
 /** The Kubernetes Service `my-nginx` (port 443, TCP) and its one pod: the stand-in's address. */
 const myNginx = (port: number): string => tcpServiceEntry('my-nginx', { v1: port }, { servicePort: 443 })
 
-async function nginx (t: Parameters<Parameters<typeof t.test>[1]>[0], hosts: string[]): Promise<{ port: number; pki: ReturnType<typeof makePki> }> {
+async function nginx (t: Teardown, hosts: string[]): Promise<{ port: number; pki: ReturnType<typeof makePki> }> {
   const pki = makePki(hosts)
   t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }))
   const server = createHttps({
