@@ -1,5 +1,5 @@
 /* global document, window, EventSource */
-import { applyHealth, drawGraph } from './graph.js'
+import { applyHealth, drawGraph, setFallbackLabel } from './graph.js'
 
 // The dashboard page: logs in (the token is traded for a session cookie), draws GET /graph,
 // follows GET /events (traffic every second, health changes, new generations), and offers
@@ -50,6 +50,8 @@ for (const b of document.querySelectorAll('nav button')) {
   })
 }
 
+/** outbound|9080|v3|reviews.default.svc.cluster.local → reviews v3 :9080 */
+const short = c => { const [, port, subset, host] = c.split('|'); return host === undefined ? c : `${host.split('.')[0]}${subset ? ` ${subset}` : ''} :${port}` }
 const fmt = v => v === null || v === undefined ? '–' : String(v)
 const pct = v => `${Math.round(v * 1000) / 10}%`
 
@@ -90,8 +92,8 @@ function onTraffic (t) {
   const h = state.handles
   if (h === undefined) return
   const routeTbody = $('#route-traffic tbody')
-  routeTbody.replaceChildren(...t.routes.map(r => row([r.listener, r.route, r.cluster, fmt(r.rps), pct(r.errorRate), fmt(r.p50), fmt(r.p99)])))
-  $('#cluster-traffic tbody').replaceChildren(...t.clusters.map(c => row([c.cluster, fmt(c.rps), pct(c.errorRate), fmt(c.p50), fmt(c.p99)])))
+  routeTbody.replaceChildren(...t.routes.map(r => row([r.listener, r.route, short(r.cluster), fmt(r.rps), pct(r.errorRate), fmt(r.p50), fmt(r.p99)])))
+  $('#cluster-traffic tbody').replaceChildren(...t.clusters.map(c => row([short(c.cluster), fmt(c.rps), pct(c.errorRate), fmt(c.p50), fmt(c.p99)])))
   // Routes: a row counts for every route node of its listener and name that sends to its cluster.
   const perRoute = new Map()
   for (const r of t.routes) {
@@ -140,10 +142,10 @@ function onTraffic (t) {
     e.path.dataset.count = String(f?.count ?? 0)
     if (e.label !== undefined) {
       e.label.classList.toggle('firing', f !== undefined)
-      e.label.textContent = f === undefined ? 'fallback' : `fallback ×${f.count}: ${[...f.results].join(', ')}`
+      setFallbackLabel(e.label, f === undefined ? 'fallback' : `fallback ×${f.count}`, f === undefined ? '' : [...f.results].join(', '))
     }
   }
-  $('#fallback-traffic tbody').replaceChildren(...t.fallbacks.map(f => row([`${f.primary} → ${f.fallback}`, String(f.count), f.result])))
+  $('#fallback-traffic tbody').replaceChildren(...t.fallbacks.map(f => row([`${short(f.primary)} → ${short(f.fallback)}`, String(f.count), f.result])))
 }
 
 function onHealth (ev) {

@@ -7,11 +7,13 @@
 
 const SVG = 'http://www.w3.org/2000/svg'
 const COLUMNS = ['listener', 'vhost', 'route', 'destination', 'cluster', 'endpoint']
-const COL_W = 250
-const NODE_W = 200
+const COL_W = 195
+const NODE_W = 172
 const NODE_H = 34
 const ROW_H = 44
 const PAD = 20
+/** Room between the cluster and endpoint columns for the fallback arcs and their labels. */
+const ARC_GAP = 150
 
 function el (name, attrs = {}, text) {
   const e = document.createElementNS(SVG, name)
@@ -43,15 +45,15 @@ function layout (graph) {
   const rows = Math.max(1, ...order.map(c => c.length))
   order.forEach((ids, col) => {
     const offset = (rows - ids.length) * ROW_H / 2
-    ids.forEach((id, i) => out.set(id, { x: PAD + col * COL_W, y: PAD + offset + i * ROW_H }))
+    ids.forEach((id, i) => out.set(id, { x: PAD + col * COL_W + (COLUMNS[col] === 'endpoint' ? ARC_GAP : 0), y: PAD + offset + i * ROW_H }))
   })
-  return { pos: out, width: PAD * 2 + (COLUMNS.length - 1) * COL_W + NODE_W + 90, height: PAD * 2 + rows * ROW_H }
+  return { pos: out, width: PAD * 2 + (COLUMNS.length - 1) * COL_W + NODE_W + ARC_GAP + 10, height: PAD * 2 + rows * ROW_H }
 }
 
 function edgePath (a, b, fallback) {
   if (fallback) {
     const x = a.x + NODE_W
-    const bend = x + 50 + Math.min(120, Math.abs(b.y - a.y) / 3)
+    const bend = x + 30 + Math.min(80, Math.abs(b.y - a.y) / 3)
     return `M ${x} ${a.y + NODE_H / 2} C ${bend} ${a.y + NODE_H / 2}, ${bend} ${b.y + NODE_H / 2}, ${x} ${b.y + NODE_H / 2}`
   }
   const x1 = a.x + NODE_W
@@ -81,7 +83,7 @@ export function drawGraph (container, graph) {
     edges.append(path)
     let label
     if (e.label !== undefined) {
-      const lx = e.kind === 'fallback' ? a.x + NODE_W + 56 : (a.x + NODE_W + b.x) / 2
+      const lx = e.kind === 'fallback' ? a.x + NODE_W + 14 : (a.x + NODE_W + b.x) / 2
       const ly = e.kind === 'fallback' ? (a.y + b.y) / 2 + NODE_H / 2 : (a.y + b.y) / 2 + NODE_H / 2 - 4
       label = el('text', { x: lx, y: ly, class: `edge-label edge-label-${e.kind}`, 'data-id': e.id }, e.label)
       labels.append(label)
@@ -92,7 +94,7 @@ export function drawGraph (container, graph) {
     const p = pos.get(n.id)
     const g = el('g', { class: `node node-${n.kind}`, 'data-id': n.id, transform: `translate(${p.x} ${p.y})` })
     g.append(el('rect', { width: NODE_W, height: NODE_H, rx: 6 }))
-    const label = n.label.length > 30 ? `${n.label.slice(0, 29)}…` : n.label
+    const label = n.label.length > 26 ? `${n.label.slice(0, 25)}…` : n.label
     g.append(el('text', { x: 8, y: 14, class: 'node-label' }, label))
     const sub = el('text', { x: 8, y: 28, class: 'node-stats' }, '')
     g.append(sub)
@@ -102,6 +104,14 @@ export function drawGraph (container, graph) {
   }
   container.replaceChildren(svg)
   return { nodes: nodeEls, edges: edgeEls }
+}
+
+/** A fallback edge's label: two lines (count, then the fallback_result). */
+export function setFallbackLabel (label, first, second) {
+  const x = label.getAttribute('x')
+  const a = el('tspan', { x, dy: 0 }, first)
+  const b = el('tspan', { x, dy: 12 }, second)
+  label.replaceChildren(a, b)
 }
 
 /** An endpoint node's classes from its health (GET /graph data or a health event). */
