@@ -32,7 +32,7 @@ t.test('ISTIO_MUTUAL with the istio-mutual credential: mTLS upstream, HTTP and T
     requestCert: true,
     rejectUnauthorized: true
   }, (req, res) => {
-    clients.push((req.socket as TLSSocket).getPeerCertificate().subject.CN)
+    clients.push(String((req.socket as TLSSocket).getPeerCertificate().subject.CN))
     res.writeHead(200, { 'x-upstream': 'secure' })
     res.end('mtls ok')
   })
