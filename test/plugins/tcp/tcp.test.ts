@@ -192,3 +192,18 @@ t.test('no route: the connection is closed with NR', async t => {
   t.match(gw.logs[0], { response_flags: 'NR', upstream_cluster: '-' })
   t.equal(a.accepted, 0)
 })
+
+t.test('shutdown: no new connections; an open one is closed at the deadline', async t => {
+  const a = await echoServer(t, 'a')
+  const gw = await gatewayFor(t, [tcpGateway([31400]), tcpServiceEntry('echo', { a: a.port }), tcpVs(`  - route: [{ destination: { host: echo } }]
+`)].join('---\n'), { gatewayPorts: [31400] })
+  const p = port(gw, 31400)
+  const held = await openConnection(p)
+  const started = Date.now()
+  const closing = gw.close(500)
+  await held.closed
+  const took = Date.now() - started
+  t.ok(took >= 400 && took < 3000, `the open connection lasted until the 500 ms deadline (${took} ms)`)
+  await closing
+  t.equal((await exchange(p)).refused, true, 'the listener no longer accepts')
+})
