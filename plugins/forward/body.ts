@@ -23,17 +23,30 @@ export function readBody (req: IncomingMessage, limit: number): Promise<Buffer |
   })
 }
 
+/** A streamed body that keeps a copy of its first bytes, for a retry once it has ended. */
+export type CountedBody = Transform & {
+  /** The whole body, when it ended within the kept size; undefined otherwise. */
+  replay?: () => Buffer | undefined
+}
+
 /**
  * Pass a body of unknown length through while counting it for the access log. With a limit,
  * the stream fails as soon as more than `limit` bytes went through (`onOverflow` is told first).
+ * With `keep` > 0, a copy of up to `keep` bytes is kept while the body streams (as Envoy buffers
+ * a request for retries): an HTTP/2 request without Content-Length (a gRPC call) that ended
+ * within it can be sent again.
  */
-export function countBody (src: Readable, ctx: AccessLogContext, limit = 0, onOverflow?: () => void): Transform {
+export function countBody (src: Readable, ctx: AccessLogContext, limit = 0, onOverflow?: () => void, keep = 0): CountedBody {
   let n = 0
   let overflowed = false
-  const t = new Transform({
+  let kept: Buffer[] | undefined = keep > 0 ? [] : undefined
+  let ended = false
+  const t: CountedBody = new Transform({
+    flush (cb) { ended = true; cb() },
     transform (chunk: Buffer, _enc, cb) {
       n += chunk.length
       ctx.bytesReceived += chunk.length
+      if (kept !== undefined) { if (n <= keep) kept.push(chunk); else kept = undefined }
       if (limit > 0 && n > limit) {
         // The client's request stays open so it can still be answered 413 (then closed).
         overflowed = true
@@ -47,5 +60,6 @@ export function countBody (src: Readable, ctx: AccessLogContext, limit = 0, onOv
   })
   src.on('error', err => t.destroy(err))
   t.on('close', () => { if (!src.destroyed && !overflowed) src.destroy() })
+  if (keep > 0) t.replay = () => ended && kept !== undefined ? Buffer.concat(kept) : undefined
   return src.pipe(t)
 }

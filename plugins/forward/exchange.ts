@@ -12,11 +12,13 @@ import { type AccessLogContext, logFallback } from '../access-log.js'
 import type { ClusterPools } from '../pools.js'
 import { sendError } from '../reply/local.js'
 import type { RequestTrace } from '../tracing.js'
-import { RETRY_BUFFER_BYTES, countBody, readBody } from './body.js'
+import { type CountedBody, RETRY_BUFFER_BYTES, countBody, readBody } from './body.js'
 import { chooseEndpoint, consistentHashKey, hostPort, originOf } from './endpoint.js'
 import { mirror } from './mirror.js'
 import { writeHead } from './response.js'
-import { UpstreamTry, type TryOwner, classify, errCode, failureReason, isFailedConnectAttempt, isProtocolError } from './try.js'
+import { effectiveTimeoutMs } from './grpc-timeout.js'
+import { H2Try } from './h2-try.js'
+import { UpstreamTry, type ForwardTry, type TryOwner, classify, errCode, failureReason, isFailedConnectAttempt, isProtocolError } from './try.js'
 
 /** What every exchange of a listener shares. */
 export interface ExchangeEnv {
@@ -65,7 +67,7 @@ export class Exchange implements TryOwner, HealthView {
   private attempt = 0
   private tried: Set<EndpointState> | undefined = undefined
   private lastFailure: ErrorSpec | undefined = undefined
-  private current: UpstreamTry | undefined = undefined
+  private current: ForwardTry | undefined = undefined
   private cluster: ClusterState | undefined = undefined
   private ep: EndpointState | undefined = undefined
   private settle: ((ok: boolean) => void) | undefined = undefined
@@ -90,6 +92,8 @@ export class Exchange implements TryOwner, HealthView {
   private remaining = -1
   /** The response was ended with its last chunk. */
   private ended = false
+  /** The route timeout, or the gRPC deadline when shorter (0 = none). */
+  private timeoutMs = 0
 
   constructor (private readonly env: ExchangeEnv, private readonly x: ExchangeInput) {}
 
@@ -113,7 +117,9 @@ export class Exchange implements TryOwner, HealthView {
         }, () => {})
         return
       }
-      this.body = Number.isFinite(cl) ? x.req : countBody(x.req, x.ctx, this.env.maxBodyBytes, () => { this.tooLarge = true })
+      // An HTTP/2 body of unknown length (every gRPC call) streams with a copy kept for retries.
+      const keep = retry.attempts > 0 && x.req.httpVersionMajor === 2 ? RETRY_BUFFER_BYTES : 0
+      this.body = Number.isFinite(cl) ? x.req : countBody(x.req, x.ctx, this.env.maxBodyBytes, () => { this.tooLarge = true }, keep)
       this.replayable = false
     }
     this.begin()
@@ -125,7 +131,9 @@ export class Exchange implements TryOwner, HealthView {
       this.body = mirror({ mirrors: plan.mirrors, port: plan.port, method: this.x.ctx.method, path: plan.path, headers: this.x.headers, body: this.body },
         this.env.runtime, this.env.pools, this.env.random)
     }
-    if (plan.timeoutMs > 0) this.routeTimer = setTimeout(onRouteTimeout, plan.timeoutMs, this)
+    const gt = this.x.headers['grpc-timeout']
+    this.timeoutMs = gt === undefined ? plan.timeoutMs : effectiveTimeoutMs(plan.timeoutMs, gt)
+    if (this.timeoutMs > 0) this.routeTimer = setTimeout(onRouteTimeout, this.timeoutMs, this)
     this.next(this.x.resolutionFresh ? plan.resolution : undefined)
   }
 
@@ -172,20 +180,22 @@ export class Exchange implements TryOwner, HealthView {
     // the time the upstream has (the per-try timeout, else the route timeout).
     const headers = this.x.headers
     headers['x-envoy-attempt-count'] = String(this.attempt + 1)
-    const expectMs = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : plan.timeoutMs
+    const expectMs = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : this.timeoutMs
     if (expectMs > 0) headers['x-envoy-expected-rq-timeout-ms'] = String(expectMs)
     if (retry.perTryTimeoutMs > 0) this.perTryTimer = setTimeout(onPerTryTimeout, retry.perTryTimeoutMs, this)
     this.x.trace?.startTry(headers, decision.cluster, ctx.upstreamHost)
     this.startedAt = process.hrtime.bigint()
-    const t = new UpstreamTry(this)
-    this.current = t
-    t.start(this.env.pools.get(cluster.spec.name, cluster.limits, cluster.spec.policy.tls), {
-      origin: originOf(cluster, ctx.upstreamHost),
-      path: plan.path,
-      method: ctx.method,
-      headers,
-      body: this.body
-    })
+    const spec = cluster.spec
+    const req = { origin: originOf(cluster, ctx.upstreamHost), path: plan.path, method: ctx.method, headers, body: this.body }
+    if (spec.upstreamProtocol === undefined) {
+      const t = new UpstreamTry(this)
+      this.current = t
+      t.start(this.env.pools.get(spec.name, cluster.limits, spec.policy.tls), req)
+    } else {
+      const t = new H2Try(this, this.env.pools.h2(spec.name, cluster.limits, spec.policy.tls, spec.policy.connectionPool?.http?.maxConcurrentStreams), this.env.pools.idleTimeoutMs)
+      this.current = t
+      t.start(req)
+    }
   }
 
   /** Counters of the try in flight are released once (end, failure, retry, client gone). */
@@ -201,7 +211,7 @@ export class Exchange implements TryOwner, HealthView {
     if (this.perTryTimer !== undefined) { clearTimeout(this.perTryTimer); this.perTryTimer = undefined }
   }
 
-  onTryHeaders (t: UpstreamTry, status: number, raw: Buffer[]): boolean {
+  onTryHeaders (t: ForwardTry, status: number, raw: Buffer[], endStream?: boolean): boolean {
     if (t !== this.current) return true
     this.clearPerTry()
     const { ctx, plan, res } = this.x
@@ -215,7 +225,7 @@ export class Exchange implements TryOwner, HealthView {
     if (status < 500 && retry.grpc) grpc = grpcStatusOf(raw)
     const failure: TryFailure | undefined = status >= 500 || grpc !== undefined ? { kind: 'status', status, ...(grpc !== undefined ? { grpcStatus: grpc } : {}) } : undefined
     const retriable = failure !== undefined && isRetriable(retry, failure)
-    if (retriable && !this.routeTimedOut && this.attempt < retry.attempts && this.replayable) {
+    if (retriable && !this.routeTimedOut && this.attempt < retry.attempts && this.canReplay()) {
       this.current = undefined
       t.abort(ABORTED)
       this.release()
@@ -228,7 +238,7 @@ export class Exchange implements TryOwner, HealthView {
     if (this.env.drain.on && res.req.httpVersionMajor === 1) res.shouldKeepAlive = false
     let len: number
     try {
-      len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors })
+      len = writeHead(res, status, raw, plan, { server: this.env.server, serviceTimeMs: ctx.upstreamServiceTime, setCookie: this.setCookie, cors: plan.cors }, endStream)
     } catch (err) {
       // A header Node refuses to write (a character not allowed in a field value): 502 UPE, as
       // for any answer that is not valid HTTP; nothing has been sent yet.
@@ -246,7 +256,7 @@ export class Exchange implements TryOwner, HealthView {
     return true
   }
 
-  onTryData (t: UpstreamTry, chunk: Buffer): boolean {
+  onTryData (t: ForwardTry, chunk: Buffer): boolean {
     if (t !== this.current || this.clientGone) return true
     if (this.countSent) this.x.ctx.bytesSent += chunk.length
     else if ((this.remaining -= chunk.length) === 0) {
@@ -264,7 +274,18 @@ export class Exchange implements TryOwner, HealthView {
     return false
   }
 
-  onTryEnd (t: UpstreamTry): void {
+  /** HTTP/2 trailers (gRPC's status) go to the client with the end of the response. */
+  onTryTrailers (t: ForwardTry, trailers: Readonly<Record<string, string | string[] | undefined>>): void {
+    if (t !== this.current || this.clientGone || this.ended) return
+    const out: Record<string, string | string[]> = {}
+    for (const name in trailers) {
+      const v = trailers[name]
+      if (v !== undefined && name.charCodeAt(0) !== 58 /* : */) out[name] = v
+    }
+    this.x.res.addTrailers(out)
+  }
+
+  onTryEnd (t: ForwardTry): void {
     if (t !== this.current) return
     this.release()
     this.x.trace?.endTry()
@@ -272,7 +293,7 @@ export class Exchange implements TryOwner, HealthView {
     if (!this.ended) this.x.res.end()
   }
 
-  onTryError (t: UpstreamTry, err: Error): void {
+  onTryError (t: ForwardTry, err: Error): void {
     if (t !== this.current) return
     this.clearPerTry()
     this.release()
@@ -310,19 +331,29 @@ export class Exchange implements TryOwner, HealthView {
     // upstream closed as the request went out (the keep-alive race). Sent again at once, to the
     // same host if need be, and not counted as a retry, as Envoy does for a request that never
     // reached the upstream.
-    if (failure.kind === 'reset' && !this.resetRetried && this.replayable && !this.routeTimedOut) {
+    if (failure.kind === 'reset' && !this.resetRetried && this.canReplay() && !this.routeTimedOut) {
       this.resetRetried = true
       this.tried?.delete(ep)
       this.next(undefined)
       return
     }
     const retry = this.x.plan.retry
-    if (!this.routeTimedOut && this.attempt < retry.attempts && this.replayable && isRetriable(retry, failure)) {
+    if (!this.routeTimedOut && this.attempt < retry.attempts && this.canReplay() && isRetriable(retry, failure)) {
       this.lastFailure = spec
       this.retryAfterBackoff()
       return
     }
     this.fail(spec, this.attempt > 0 && this.attempt >= retry.attempts && isRetriable(retry, failure) ? 'URX' : undefined)
+  }
+
+  /** Can the body be sent again? A streamed body that ended within its kept copy becomes that copy. */
+  private canReplay (): boolean {
+    if (this.replayable) return true
+    const copy = (this.body as CountedBody | null)?.replay?.()
+    if (copy === undefined) return false
+    this.body = copy
+    this.replayable = true
+    return true
   }
 
   private retryAfterBackoff (): void {

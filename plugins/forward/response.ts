@@ -19,8 +19,13 @@ export interface HeadExtras {
   cors?: Record<string, string>
 }
 
-/** Write the head for `status` to `res`; returns the upstream's Content-Length (-1 when absent). */
-export function writeHead (res: ServerResponse, status: number, raw: Buffer[], plan: ForwardPlan, x: HeadExtras): number {
+/**
+ * Write the head for `status` to `res`; returns the upstream's Content-Length (-1 when absent).
+ * `headersOnly`: the upstream answered with a head that ended its stream (gRPC's trailers-only
+ * answer); the head is only set here and goes out with the end, so that an HTTP/2 client gets
+ * it as one HEADERS frame that ends the stream too.
+ */
+export function writeHead (res: ServerResponse, status: number, raw: Buffer[], plan: ForwardPlan, x: HeadExtras, headersOnly = false): number {
   const ops = plan.dest.headers?.response !== undefined || plan.route.headers?.response !== undefined
   const flat: string[] = []
   let contentLength = -1
@@ -36,7 +41,8 @@ export function writeHead (res: ServerResponse, status: number, raw: Buffer[], p
     if (x.setCookie !== undefined) flat.push('set-cookie', x.setCookie)
     if (x.cors !== undefined) for (const k in x.cors) flat.push(k, x.cors[k])
     flat.push('server', x.server)
-    res.writeHead(status, flat)
+    if (headersOnly) setHead(res, status, flat)
+    else res.writeHead(status, flat)
     return contentLength
   }
   const h: HeaderMap = {}
@@ -50,6 +56,20 @@ export function writeHead (res: ServerResponse, status: number, raw: Buffer[], p
   if (x.cors !== undefined) Object.assign(h, x.cors)
   h.server = x.server
   const len = h['content-length']
-  res.writeHead(status, h)
+  if (headersOnly) setHead(res, status, h)
+  else res.writeHead(status, h)
   return len === undefined ? -1 : Number(len)
+}
+
+/** Set the head without sending it (it goes out with `res.end()`). */
+function setHead (res: ServerResponse, status: number, headers: string[] | HeaderMap): void {
+  res.statusCode = status
+  if (!Array.isArray(headers)) {
+    for (const k in headers) { const v = headers[k]; if (v !== undefined) res.setHeader(k, v) }
+    return
+  }
+  for (let i = 0; i < headers.length; i += 2) {
+    const cur = res.getHeader(headers[i])
+    res.setHeader(headers[i], cur === undefined ? headers[i + 1] : [...[cur].flat().map(String), headers[i + 1]])
+  }
 }

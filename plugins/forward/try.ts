@@ -10,14 +10,31 @@ import type { HeaderMap } from '../../src/routing/headers.js'
  * (retry, stream to the client, fail) — this file only carries bytes and classifies failures.
  */
 
+/** A try in flight, HTTP/1.1 (`UpstreamTry`) or HTTP/2 (`H2Try` in h2-try.ts). */
+export interface ForwardTry {
+  /** Ended or failed; later callbacks are ignored. */
+  settled: boolean
+  /** Aborted by the gateway. */
+  aborted: boolean
+  /** Abort the try; the owner hears the error. */
+  abort: (reason: Error) => void
+  /** Resume a body paused by the owner. */
+  resume: () => void
+}
+
 /** The one who started a try and hears what happens to it. */
 export interface TryOwner {
-  /** Response head. Return false to pause the body until `resume()`. */
-  onTryHeaders: (t: UpstreamTry, status: number, rawHeaders: Buffer[]) => boolean
+  /**
+   * Response head. Return false to pause the body until `resume()`. `endStream`: an HTTP/2 head
+   * that also ended the response (gRPC's trailers-only answer).
+   */
+  onTryHeaders: (t: ForwardTry, status: number, rawHeaders: Buffer[], endStream?: boolean) => boolean
   /** A body chunk. Return false to pause. */
-  onTryData: (t: UpstreamTry, chunk: Buffer) => boolean
-  onTryEnd: (t: UpstreamTry) => void
-  onTryError: (t: UpstreamTry, err: Error) => void
+  onTryData: (t: ForwardTry, chunk: Buffer) => boolean
+  /** Response trailers (HTTP/2 tries), just before `onTryEnd`. */
+  onTryTrailers: (t: ForwardTry, trailers: Readonly<Record<string, string | string[] | undefined>>) => void
+  onTryEnd: (t: ForwardTry) => void
+  onTryError: (t: ForwardTry, err: Error) => void
 }
 
 export interface TryRequest {
@@ -29,7 +46,7 @@ export interface TryRequest {
 }
 
 /** undici's legacy dispatch handler for one try. */
-export class UpstreamTry {
+export class UpstreamTry implements ForwardTry {
   private abortFn: ((reason?: Error) => void) | undefined = undefined
   private abortReason: Error | undefined = undefined
   private resumeFn: (() => void) | undefined = undefined
@@ -125,8 +142,13 @@ export function isProtocolError (err: unknown): boolean {
   const e = err as { name?: string; cause?: { name?: string } } | undefined
   if (e?.name === 'HTTPParserError' || e?.cause?.name === 'HTTPParserError') return true
   const code = errCode(err)
-  return typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_INFO')
+  return typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_INFO' ||
+    H2_PROTOCOL_CODES.has(code))
 }
+
+/** node:http2's codes for a peer that broke the protocol or a header value HTTP/2 refuses. */
+const H2_PROTOCOL_CODES = new Set(['ERR_HTTP2_INVALID_HEADER_VALUE', 'ERR_INVALID_CHAR', 'ERR_HTTP2_INVALID_CONNECTION_HEADERS', 'ERR_HTTP2_INVALID_PSEUDOHEADER',
+  'ERR_HTTP2_HEADER_SINGLE_VALUE'])
 
 /** What kind of failure a try's error is, for retries and health. */
 export function classify (err: unknown, timedOut: boolean): TryFailure {

@@ -23,16 +23,55 @@ export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorS
   const len = Buffer.byteLength(body)
   ctx.bytesSent = len
   const headers: Record<string, string | number> = { server, 'content-length': len }
-  // An empty local reply has no content-type.
-  if (body !== '') headers['content-type'] = 'text/plain'
+  const ct = res.req.headers['content-type']
+  const grpc = typeof ct === 'string' && ct.startsWith('application/grpc')
+  if (grpc) {
+    // A gRPC client gets a trailers-only answer (docs/grpc.md): HTTP 200, the status in grpc-status.
+    headers['content-length'] = 0
+    headers['content-type'] = 'application/grpc'
+    headers['grpc-status'] = httpToGrpcStatus(e.status)
+    headers['grpc-message'] = grpcMessage(body)
+    ctx.bytesSent = 0
+  } else if (body !== '') headers['content-type'] = 'text/plain' // an empty local reply has none
   // Envoy marks requests it dropped for overflow (router.cc onUpstreamAbort).
   if (e.flag === 'UO') headers['x-envoy-overloaded'] = 'true'
   if (e.flag === 'OM') headers['retry-after'] = '1'
   // The unread rest of the request (a body over the limit, bytes after bad headers) is never parsed.
   if (e.close === true && res.req.httpVersionMajor === 1) headers.connection = 'close'
   if (extraHeaders !== undefined) Object.assign(headers, extraHeaders)
+  if (grpc) {
+    // Set, not written: the head goes out with the end, one HEADERS frame that ends the stream
+    // (a trailers-only answer; a head followed by an empty end would carry no status for gRPC).
+    res.statusCode = 200
+    for (const k in headers) res.setHeader(k, headers[k])
+    res.end()
+    return
+  }
   res.writeHead(e.status, headers)
   res.end(body)
+}
+
+/**
+ * The gRPC status for an HTTP status, as Envoy maps it for local replies to gRPC requests (the
+ * gRPC project's HTTP-to-gRPC table): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+ * 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
+ */
+export function httpToGrpcStatus (status: number): number {
+  switch (status) {
+    case 400: return 13
+    case 401: return 16
+    case 403: return 7
+    case 404: return 12
+    case 429: case 502: case 503: case 504: return 14
+    default: return 2
+  }
+}
+
+/** `grpc-message`: percent-encoded outside printable ASCII, and `%` itself (the gRPC wire rule). */
+export function grpcMessage (text: string): string {
+  let out = ''
+  for (const b of Buffer.from(text, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+  return out
 }
 
 /** A route's local reply: its response header operations apply, as Envoy applies them to direct responses. */
