@@ -207,3 +207,21 @@ t.test('shutdown: no new connections; an open one is closed at the deadline', as
   await closing
   t.equal((await exchange(p)).refused, true, 'the listener no longer accepts')
 })
+
+t.test('a destination whose endpoints stop answering probes falls back without a failed connection', async t => {
+  const primary = await echoServer(t, 'primary')
+  const fb = await echoServer(t, 'fb')
+  const probe = '{"tcpSocket": {}, "periodSeconds": 0.1, "timeoutSeconds": 0.2, "failureThreshold": 1}'
+  const gw = await gatewayFor(t, [tcpGateway([31400]), tcpServiceEntry('echo', { primary: primary.port, fb: fb.port }, { annotations: { 'meshgate.io/probe': probe } }),
+    subsets('echo', ['primary', 'fb']), tcpVs(`  - route:
+    - destination: { host: echo, subset: primary }
+      fallback: { target: { host: echo, subset: fb } }
+`)].join('---\n'), { gatewayPorts: [31400] })
+  t.match((await exchange(port(gw, 31400))).data, /^primary:/)
+  await primary.close()
+  const cluster = 'outbound|9000|primary|echo.default.svc.cluster.local'
+  await until('the probe marks the primary down', () => gw.runtime.cluster(cluster)?.hasHealthy() === false, 5000, 20)
+  for (let i = 0; i < 5; i++) t.match((await exchange(port(gw, 31400))).data, /^fb:ping$/, 'served by the fallback')
+  await waitForLogs(gw.logs, 6)
+  t.same(gw.logs.slice(1).map(l => [l.response_flags, l.fallback_result]), Array(5).fill(['-', 'fallback cluster is healthy']), 'no UF: the connection never tried the dead endpoint')
+})
