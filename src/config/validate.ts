@@ -166,9 +166,7 @@ const NO_EFFECT: Record<string, Array<[string, string]>> = {
       [`${at}.loadBalancer.warmupDurationSecs`, 'slow-start warm-up is not implemented: a new endpoint gets its full share at once'],
       [`${at}.connectionPool.tcp.tcpKeepalive`, 'upstream TCP keep-alive probes are not configured; ignored'],
       [`${at}.connectionPool.tcp.maxConnectionDuration`, 'upstream connections are not closed by age; ignored (maxRequestsPerConnection and idleTimeout apply)'],
-      [`${at}.connectionPool.http.h2UpgradePolicy`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
-      [`${at}.connectionPool.http.useClientProtocol`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
-      [`${at}.connectionPool.http.maxConcurrentStreams`, 'meshgate speaks HTTP/1.1 to upstreams; ignored'],
+      [`${at}.connectionPool.http.useClientProtocol`, 'the upstream protocol follows the port protocol and h2UpgradePolicy, not the client\'s; ignored'],
       [`${at}.tls.subjectAltNames`, 'the upstream certificate is verified against the sni (or host) name, not these SANs'],
       [`${at}.tls.caCrl`, 'certificate revocation lists are not checked; ignored']
     ]),

@@ -539,7 +539,7 @@ spec:
     tunnel: { targetHost: proxy, targetPort: 3128 }
     portLevelSettings:
     - port: { number: 80 }
-      connectionPool: { http: { h2UpgradePolicy: UPGRADE } }
+      connectionPool: { http: { useClientProtocol: true } }
   subsets:
   - name: v1
     trafficPolicy: { tls: { mode: SIMPLE, caCrl: /x.pem } }
@@ -571,7 +571,7 @@ spec:
     'spec.servers[0].bind',
     'spec.subsets[0].trafficPolicy.tls.caCrl',
     'spec.trafficPolicy.loadBalancer.localityLbSetting',
-    'spec.trafficPolicy.portLevelSettings[0].connectionPool.http.h2UpgradePolicy',
+    'spec.trafficPolicy.portLevelSettings[0].connectionPool.http.useClientProtocol',
     'spec.trafficPolicy.tunnel'
   ])
   t.ok(r.ok, 'warnings only: the configuration loads')
