@@ -7,6 +7,8 @@ import type { HeaderMap } from '../../src/routing/headers.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import type { ClusterPools } from '../pools.js'
 import { hostPort, originOf } from './endpoint.js'
+import { H2Try } from './h2-try.js'
+import type { TryOwner } from './try.js'
 
 /** Bytes a mirror may fall behind the primary before its copy is abandoned. */
 export const MIRROR_LAG_BYTES = 1024 * 1024
@@ -60,6 +62,12 @@ export function mirror (job: MirrorJob, runtime: RuntimeState, pools: ClusterPoo
     if (cluster === undefined || ep === undefined) { if (shadowBody instanceof PassThrough) shadowBody.destroy(); return }
     if (shadowBody instanceof PassThrough) shadowBody.on('error', () => {})
     const tls = cluster.spec.policy.tls
+    const proto = cluster.spec.upstreamProtocol
+    if (proto !== undefined) {
+      new H2Try(DISCARD, pools.h2(cluster.spec.name, cluster.limits, tls, cluster.spec.policy.connectionPool?.http?.maxConcurrentStreams), pools.idleTimeoutMs)
+        .start({ origin: originOf(cluster, hostPort(ep)), path: job.path, method: job.method, headers, body: shadowBody })
+      return
+    }
     pools.get(cluster.spec.name, cluster.limits, tls).request({
       origin: originOf(cluster, hostPort(ep)),
       path: job.path,
@@ -69,4 +77,13 @@ export function mirror (job: MirrorJob, runtime: RuntimeState, pools: ClusterPoo
     }).then(res => { res.body.on('error', () => {}); res.body.resume() }, () => { /* a mirror's failure never matters */ })
   })
   return primary
+}
+
+/** The owner of a mirror's HTTP/2 try: reads the answer and drops it. */
+const DISCARD: TryOwner = {
+  onTryHeaders: () => true,
+  onTryData: () => true,
+  onTryTrailers: () => {},
+  onTryEnd: () => {},
+  onTryError: () => {}
 }

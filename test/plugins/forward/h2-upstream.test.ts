@@ -4,7 +4,7 @@ import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
 import { gatewayFor } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
-import { waitForLogs } from '../../helpers/wait.js'
+import { until, waitForLogs } from '../../helpers/wait.js'
 import { GATEWAY, gatewayVs } from '../../helpers/yaml.js'
 
 // HTTP/2 to upstreams that are plain HTTP/2 servers (node:http2, which refuse HTTP/1.1):
@@ -138,4 +138,29 @@ t.test('trailers reach an HTTP/2 client; maxConcurrentStreams opens more session
   const all = await Promise.all(Array.from({ length: 6 }, (_, i) => call(`/slow/${i}`, 'x')))
   t.ok(all.every(a => a.status === 200 && a.trailers['x-checksum'] === '1'))
   t.ok(up.sessions() >= 3, `six concurrent streams at two per session need three sessions (${up.sessions()})`)
+})
+
+t.test('a mirror to an HTTP/2 cluster is sent over HTTP/2', async t => {
+  const main = await h2Upstream(createServer())
+  const shadow = await h2Upstream(createServer())
+  t.teardown(async () => { await main.close(); await shadow.close() })
+  const yaml = config(main.port, '{ number: 9080, name: grpc-web }', '    connectionPool: { http: { maxConcurrentStreams: 100 } }')
+    .replace('    - destination: { host: app }\n', '    - destination: { host: app }\n    mirror: { host: shadow }\n') + `
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: shadow }
+spec:
+  hosts: [shadow]
+  location: MESH_INTERNAL
+  ports: [{ number: 9080, name: http2 }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http2: ${shadow.port} } }]
+`
+  const gw = await gatewayFor(t, yaml, { overload: false })
+  const r = await rawRequest(gw.ingress, '/m', { method: 'POST', headers: { host: 'app.example.com', 'content-length': '3' }, body: 'abc' })
+  t.equal(r.status, 200)
+  await until('the shadow got its copy', () => shadow.seen.length === 1)
+  t.equal(shadow.seen[0][':authority'], 'app.example.com-shadow', 'Host with -shadow, over HTTP/2')
+  t.equal(shadow.seen[0][':path'], '/m')
 })
