@@ -1,7 +1,7 @@
 import t from 'tap'
 import { gatewayFor } from '../../helpers/gateway.js'
 import { closedPort } from '../../helpers/upstream.js'
-import { waitForLogs } from '../../helpers/wait.js'
+import { until, waitForLogs } from '../../helpers/wait.js'
 import { type Msg, echoClient, grpc, startEchoServer, unary } from '../../fixtures/grpc/echo.js'
 
 // gRPC through meshgate end to end: a grpc-js client on an h2c Gateway port, grpc-js servers as
@@ -110,6 +110,43 @@ t.test('unary, streaming both ways and bidi, with metadata and trailers', async 
   await waitForLogs(gw.logs, 4)
   t.equal(gw.logs[0].upstream_cluster, 'outbound|50051||echo.default.svc.cluster.local')
   t.equal(gw.logs[0].protocol, 'HTTP/2')
+})
+
+t.test('large messages both ways (flow control and backpressure across the gateway)', async t => {
+  const up = await startEchoServer({ name: 'v1' })
+  t.teardown(() => up.close())
+  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
+  const client = echoClient(target(gw.ingress), AUTH)
+  t.teardown(() => client.close())
+  const big = 'x'.repeat(1024 * 1024)
+  const r = await unary(client, { text: big, count: 1 })
+  t.equal(r.msg.text.length, big.length + 3, 'a 1 MiB request and answer')
+  const stream = (client as unknown as Call).ServerStream({ text: 'y'.repeat(256 * 1024), count: 12 })
+  let bytes = 0
+  let n = 0
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (m: Msg) => { bytes += m.text.length; n++ })
+    stream.on('status', () => resolve())
+    stream.on('error', reject)
+  })
+  t.equal(n, 12, 'twelve messages of 256 KiB')
+  t.ok(bytes > 12 * 256 * 1024)
+})
+
+t.test('a client that cancels a bidi call cancels it upstream', async t => {
+  const up = await startEchoServer({ name: 'v1' })
+  t.teardown(() => up.close())
+  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
+  const client = echoClient(target(gw.ingress), AUTH)
+  t.teardown(() => client.close())
+  const bidi = (client as unknown as Call).Bidi()
+  bidi.on('error', () => {})
+  const first = new Promise<Msg>(resolve => bidi.once('data', resolve))
+  bidi.write({ text: 'one', count: 1 })
+  t.equal((await first).text, 'v1:one', 'the call is open end to end')
+  bidi.cancel()
+  await until('the server saw the cancellation', () => up.calls.BidiCancelled === 1)
+  t.pass('cancelled upstream')
 })
 
 t.test('gRPC status codes and messages from the upstream reach the client', async t => {
