@@ -31,7 +31,8 @@ export function portProtocol (port: Pick<ServicePort, 'name' | 'protocol'>): str
  * whose DestinationRule says `connectionPool.http.h2UpgradePolicy: UPGRADE` (Istio's
  * `DO_NOT_UPGRADE`/`DEFAULT` keep HTTP/1.1; neither downgrades a port declared HTTP/2).
  * HTTP/2 goes over TLS (`h2`, by ALPN) when the policy originates TLS (`SIMPLE` or `MUTUAL`),
- * else in cleartext (`h2c`).
+ * else in cleartext (`h2c`). At run time the connection follows the cluster's final TLS settings
+ * (the endpoint origin's scheme), so an ISTIO_MUTUAL cluster later run as MUTUAL gets TLS too.
  */
 export function upstreamProtocol (port: Pick<ServicePort, 'name' | 'protocol'>, policy: TrafficPolicy): UpstreamProtocol {
   const declared = portProtocol(port)
