@@ -9,7 +9,7 @@ import type { RequestLimits } from './limits.js'
 /**
  * The Node and Fastify server options of one listener: llhttp strict, header and connection
  * caps, timeouts, HTTP/2 by ALPN on HTTPS ports and h2c with prior knowledge on HTTP2/GRPC
- * ports. Everything a listener needs from its server before the first request arrives.
+ * ports and the mesh listener. Everything a listener needs from its server before the first request arrives.
  */
 
 export interface ServerSetup {
@@ -35,8 +35,10 @@ export function serverSetup (initial: ListenerSpec | undefined, mesh: boolean, l
     connectionsCheckingInterval: connectionsCheckingInterval(lim)
   }
   const h2Settings = { maxConcurrentStreams: lim.maxConcurrentStreams, maxHeaderListSize: lim.maxHeaderBytes }
-  // Plain Gateway ports declared HTTP2 or GRPC take HTTP/1.1 and h2c with prior knowledge.
-  const h2c = !secure && !mesh && (initial?.protocol === 'HTTP2' || initial?.protocol === 'GRPC')
+  // Plain Gateway ports declared HTTP2 or GRPC take HTTP/1.1 and h2c with prior knowledge, and so
+  // does the mesh listener, as a sidecar's outbound listener detects the protocol of each
+  // connection: a workload's gRPC client speaks h2c to it.
+  const h2c = !secure && (mesh || initial?.protocol === 'HTTP2' || initial?.protocol === 'GRPC')
   const sessions = new Set<Http2Session>()
   const transport = secure
     // HTTPS listeners speak HTTP/2 (ALPN h2) and HTTP/1.1; requests go upstream as HTTP/1.1.

@@ -267,3 +267,30 @@ t.test('no route: UNIMPLEMENTED', async t => {
   const err = await unary(client, { text: 'x', count: 0 }).then(() => undefined, (e: grpc.ServiceError) => e)
   t.equal(err?.code, grpc.status.UNIMPLEMENTED, '404 NR maps to UNIMPLEMENTED')
 })
+
+t.test('a workload calls through the mesh listener: h2c by prior knowledge, the mesh route applies', async t => {
+  const v1 = await startEchoServer({ name: 'v1' })
+  const v2 = await startEchoServer({ name: 'v2' })
+  t.teardown(() => { v1.close(); v2.close() })
+  const meshRoute = `
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: echo-mesh }
+spec:
+  hosts: [echo]
+  http:
+  - route:
+    - destination: { host: echo, subset: v2 }
+`
+  const gw = await gatewayFor(t, config({ v1: v1.port, v2: v2.port }) + meshRoute, { overload: false })
+  const client = echoClient(target(gw.mesh), 'echo:50051')
+  t.teardown(() => client.close())
+  const r = await unary(client, { text: 'm', count: 1 })
+  t.same(r.msg, { text: 'v2:m', count: 2 }, 'the mesh VirtualService sent the call to v2')
+  t.equal(r.status.code, grpc.status.OK)
+  await waitForLogs(gw.logs, 1)
+  const line = gw.logs[0]
+  t.equal(line.protocol, 'HTTP/2', 'the workload spoke HTTP/2 to the mesh listener')
+  t.match(line.upstream_cluster, /\|v2\|echo/, 'logged against the v2 cluster')
+})
