@@ -236,7 +236,7 @@ export async function startGateway (opts: GatewayOptions): Promise<RunningGatewa
   }
   const listeners: BoundListener[] = []
   // TCP and TLS-passthrough ports, and mesh TCP ports: raw sockets (plugins/tcp).
-  const tcp = new TcpListeners({ store, runtime: rt, accessLog, host, portMap: opts.portMap, random: opts.random, now: opts.now })
+  const tcp = new TcpListeners({ store, runtime: rt, accessLog, metrics, host, portMap: opts.portMap, random: opts.random, now: opts.now })
   const bind = async (a: typeof apps[number], snap: Snapshot): Promise<void> => {
     await a.app.listen({ host, port: a.bindPort })
     const addr = a.app.server.address() as AddressInfo

@@ -41,19 +41,12 @@ export interface RequestMetricNames {
 export class RequestMetrics {
   private readonly series = new Map<string, RequestSeries>()
   /** The per-request lookup of series (a registry reset clears it with the series). */
-  readonly index = new SeriesIndex()
+  readonly index = new SeriesIndex<SeriesPair>()
 
   constructor (registry: Registry, private readonly names: RequestMetricNames) {
     const all = (): RequestSeries[] => [...this.series.values()]
     const reset = (): void => { this.series.clear(); this.index.clear() }
-    const counter: RegistryMetric = {
-      name: names.requests.name,
-      help: names.requests.help,
-      type: 'counter',
-      aggregator: 'sum',
-      get: async () => ({ name: names.requests.name, help: names.requests.help, type: 'counter', aggregator: 'sum', values: all().map(s => ({ labels: s.labels, value: s.count })) }),
-      reset
-    }
+    const counter = counterMetric(names.requests, () => all().map(s => ({ labels: s.labels, value: s.count })), reset)
     const histogram = (n: { name: string; help: string; buckets: readonly number[] }, pick: (s: RequestSeries) => HistogramValues): RegistryMetric => ({
       name: n.name,
       help: n.help,
@@ -119,6 +112,74 @@ export class RequestMetrics {
   }
 }
 
+/** A counter for the registry whose values are read from aggregates at scrape time. */
+function counterMetric (n: { name: string; help: string }, values: () => Array<{ labels: Record<string, string | number>; value: number }>, reset: () => void): RegistryMetric {
+  return {
+    name: n.name,
+    help: n.help,
+    type: 'counter',
+    aggregator: 'sum',
+    get: async () => ({ name: n.name, help: n.help, type: 'counter', aggregator: 'sum', values: values() }),
+    reset
+  }
+}
+
+/** Istio's four TCP counters for one label set (docs/metrics.md#tcp-connections). */
+export interface ConnectionSeries {
+  readonly labels: Readonly<Record<string, string>>
+  opened: number
+  closed: number
+  sent: number
+  received: number
+}
+
+export interface ConnectionMetricNames {
+  opened: { name: string; help: string }
+  closed: { name: string; help: string }
+  sent: { name: string; help: string }
+  received: { name: string; help: string }
+}
+
+/** The series one TCP combination feeds: the caller's proxy view, and the destination's once an upstream connected. */
+export interface ConnectionPair {
+  readonly source: ConnectionSeries
+  destination: ConnectionSeries | undefined
+}
+
+/**
+ * Istio's TCP metrics (connections opened and closed, bytes sent and received) kept as
+ * aggregates per label set like the request metrics. `beforeRead` runs before the registry reads
+ * them, so the bytes of connections still open are added up to the moment of the scrape.
+ */
+export class ConnectionMetrics {
+  private readonly series = new Map<string, ConnectionSeries>()
+  /** The per-connection lookup of series (a registry reset clears it with the series). */
+  readonly index = new SeriesIndex<ConnectionPair>()
+
+  constructor (registry: Registry, names: ConnectionMetricNames, beforeRead: () => void) {
+    const reset = (): void => { this.series.clear(); this.index.clear() }
+    const values = (pick: (s: ConnectionSeries) => number) => () => {
+      beforeRead()
+      return [...this.series.values()].map(s => ({ labels: s.labels, value: pick(s) }))
+    }
+    const reg = registry as unknown as { registerMetric: (m: RegistryMetric) => void }
+    reg.registerMetric(counterMetric(names.sent, values(s => s.sent), reset))
+    reg.registerMetric(counterMetric(names.received, values(s => s.received), reset))
+    reg.registerMetric(counterMetric(names.opened, values(s => s.opened), reset))
+    reg.registerMetric(counterMetric(names.closed, values(s => s.closed), reset))
+  }
+
+  /** The series for `key`, created with `labels()` the first time. */
+  seriesFor (key: string, labels: () => Record<string, string>): ConnectionSeries {
+    let s = this.series.get(key)
+    if (s === undefined) {
+      s = { labels: Object.freeze(labels()), opened: 0, closed: 0, sent: 0, received: 0 }
+      this.series.set(key, s)
+    }
+    return s
+  }
+}
+
 /** prom-client's bucketing: a value lands in the first bucket whose bound is ≥ it (else only in +Inf). */
 function observe (h: HistogramValues, bounds: readonly number[], v: number): void {
   if (!Number.isFinite(v)) return
@@ -176,11 +237,11 @@ export interface SeriesPair {
   destination: RequestSeries | undefined
 }
 
-type ByFlags = Map<string, SeriesPair>
-type ByStatus = Map<number, ByFlags>
+type ByFlags<P> = Map<string, P>
+type ByStatus<P> = Map<number, ByFlags<P>>
 // Weak from the endpoint on: a reload's new label objects must not keep the old ones alive.
-type ByEndpoint = WeakMap<object, ByStatus>
-type ByCluster = Map<string, ByEndpoint>
+type ByEndpoint<P> = WeakMap<object, ByStatus<P>>
+type ByCluster<P> = Map<string, ByEndpoint<P>>
 
 /** The endpoint key of a request that reached no endpoint. */
 export const NO_ENDPOINT: Readonly<Record<string, string>> = Object.freeze({})
@@ -190,17 +251,18 @@ export const NO_ENDPOINT: Readonly<Record<string, string>> = Object.freeze({})
  * that are the same object or string for every request of one combination — the source
  * workload's names object (one per caller identity and snapshot, or the gateway's), the cluster
  * name from the snapshot, the endpoint's labels object, the status and the response flags. The
- * label sets (and their long keys) are built only when a combination is first seen.
+ * label sets (and their long keys) are built only when a combination is first seen. `P` is what
+ * one combination feeds: a request's series pair, or a TCP connection's.
  */
-export class SeriesIndex {
-  private roots = new WeakMap<WorkloadNames, ByCluster>()
+export class SeriesIndex<P> {
+  private roots = new WeakMap<WorkloadNames, ByCluster<P>>()
 
   /** Forget every combination (the registry was reset). */
   clear (): void {
     this.roots = new WeakMap()
   }
 
-  get (source: WorkloadNames, cluster: string, endpoint: object, status: number, flags: string, make: () => SeriesPair): SeriesPair {
+  get (source: WorkloadNames, cluster: string, endpoint: object, status: number, flags: string, make: () => P): P {
     let byCluster = this.roots.get(source)
     if (byCluster === undefined) { byCluster = new Map(); this.roots.set(source, byCluster) }
     let byEndpoint = byCluster.get(cluster)

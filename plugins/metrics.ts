@@ -4,7 +4,9 @@ import type { AccessLogContext } from './access-log.js'
 import type { Snapshot } from '../src/compile/snapshot.js'
 import type { CallerIdentity } from '../src/security/spec.js'
 import { DEFAULT_GATEWAY_WORKLOAD, type GatewayWorkload, principalOf } from '../src/security/compile.js'
-import { NO_ENDPOINT, RequestMetrics, type RequestSeries, type SeriesPair, UNKNOWN_WORKLOAD, type WorkloadNames, workloadNames } from './istio-metrics.js'
+import { callerAt } from '../src/routing/l4.js'
+import { type ConnectionPair, ConnectionMetrics, type ConnectionSeries, NO_ENDPOINT, RequestMetrics, type RequestSeries, type SeriesPair, UNKNOWN_WORKLOAD,
+  type WorkloadNames, workloadNames } from './istio-metrics.js'
 import { meshgateVersion } from './version.js'
 import type { SecurityStats } from './listener/security.js'
 
@@ -22,7 +24,26 @@ export const ISTIO_LABELS = [
   'source_canonical_service', 'source_canonical_revision', 'destination_canonical_service', 'destination_canonical_revision'
 ] as const
 
-type IstioLabels = Record<(typeof ISTIO_LABELS)[number], string>
+type IstioLabel = (typeof ISTIO_LABELS)[number]
+/** A series' labels: every Istio label for HTTP; TCP series have no `response_code` and `grpc_response_status`, as in Istio. */
+type IstioLabels = Record<Exclude<IstioLabel, 'response_code' | 'grpc_response_status'>, string> & Partial<Record<'response_code' | 'grpc_response_status', string>>
+
+/** One TCP connection's metrics, driven by the TCP proxy (plugins/tcp/proxy.ts). */
+export interface TcpConnectionMetrics {
+  /** The upstream connection is established: the connection counts as opened, for both reporters. */
+  connected: () => void
+  /** The connection closed; one that never reached an upstream counts as opened and closed now, with its flag. */
+  closed: () => void
+}
+
+/** A connection counted as opened and not closed yet: its bytes are added to its series up to each scrape. */
+interface OpenConnection {
+  readonly ctx: AccessLogContext
+  series: readonly ConnectionSeries[]
+  /** Bytes already added to the series. */
+  sent: number
+  received: number
+}
 
 interface ClusterInfo { service: string; name: string; namespace: string; subset: string }
 
@@ -35,6 +56,9 @@ export class Metrics {
   readonly registry = new Registry()
   /** The four Istio request metrics, aggregated per label set (plugins/istio-metrics.ts: prom-client per request was the top cost). */
   private readonly istio: RequestMetrics
+  /** Istio's four TCP metrics, aggregated the same way. */
+  private readonly tcp: ConnectionMetrics
+  private readonly openConnections = new Set<OpenConnection>()
   private readonly fallbacks: Counter<string>
   private readonly clusterInfo = new Map<string, ClusterInfo>()
 
@@ -58,6 +82,12 @@ export class Metrics {
       requestBytes: { name: 'istio_request_bytes', help: 'Request body sizes.', buckets: BYTES_BUCKETS },
       responseBytes: { name: 'istio_response_bytes', help: 'Response body sizes.', buckets: BYTES_BUCKETS }
     })
+    this.tcp = new ConnectionMetrics(r, {
+      opened: { name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened (Istio standard metric).' },
+      closed: { name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed (Istio standard metric).' },
+      sent: { name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client on TCP connections (Istio standard metric).' },
+      received: { name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client on TCP connections (Istio standard metric).' }
+    }, () => { for (const c of this.openConnections) addBytes(c) })
     this.fallbacks = new Counter({ name: 'meshgate_fallback_total', help: 'ASM fallback decisions by route, primary and fallback cluster; result is taken or failed.', labelNames: ['route', 'primary_cluster', 'fallback_cluster', 'result'], registers: [r] })
     const gw = opts.gatewayWorkload ?? DEFAULT_GATEWAY_WORKLOAD
     this.gatewaySource = workloadNames(gw.labels, gw.namespace, principalOf(gw.namespace, gw.serviceAccount))
@@ -148,7 +178,7 @@ export class Metrics {
    * built per request.
    */
   record (ctx: AccessLogContext, status: number, durationMs: number): void {
-    const source = this.sourceOf(ctx)
+    const source = this.sourceOf(ctx.listener === 'mesh', ctx.downstreamAddress)
     const endpoint = ctx.upstreamLabels ?? NO_ENDPOINT
     const pair = this.istio.index.get(source, ctx.upstreamCluster, endpoint, status, ctx.responseFlags, () => this.pair(source, ctx, status))
     this.istio.record(pair.source, durationMs, ctx.bytesReceived, ctx.bytesSent)
@@ -167,14 +197,14 @@ export class Metrics {
     return this.istio.totalOf(l => l.reporter === 'source')
   }
 
-  /** The request's source workload: the ingress gateway on a Gateway listener; on the mesh listener, the caller registered at the peer's address. */
-  private sourceOf (ctx: AccessLogContext): WorkloadNames {
-    if (ctx.listener !== 'mesh') return this.gatewaySource
+  /**
+   * The source workload of a request or connection: the ingress gateway on a Gateway listener;
+   * on a mesh listener (HTTP or TCP), the caller registered at the peer's address.
+   */
+  private sourceOf (mesh: boolean, address: string): WorkloadNames {
+    if (!mesh) return this.gatewaySource
     const callers = this.snapshot?.().callers
-    if (callers === undefined || callers.size === 0) return UNKNOWN_WORKLOAD
-    const a = ctx.downstreamAddress
-    // An IPv4 peer on a dual-stack socket reads ::ffff:10.0.0.1.
-    const id = callers.get(a) ?? (a.startsWith('::ffff:') ? callers.get(a.slice(7)) : undefined)
+    const id = callers === undefined ? undefined : callerAt(callers, address)
     if (id === undefined) return UNKNOWN_WORKLOAD
     let names = this.callerNames.get(id)
     if (names === undefined) {
@@ -184,21 +214,67 @@ export class Metrics {
     return names
   }
 
+  /**
+   * The metrics of one TCP connection on a Gateway or mesh TCP listener, with Istio's timing:
+   * a connection counts as opened when its upstream connection is established (when Istio's
+   * sidecar learns its peer) with the labels of that moment, or, if it never reaches an upstream
+   * (`UF`, `UH`, `UO`, `NR`, `NC`), when it closes, with its flag; it counts as closed when it
+   * closes. Bytes are added as they flow: at every scrape and at close. `reporter="destination"`
+   * counts only connections that reached an upstream.
+   */
+  tcpConnection (ctx: AccessLogContext, kind: 'gateway' | 'mesh'): TcpConnectionMetrics {
+    let conn: OpenConnection | undefined
+    const open = (reached: boolean): OpenConnection => {
+      const source = this.sourceOf(kind === 'mesh', ctx.downstreamAddress)
+      const endpoint = ctx.upstreamLabels ?? NO_ENDPOINT
+      const pair = this.tcp.index.get(source, ctx.upstreamCluster, endpoint, 0, ctx.responseFlags, () => this.connectionPair(source, ctx))
+      const series = reached && endpoint !== NO_ENDPOINT
+        ? [pair.source, pair.destination ??= this.connectionSeries('destination', source, ctx)]
+        : [pair.source]
+      for (const s of series) s.opened++
+      return { ctx, series, sent: 0, received: 0 }
+    }
+    return {
+      connected: () => {
+        if (conn !== undefined) return
+        conn = open(true)
+        this.openConnections.add(conn)
+      },
+      closed: () => {
+        conn ??= open(false)
+        this.openConnections.delete(conn)
+        addBytes(conn)
+        for (const s of conn.series) s.closed++
+      }
+    }
+  }
+
+  private connectionPair (source: WorkloadNames, ctx: AccessLogContext): ConnectionPair {
+    return { source: this.connectionSeries('source', source, ctx), destination: undefined }
+  }
+
+  private connectionSeries (reporter: 'source' | 'destination', source: WorkloadNames, ctx: AccessLogContext): ConnectionSeries {
+    const labels = this.labels(reporter, source, ctx, 'tcp', 0)
+    return this.tcp.seriesFor(Object.values(labels).join('\u0000'), () => labels)
+  }
+
   private pair (source: WorkloadNames, ctx: AccessLogContext, status: number): SeriesPair {
     return { source: this.series('source', source, ctx, status), destination: undefined }
   }
 
   private series (reporter: 'source' | 'destination', source: WorkloadNames, ctx: AccessLogContext, status: number): RequestSeries {
-    const labels = this.labels(reporter, source, ctx, status)
+    const labels = this.labels(reporter, source, ctx, 'http', status)
     return this.istio.seriesFor(Object.values(labels).join('\u0000'), () => labels)
   }
 
   /**
    * Istio's labels for one reporter. The destination's sidecar sees the same source, the
    * endpoint's answer with no flag of the caller's side (only a client's disconnect, DC), and a
-   * plaintext connection (`none`; the caller's side reports `unknown`, as Istio does).
+   * plaintext connection (`none`; the caller's side reports `unknown`, as Istio does). The same
+   * labels serve HTTP requests and TCP connections (`request_protocol="tcp"`, and no
+   * `response_code` or `grpc_response_status`, which Istio's TCP metrics do not carry).
    */
-  private labels (reporter: 'source' | 'destination', src: WorkloadNames, ctx: AccessLogContext, status: number): IstioLabels {
+  private labels (reporter: 'source' | 'destination', src: WorkloadNames, ctx: AccessLogContext, protocol: 'http' | 'tcp', status: number): IstioLabels {
     const c = ctx.upstreamCluster === '-' ? undefined : this.info(ctx.upstreamCluster)
     const namespace = c?.namespace ?? 'unknown'
     const dst = ctx.upstreamLabels === undefined ? UNKNOWN_WORKLOAD : workloadNames(ctx.upstreamLabels, namespace, undefined)
@@ -220,9 +296,8 @@ export class Metrics {
       destination_service_name: c?.name ?? 'unknown',
       destination_service_namespace: namespace,
       destination_cluster: 'unknown',
-      request_protocol: 'http',
-      response_code: String(status),
-      grpc_response_status: '',
+      request_protocol: protocol,
+      ...(protocol === 'http' ? { response_code: String(status), grpc_response_status: '' } : {}),
       response_flags: destination ? (ctx.responseFlags === 'DC' ? 'DC' : '-') : ctx.responseFlags,
       connection_security_policy: destination ? 'none' : 'unknown',
       source_canonical_service: src.canonicalService,
@@ -239,6 +314,16 @@ export class Metrics {
   get contentType (): string {
     return this.registry.contentType
   }
+}
+
+/** Add what a connection moved since the last time to its series. */
+function addBytes (c: OpenConnection): void {
+  const sent = c.ctx.bytesSent - c.sent
+  const received = c.ctx.bytesReceived - c.received
+  if (sent === 0 && received === 0) return
+  c.sent += sent
+  c.received += received
+  for (const s of c.series) { s.sent += sent; s.received += received }
 }
 
 /** `outbound|…|a.svc.cluster.local:outbound|…|b…` → [primary, fallback]; cluster names contain no ':'. */

@@ -4,6 +4,7 @@ import { Codes, type Problem } from '../../src/config/problem.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import type { SnapshotStore } from '../../src/runtime/store.js'
 import type { AccessLogWriter } from '../access-log.js'
+import type { Metrics } from '../metrics.js'
 import { proxyConnection } from './proxy.js'
 
 /**
@@ -17,6 +18,8 @@ export interface TcpListenerOptions {
   store: SnapshotStore
   runtime: RuntimeState
   accessLog: AccessLogWriter
+  /** Istio's TCP metrics; none are counted without it. */
+  metrics?: Pick<Metrics, 'tcpConnection'>
   /** Address to bind. */
   host: string
   /** Bind port per configured port (tests bind to 0). */
@@ -75,6 +78,7 @@ export class TcpListeners {
     proxyConnection(sock, spec, snap, {
       runtime: this.o.runtime,
       accessLog: this.o.accessLog,
+      ...(this.o.metrics !== undefined ? { metrics: this.o.metrics } : {}),
       random: this.o.random ?? Math.random,
       now: this.o.now ?? Date.now,
       helloTimeoutMs: this.o.helloTimeoutMs ?? 15_000

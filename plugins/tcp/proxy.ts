@@ -10,6 +10,7 @@ import type { ClusterState } from '../../src/runtime/cluster-state.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import { type EndpointState, Flag } from '../../src/upstream/endpoint.js'
 import { type AccessLogWriter, logFallback, newAccessLogContext } from '../access-log.js'
+import type { Metrics } from '../metrics.js'
 import { upstreamTlsOptions } from '../tls.js'
 
 /**
@@ -25,6 +26,8 @@ import { upstreamTlsOptions } from '../tls.js'
 export interface ProxyEnv {
   runtime: RuntimeState
   accessLog: AccessLogWriter
+  /** Istio's TCP metrics (docs/tcp.md#metrics). */
+  metrics?: Pick<Metrics, 'tcpConnection'>
   random: () => number
   now: () => number
   /** How long a passthrough port waits for the ClientHello (Envoy's listener filter timeout, 15 s). */
@@ -47,10 +50,12 @@ export function proxyConnection (down: Socket, spec: L4Listener, snap: Snapshot,
   ctx.downstreamAddress = down.remoteAddress ?? ''
   ctx.downstreamRemote = addr(down.remoteAddress, down.remotePort)
   ctx.downstreamLocal = addr(down.localAddress, down.localPort)
+  const metrics = env.metrics?.tcpConnection(ctx, spec.kind)
   let logged = false
   const log = (): void => {
     if (logged) return
     logged = true
+    metrics?.closed()
     env.accessLog.log(ctx, 0, Number((process.hrtime.bigint() - ctx.startHr) / 1000000n))
   }
   const refuse = (flag: string): void => { ctx.responseFlags = flag; log(); down.destroy() }
@@ -105,6 +110,7 @@ export function proxyConnection (down: Socket, spec: L4Listener, snap: Snapshot,
       ep.active--
     }
     ctx.upstreamHost = ep.spec.address.includes(':') ? `[${ep.spec.address}]:${ep.spec.port}` : ep.spec.key
+    ctx.upstreamLabels = ep.spec.labels
     const tcpPolicy = cluster.spec.policy.connectionPool?.tcp
     const idleMs = parseDurationMs(tcpPolicy?.idleTimeout ?? '') ?? DEFAULT_IDLE_MS
     const tls = cluster.spec.policy.tls
@@ -130,6 +136,7 @@ export function proxyConnection (down: Socket, spec: L4Listener, snap: Snapshot,
       if (connected) return
       connected = true
       ctx.upstreamLocal = addr(up.localAddress, up.localPort)
+      metrics?.connected()
       cluster.record(ep, { kind: 'response', status: 200 })
       up.setTimeout(idleMs)
       down.setTimeout(idleMs)
