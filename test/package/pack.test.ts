@@ -54,10 +54,11 @@ t.test('npm pack of the product lists the gateway, README, LICENSE and docs only
   const gatewaySource = (f: string): boolean => /^(src|plugins|routes)\//.test(f) || ['index.ts', 'bin/meshgate.ts', 'bin/tuning.ts'].includes(f)
   const want = [
     'package.json', 'README.md', 'LICENSE',
-    ...files.filter(f => f.startsWith('docs/')),
+    ...files.filter(f => f.startsWith('docs/') || f.startsWith('ui/')),
     ...tsSources.filter(gatewaySource).flatMap(src => built(src).filter(f => !f.endsWith('.map')))
   ].sort()
-  t.same(got, want, 'exactly the gateway\'s compiled modules and declarations, README, LICENSE and docs/')
+  t.same(got, want, 'exactly the gateway\'s compiled modules and declarations, README, LICENSE, docs/ and the dashboard\'s ui/')
+  t.ok(got.includes('ui/index.html'), 'the dashboard page')
   t.ok(got.includes('dist/bin/meshgate.js'), 'the meshgate CLI')
   t.ok(got.includes('LICENSE') && files.includes('LICENSE'), 'the LICENSE file exists and is packed')
   const stray = got.filter(f => /(^|\/)(demo|bench|scripts|test|docker|gateway-config)\//.test(f) || /bookinfo|soak|\.test\.|\.map$/.test(f))
