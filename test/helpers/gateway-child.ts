@@ -16,4 +16,7 @@ process.on('message', (m: { cmd: string }) => {
   if (m.cmd === 'peak') { process.send?.({ peak, rss: process.memoryUsage().rss }); peak = process.memoryUsage().rss }
   if (m.cmd === 'stop') void gw.close().then(() => process.exit(0))
 })
+// The test process is gone (it crashed or was killed): go too, rather than hold its stdout open,
+// which would keep the test runner waiting for that file forever.
+process.on('disconnect', () => process.exit(1))
 process.send?.({ mesh: gw.listeners.find(l => l.kind === 'mesh')?.url, rss: process.memoryUsage().rss })

@@ -56,6 +56,14 @@ export async function gatewayChildFor (t: Teardown, yaml: string): Promise<Gatew
   })
   const ask = <T>(cmd?: string): Promise<T> => new Promise(resolve => { child.once('message', m => resolve(m as T)); if (cmd !== undefined) child.send({ cmd }) })
   const started = await ask<{ mesh: string; rss: number }>()
-  t.teardown(async () => { child.send({ cmd: 'stop' }); await new Promise(resolve => child.once('exit', resolve)) })
+  // A graceful stop, bounded: what these tests measure is memory, not the drain, and a child left
+  // behind would hold the test runner's output open.
+  t.teardown(async () => {
+    const exited = new Promise(resolve => child.once('exit', resolve))
+    child.send({ cmd: 'stop' })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    await exited
+    clearTimeout(timer)
+  })
   return { mesh: new URL(started.mesh), rss: started.rss, peak: () => ask('peak') }
 }

@@ -189,13 +189,19 @@ ${gatewayVs('  - route:\n    - destination: { host: app }\n')}
 ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [8443], overload: false, maxHeaderBytes: 8 * 1024 })
   t.teardown(async () => { await gw.close(); await up.close() })
   const port = Number(new URL(gw.ingress).port)
-  const send = (bytes: string): Promise<string> => new Promise((resolve, reject) => {
+  const once = (bytes: string): Promise<string> => new Promise((resolve, reject) => {
     const sock = tlsConnect({ host: '127.0.0.1', port, servername: 'secure.example.com', ca: pki.read(pki.ca), ALPNProtocols: ['http/1.1'] }, () => sock.write(bytes))
     let data = ''
     sock.on('data', d => { data += d.toString('latin1') })
     sock.on('close', () => resolve(data))
     sock.on('error', err => { if (data !== '') resolve(data); else reject(err) })
     setTimeout(() => sock.destroy(), 3000)
+  })
+  // A connection reset before the TLS handshake completed says nothing about the parser options
+  // (it was seen only on a machine under heavy load): such a try is made once more.
+  const send = (bytes: string): Promise<string> => once(bytes).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ECONNRESET' || err.syscall !== 'connect') throw err
+    return await once(bytes)
   })
   t.match(await send('GET /x HTTP/1.1\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200/, 'HTTP/1.1 over TLS served')
   t.match(await send(`GET /x HTTP/1.1\r\nHost: secure.example.com\r\nCookie: ${'c'.repeat(10 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431/, 'a 10 KiB cookie over an 8 KiB cap (below Node\'s 16 KiB default) → 431')
