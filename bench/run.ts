@@ -217,17 +217,21 @@ http {
   return { name: 'nginx', label: 'nginx, 1 worker', url, pids: () => [child.pid!], stop: () => kill(child), pinned: TASKSET !== undefined }
 }
 
-interface MeshgateVariant { workers?: number; log?: boolean; authz?: boolean }
+interface MeshgateVariant { workers?: number; log?: boolean; authz?: boolean; tracing?: boolean }
 
-/** The meshgate scenarios: one worker with the access log (the headline), without it, with ten AuthorizationPolicy rules, two workers. */
+/**
+ * The meshgate scenarios: one worker with the access log (the headline, tracing off), without the
+ * log, with ten AuthorizationPolicy rules, with tracing on at Istio's default 1 % sampling, two workers.
+ */
 const MESHGATE_VARIANTS: Record<string, { label: string; v: MeshgateVariant }> = {
   meshgate: { label: 'meshgate, full feature path', v: {} },
   'meshgate-nolog': { label: 'meshgate, full feature path, access log off', v: { log: false } },
   'meshgate-authz': { label: 'meshgate, full feature path + 10 AuthorizationPolicy rules', v: { authz: true } },
+  'meshgate-traced': { label: 'meshgate, full feature path + tracing at 1 % (OTLP to a local sink)', v: { tracing: true } },
   'meshgate-w2': { label: 'meshgate --workers 2 (both cores)', v: { workers: 2 } }
 }
 
-async function startMeshgate (upstreamPort: number, dir: string, name: string): Promise<Scenario> {
+async function startMeshgate (upstreamPort: number, dir: string, name: string, otlpSink: string): Promise<Scenario> {
   const { label, v } = MESHGATE_VARIANTS[name]
   const workers = v.workers ?? 1
   const log = v.log ?? true
@@ -241,6 +245,7 @@ async function startMeshgate (upstreamPort: number, dir: string, name: string): 
   const args = [MESHGATE, '--config', cfgDir, '--port-map', `8080=${port}`, '--mesh-port', String(meshPort),
     '--admin-port', 'off', '--access-log', log ? accessLog : 'off', '--log-level', 'warn', '--host', '127.0.0.1']
   if (workers > 1) args.push('--workers', String(workers))
+  if (v.tracing === true) args.push('--otlp-endpoint', otlpSink, '--trace-sampling', '1')
   // Several workers get both cores (pinning them to one would measure nothing new).
   const child = spawnOn(workers > 1 ? undefined : '1', process.execPath, args)
   const url = `http://127.0.0.1:${port}${BENCH_PATH}`
@@ -306,6 +311,7 @@ export async function main (argv: string[]): Promise<number> {
   const scenarios: Scenario[] = []
   const results: Record<string, Sample[]> = {}
   let upstream: ChildProcess | undefined
+  let sink: ReturnType<typeof createServer> | undefined
   let routeScale: RouteScaleResult[] | undefined
   try {
     if (opts.http) {
@@ -313,6 +319,10 @@ export async function main (argv: string[]): Promise<number> {
       const upPort = await waitForPortLine(upstream, 'upstream')
       const upUrl = `http://127.0.0.1:${upPort}`
       await waitReady(upUrl + BENCH_PATH, upstream, 'upstream')
+      // Where the traced scenario exports its spans: accepted and dropped, as a collector would take them.
+      sink = createServer((req, res) => { req.resume(); req.on('end', () => res.end('{}')) })
+      await new Promise<void>(resolve => sink!.listen(0, '127.0.0.1', resolve))
+      const otlpSink = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`
       const want = (n: string): boolean => opts.only === undefined || opts.only.includes(n) || n === 'direct'
       scenarios.push({ name: 'direct', label: 'upstream hit directly', url: upUrl + BENCH_PATH, pids: () => [], stop: async () => {}, pinned: false })
       const starters: Array<[string, () => Promise<Scenario>]> = [
@@ -321,7 +331,7 @@ export async function main (argv: string[]): Promise<number> {
         ['reply-from', () => startNodePeer('reply-from', upUrl, 'Fastify + @fastify/reply-from, one upstream')],
         ['http-proxy', () => startNodePeer('http-proxy', upUrl, '@fastify/http-proxy')],
         ['fast-gateway', () => startNodePeer('fast-gateway', upUrl, 'fast-gateway')],
-        ...Object.keys(MESHGATE_VARIANTS).map(name => [name, () => startMeshgate(upPort, dir, name)] as [string, () => Promise<Scenario>])
+        ...Object.keys(MESHGATE_VARIANTS).map(name => [name, () => startMeshgate(upPort, dir, name, otlpSink)] as [string, () => Promise<Scenario>])
       ]
       for (const [name, start] of starters) {
         if (!want(name)) continue
@@ -357,6 +367,7 @@ export async function main (argv: string[]): Promise<number> {
   } finally {
     await Promise.allSettled(scenarios.map(s => s.stop()))
     if (upstream !== undefined) await kill(upstream)
+    sink?.close()
   }
   if (opts.routes) {
     process.stdout.write('route-table scale (each size in its own process):\n')
@@ -407,6 +418,8 @@ export async function main (argv: string[]): Promise<number> {
     g('CPU/request ≤ Fastify + reply-from', mg.cpuUsPerReq !== undefined && rf?.cpuUsPerReq !== undefined ? mg.cpuUsPerReq.median / rf.cpuUsPerReq.median : undefined, v => v <= 1.0)
     g('access log off: CPU/request ≤ 1.2× the Node floor', nolog?.cpuUsPerReq !== undefined && summary.floor?.cpuUsPerReq !== undefined ? nolog.cpuUsPerReq.median / summary.floor.cpuUsPerReq.median : undefined, v => v <= 1.2)
     const authz = summary['meshgate-authz']
+    const traced = summary['meshgate-traced']
+    g('tracing on at 1 %: CPU/request over tracing off', traced?.cpuUsPerReq !== undefined && mg.cpuUsPerReq !== undefined ? traced.cpuUsPerReq.median / mg.cpuUsPerReq.median : undefined, () => true)
     g('10 AuthorizationPolicy rules: CPU/request ≤ 1.05× without', authz?.cpuUsPerReq !== undefined && mg.cpuUsPerReq !== undefined ? authz.cpuUsPerReq.median / mg.cpuUsPerReq.median : undefined, v => v <= 1.05)
     g('added p50 at 1 connection ≤ Fastify + reply-from\'s', mg.p50Us !== undefined && rf?.p50Us !== undefined && direct?.p50Us !== undefined ? (mg.p50Us.median - direct.p50Us.median) - (rf.p50Us.median - direct.p50Us.median) : undefined, v => v <= 0, ' µs over reply-from')
   }
