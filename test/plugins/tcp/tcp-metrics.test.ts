@@ -1,4 +1,6 @@
 import t, { type Test } from 'tap'
+import { Counter, Registry } from 'prom-client'
+import { ConnectionMetrics } from '../../../plugins/istio-metrics.js'
 import { rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { connect as tlsConnect, createServer as createTls } from 'node:tls'
@@ -202,4 +204,37 @@ spec:
   t.ok(pass.received > 6, `the passthrough connection's TLS bytes from the client (${pass.received})`)
   t.ok(pass.sent > 6, `and to it (${pass.sent})`)
   t.match(gw.logs.find(l => l.upstream_cluster.includes('secure-echo')), { bytes_received: String(pass.received), bytes_sent: String(pass.sent) }, 'the access log counts the same bytes')
+})
+
+// The aggregated TCP counters must render what prom-client's own Counters render for the same
+// values, and bring open connections' bytes up to date before every read.
+t.test('ConnectionMetrics: the same exposition text as prom-client Counters; bytes brought up to date before each read', async t => {
+  const names = {
+    opened: { name: 'x_opened_total', help: 'Opened.' },
+    closed: { name: 'x_closed_total', help: 'Closed.' },
+    sent: { name: 'x_sent_total', help: 'Sent.' },
+    received: { name: 'x_received_total', help: 'Received.' }
+  }
+  const ours = new Registry()
+  let reads = 0
+  let pending = 0
+  const m = new ConnectionMetrics(ours, names, () => { reads++; a.sent += pending; pending = 0 })
+  const a = m.seriesFor('a', () => ({ reporter: 'source', response_flags: '-' }))
+  const uf = m.seriesFor('uf', () => ({ reporter: 'source', response_flags: 'UF' }))
+  t.equal(m.seriesFor('a', () => ({ reporter: 'other' })), a, 'one series per key')
+  a.opened = 3; a.closed = 2; a.received = 120; uf.opened = 1; uf.closed = 1
+  pending = 80
+  const ref = new Registry()
+  const labelNames = ['reporter', 'response_flags']
+  // Registered in the order ConnectionMetrics registers them (the registry renders in that order).
+  const counters = Object.fromEntries((['sent', 'received', 'opened', 'closed'] as const).map(k => [k, new Counter({ ...names[k], labelNames, registers: [ref] })]))
+  const l = { reporter: 'source', response_flags: '-' }
+  counters.opened.inc(l, 3); counters.closed.inc(l, 2); counters.received.inc(l, 120); counters.sent.inc(l, 80)
+  const f = { reporter: 'source', response_flags: 'UF' }
+  counters.opened.inc(f, 1); counters.closed.inc(f, 1); counters.received.inc(f, 0); counters.sent.inc(f, 0)
+  t.equal(await ours.metrics(), await ref.metrics())
+  t.equal(reads, 4, 'each of the four counters brought the bytes up to date before it was read')
+  t.equal(a.sent, 80)
+  ours.resetMetrics()
+  t.equal(await ours.metrics(), (await ref.metrics()).replace(/^x_.*\n/gm, ''), 'a registry reset clears the series')
 })
