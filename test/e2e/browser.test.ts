@@ -1,10 +1,8 @@
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import { repoRoot, startDemo } from '../../demo/demo.js'
+import type { Page } from 'playwright-core'
+import { startDemo } from '../../demo/demo.js'
+import { ARTIFACTS, chromiumPage } from '../helpers/browser.js'
 import { waitForLogs } from '../helpers/upstream.js'
 
 // The product page in a real browser: Debian's Chromium, driven by playwright-core, opens the
@@ -12,8 +10,6 @@ import { waitForLogs } from '../helpers/upstream.js'
 // the page's stylesheet, "Reviews served by:"), signs in as jason through the page's own
 // dialog, and watches the ASM fallback take over when reviews-v3 is stopped.
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARTIFACTS = join(repoRoot(), 'test-artifacts')
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 // Computed colours of the filled stars: tailwind.css `.text-black-500 { color: #000 }` and
@@ -62,35 +58,12 @@ function consistent (v: ReviewsView): boolean {
 }
 
 t.test('the product page in Chromium: versions, jason, fallback', async t => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`Chromium not found at ${CHROMIUM}: install the Debian package (apt-get install chromium); .ci/run installs it`)
-    return
-  }
   const logs: Array<Record<string, string>> = []
   const demo = await startDemo({ freePorts: true, ingressPort: 0, meshPort: 0, accessLog: line => logs.push(JSON.parse(line)) })
   t.teardown(() => demo.close())
 
-  const profile = await mkdtemp(join(tmpdir(), 'meshgate-chromium-'))
-  let ctx: BrowserContext
-  try {
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1280, height: 900 },
-      timeout: 60000
-    })
-  } catch (err) {
-    await rm(profile, { recursive: true, force: true })
-    throw new Error(`Chromium at ${CHROMIUM} did not start: ${(err as Error).message}`)
-  }
-  t.teardown(async () => {
-    await ctx.close()
-    await rm(profile, { recursive: true, force: true })
-  })
-  const page = ctx.pages()[0] ?? await ctx.newPage()
+  const page = await chromiumPage(t, { width: 1280, height: 900 })
   page.setDefaultTimeout(30000)
-  await mkdir(ARTIFACTS, { recursive: true })
   const url = `${demo.ingressUrl}/productpage`
 
   // 1. No reviews VirtualService: reloads rotate among v1, v2 and v3, each with its own stars.

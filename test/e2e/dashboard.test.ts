@@ -1,11 +1,8 @@
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { chromium, type BrowserContext } from 'playwright-core'
-import { repoRoot, startDemo } from '../../demo/demo.js'
+import { startDemo } from '../../demo/demo.js'
 import { startAdmin } from '../../routes/admin.js'
+import { ARTIFACTS, chromiumPage } from '../helpers/browser.js'
 
 // The dashboard in a real browser on the local demo: Debian's Chromium, driven by
 // playwright-core, logs in with the admin token, sees the Bookinfo topology, watches the ASM
@@ -13,45 +10,20 @@ import { startAdmin } from '../../routes/admin.js'
 // the v3 → v2 edge lit with its count) and v3 come back, explains jason's request (v2
 // highlighted), reads the history and rolls back. A screenshot of each step goes to test-artifacts/.
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARTIFACTS = join(repoRoot(), 'test-artifacts')
 const TOKEN = 'dashboard-test-token'
 const C = (subset: string): string => `outbound|9080|${subset}|reviews.default.svc.cluster.local`
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 t.test('the dashboard in Chromium: topology, fallback live, recovery, explain, history', async t => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`Chromium not found at ${CHROMIUM}: install the Debian package (apt-get install chromium); .ci/run installs it`)
-    return
-  }
   const demo = await startDemo({ freePorts: true, ingressPort: 0, meshPort: 0, accessLog: 'off' })
   t.teardown(() => demo.close())
   const admin = await startAdmin({ gateway: demo.gateway, port: 0, token: TOKEN })
   t.teardown(() => admin.close())
 
-  const profile = await mkdtemp(join(tmpdir(), 'meshgate-chromium-'))
-  let ctx: BrowserContext
-  try {
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1800, height: 960 },
-      timeout: 60000
-    })
-  } catch (err) {
-    await rm(profile, { recursive: true, force: true })
-    throw new Error(`Chromium at ${CHROMIUM} did not start: ${(err as Error).message}`)
-  }
-  t.teardown(async () => {
-    await ctx.close()
-    await rm(profile, { recursive: true, force: true })
-  })
-  const page = ctx.pages()[0] ?? await ctx.newPage()
+  const page = await chromiumPage(t, { width: 1800, height: 960 })
   page.setDefaultTimeout(15000)
   const pageErrors: string[] = []
   page.on('pageerror', err => pageErrors.push(err.message))
-  await mkdir(ARTIFACTS, { recursive: true })
   const shot = async (name: string): Promise<void> => { await page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`) }) }
   const node = (id: string): ReturnType<typeof page.locator> => page.locator(`#graph g.node[data-id="${id}"]`)
 
@@ -65,7 +37,7 @@ t.test('the dashboard in Chromium: topology, fallback live, recovery, explain, h
   await page.fill('#token', TOKEN)
   await page.click('#login-form button[type="submit"]')
   await page.locator('#dashboard').waitFor({ state: 'visible' })
-  const cookies = await ctx.cookies(admin.url)
+  const cookies = await page.context().cookies(admin.url)
   t.match(cookies.find(c => c.name === 'meshgate_session'), { httpOnly: true, sameSite: 'Strict', path: '/' }, 'an HttpOnly, SameSite=Strict session cookie')
   t.notOk(cookies.some(c => c.value === TOKEN), 'the cookie is not the token')
 
