@@ -27,11 +27,14 @@ export class OverloadGuard {
   reason: string | undefined
   private readonly histogram: ReturnType<typeof monitorEventLoopDelay>
   private readonly timer: NodeJS.Timeout
+  private readonly interval: number
+  private last = performance.now()
 
   constructor (private readonly t: OverloadThresholds) {
     this.histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
     this.histogram.enable()
-    this.timer = setTimeout(() => { this.sample(); this.timer.refresh() }, Math.max(RESOLUTION_MS, t.sampleIntervalMs))
+    this.interval = Math.max(RESOLUTION_MS, t.sampleIntervalMs)
+    this.timer = setTimeout(() => { this.sample(); this.timer.refresh() }, this.interval)
     this.timer.unref()
   }
 
@@ -40,6 +43,11 @@ export class OverloadGuard {
     // No sample at all: the loop was blocked for the whole interval.
     if (Number.isNaN(delay)) delay = Infinity
     this.histogram.reset()
+    // This timer's own lateness: when it runs before the histogram's timer has recorded the stall
+    // that just ended (both are due in the same turn of the loop), the histogram misses it.
+    const now = performance.now()
+    delay = Math.max(delay, now - this.last - this.interval)
+    this.last = now
     const mem = process.memoryUsage()
     const t = this.t
     if (t.maxEventLoopDelayMs > 0 && delay > t.maxEventLoopDelayMs) this.reason = 'eventLoopDelay'
