@@ -20,7 +20,9 @@ import { JwtVerifier } from './jwt.js'
 import type { ConfigStore } from '../src/config/source.js'
 import { registerSyncMetrics } from './config-source/metrics.js'
 import { Tracing, type TracingOptions } from './tracing.js'
-import { TcpListeners, sameL4Ports } from './tcp/index.js'
+import { type BoundListener, TcpListeners, sameL4Ports } from './tcp/index.js'
+
+export type { BoundListener }
 
 export { ConfigError }
 
@@ -127,14 +129,6 @@ function limitsOf (o: GatewayOptions): Partial<RequestLimits> {
   return out
 }
 
-export interface BoundListener {
-  name: string
-  kind: 'gateway' | 'mesh'
-  configPort: number
-  host: string
-  port: number
-  url: string
-}
 
 export interface RunningGateway {
   /** The listeners' path normalization (explain decides with it too). */

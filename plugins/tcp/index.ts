@@ -29,7 +29,8 @@ export interface TcpListenerOptions {
   helloTimeoutMs?: number
 }
 
-export interface BoundTcpListener {
+/** A listener bound to its address, as `RunningGateway.listeners` lists it (HTTP and TCP alike). */
+export interface BoundListener {
   name: string
   kind: 'gateway' | 'mesh'
   configPort: number
@@ -39,7 +40,7 @@ export interface BoundTcpListener {
 }
 
 export class TcpListeners {
-  readonly bound: BoundTcpListener[] = []
+  readonly bound: BoundListener[] = []
   private readonly servers = new Map<string, Server>()
   private readonly sockets = new Set<Socket>()
   private closing: Promise<void> | undefined
@@ -47,8 +48,8 @@ export class TcpListeners {
   constructor (private readonly o: TcpListenerOptions) {}
 
   /** Open a listener for each TCP listener of the snapshot not open yet. */
-  async listen (snap: Snapshot): Promise<BoundTcpListener[]> {
-    const opened: BoundTcpListener[] = []
+  async listen (snap: Snapshot): Promise<BoundListener[]> {
+    const opened: BoundListener[] = []
     for (const spec of snap.l4 ?? []) {
       const key = `${spec.kind}:${spec.port}`
       if (this.servers.has(key)) continue
