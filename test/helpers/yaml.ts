@@ -4,18 +4,21 @@
 const list = (items: string[]): string => `[${items.map(i => JSON.stringify(i)).join(', ')}]`
 
 /**
- * A Gateway (`gw` unless named) with one server: HTTP on 8080 for every host by default, HTTPS
+ * A Gateway (`gw` unless named, in the default namespace unless given, with an optional
+ * workload `selector`) with one server: HTTP on 8080 for every host by default, HTTPS
  * on 8443 with a SIMPLE TLS certificate when `tls` is given.
  */
-export function gateway (opts: { name?: string; port?: number; hosts?: string[]; tls?: { cert: string; key: string } } = {}): string {
+export function gateway (opts: { name?: string; namespace?: string; selector?: Record<string, string>; port?: number; hosts?: string[]; tls?: { cert: string; key: string } } = {}): string {
   const port = opts.port ?? (opts.tls !== undefined ? 8443 : 8080)
   const protocol = opts.tls !== undefined ? 'HTTPS' : 'HTTP'
   const tls = opts.tls !== undefined ? `    tls: { mode: SIMPLE, serverCertificate: ${opts.tls.cert}, privateKey: ${opts.tls.key} }\n` : ''
+  const namespace = opts.namespace !== undefined ? `, namespace: ${opts.namespace}` : ''
+  const selector = opts.selector !== undefined ? `  selector: { ${Object.entries(opts.selector).map(([k, v]) => `${k}: ${v}`).join(', ')} }\n` : ''
   return `apiVersion: networking.istio.io/v1
 kind: Gateway
-metadata: { name: ${opts.name ?? 'gw'} }
+metadata: { name: ${opts.name ?? 'gw'}${namespace} }
 spec:
-  servers:
+${selector}  servers:
   - port: { number: ${port}, name: ${protocol.toLowerCase()}, protocol: ${protocol} }
     hosts: ${list(opts.hosts ?? ['*'])}
 ${tls}`
@@ -23,6 +26,16 @@ ${tls}`
 
 /** A Gateway `gw` serving every host on port 8080 (Istio's Bookinfo gateway shape). */
 export const GATEWAY = gateway()
+
+/**
+ * The ingress gateway as Istio installs it for security tests: `istio-system/gw`, selecting the
+ * `istio: ingressgateway` workload (which AuthorizationPolicy and RequestAuthentication select
+ * too), and a VirtualService sending every host to `app` with `extra` route fields (indented).
+ */
+export function ingressToApp (extra = ''): string {
+  return `${gateway({ namespace: 'istio-system', selector: { istio: 'ingressgateway' } })}---
+${virtualService(`  - route:\n    - destination: { host: app }\n${extra}`, { name: 'app', hosts: ['*'], gateways: ['istio-system/gw'] })}`
+}
 
 /**
  * A VirtualService (named after its first host unless named) with the given `http:` list

@@ -1,29 +1,12 @@
 import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { ingressToApp } from '../helpers/yaml.js'
 
 // AuthorizationPolicy through the running gateway: the ingress workload, the destination
 // workload behind it, and the mesh listener with callers identified by address.
 
-const GATEWAY = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: istio-system }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ['*']
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ['*']
-  gateways: [istio-system/gw]
-  http:
-  - route:
-    - destination: { host: app }
-`
+const GATEWAY = ingressToApp()
 
 /** A GET from a chosen local address (the mesh identifies callers by it). */
 function getFrom (base: string, path: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {

@@ -5,6 +5,7 @@ import t from 'tap'
 import { JwtVerifier } from '../../plugins/jwt.js'
 import { compileJwtRule } from '../../src/security/jwt-rules.js'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { ingressToApp } from '../helpers/yaml.js'
 
 // RequestAuthentication through the running gateway, with real keys, a real JWKS server on
 // loopback and an AuthorizationPolicy requiring a request principal, as Istio's JWT task sets up.
@@ -24,28 +25,10 @@ async function jwksServer (): Promise<{ url: string; server: Server; hits: () =>
 }
 
 function config (upPort: number, jwksUri: string): string {
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: istio-system }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ['*']
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ['*']
-  gateways: [istio-system/gw]
-  http:
-  - route:
-    - destination: { host: app }
-    corsPolicy:
+  return `${ingressToApp(`    corsPolicy:
       allowOrigins: [{ exact: "https://web.test" }]
       allowMethods: [GET]
----
+`)}---
 ${serviceEntry('app', { v1: upPort })}---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication
