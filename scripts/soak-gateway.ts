@@ -5,6 +5,7 @@
 //   { cmd: 'sample' }            → post-GC heap, RSS, active handles and sockets, warnings
 //   { cmd: 'reloads', n }        → n in-process reloads alternating A and B (no traffic: I2)
 //   { cmd: 'stop' }              → graceful close, exit 0
+import { Socket } from 'node:net'
 import { startGateway } from '../plugins/gateway.js'
 import { startAdmin } from '../routes/admin.js'
 
@@ -16,6 +17,8 @@ export interface GatewaySample {
   resources: Record<string, number>
   handles: number
   sockets: number
+  /** Each open TCP socket: its ports, which side opened it, and its state (to name a leak). */
+  socketInfo: string[]
   generation: number
   warnings: Record<string, number>
 }
@@ -48,6 +51,10 @@ async function sample (): Promise<GatewaySample> {
   const resources: Record<string, number> = {}
   for (const r of process.getActiveResourcesInfo()) resources[r] = (resources[r] ?? 0) + 1
   const m = process.memoryUsage()
+  // process._getActiveHandles is undocumented but the only way to see which sockets are open.
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? []
+  const socketInfo = handles.filter((h): h is Socket => h instanceof Socket && !(h as { _isStdio?: boolean })._isStdio && h.remotePort !== undefined)
+    .map(describeSocket)
   return {
     heapUsed: m.heapUsed,
     rss: m.rss,
@@ -55,9 +62,16 @@ async function sample (): Promise<GatewaySample> {
     // The sampler's own setImmediate and file-system requests are not handles anyone leaked.
     handles: Object.entries(resources).filter(([k]) => k !== 'FSReqCallback' && k !== 'Immediate').reduce((s, [, v]) => s + v, 0),
     sockets: resources.TCPSocketWrap ?? 0,
+    socketInfo,
     generation: gw.config.current.generation,
     warnings: { ...warnings }
   }
+}
+
+function describeSocket (s: Socket): string {
+  const side = (s as { server?: unknown }).server !== undefined && (s as { server?: unknown }).server !== null ? 'accepted' : 'dialled'
+  const timeout = (s as { timeout?: number }).timeout
+  return `${side} ${s.localAddress ?? '?'}:${s.localPort ?? '?'} → ${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'} ${s.readyState} read ${s.bytesRead} written ${s.bytesWritten}${s.destroyed ? ' destroyed' : ''}${timeout !== undefined && timeout > 0 ? ` timeout ${timeout} ms` : ''}`
 }
 
 process.on('message', (m: { cmd: string; n?: number; id?: number }) => {

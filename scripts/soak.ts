@@ -223,7 +223,7 @@ export async function runSoak (partial: Partial<SoakOptions> = {}): Promise<Soak
     })
     if (!hello.gc) failures.push('the gateway child has no gc(): samples are not post-GC')
     const baseline = await child.sample(-1)
-    log(`soak: gateway ${hello.mesh}, admin ${hello.admin}; baseline heap ${mib(baseline.heapUsed)}, ${baseline.handles} handles, ${baseline.sockets} sockets ${JSON.stringify(baseline.resources)}`)
+    log(`soak: gateway ${hello.mesh}, admin ${hello.admin}, upstreams ${ports.join(' ')}; baseline heap ${mib(baseline.heapUsed)}, ${baseline.handles} handles, ${baseline.sockets} sockets ${JSON.stringify(baseline.resources)}`)
     log(`soak: ${(o.durationMs / 1000).toFixed(0)} s at ${o.rate} req/s (≤ ${o.concurrency} in flight), aborts ${o.abortRate * 100} %, resets ${o.resetRate * 100} %, 503s ${o.errorRate * 100} %, a reload every ${o.reloadEveryMs / 1000} s`)
 
     // ---- load phase (I1)
@@ -311,7 +311,7 @@ export async function runSoak (partial: Partial<SoakOptions> = {}): Promise<Soak
       afterLoad = await child.sample(Date.now() - start)
     }
     const settledIn = Date.now() - stopAt
-    if (afterLoad.sockets > baseline.sockets) failures.push(`sockets did not return to baseline: ${afterLoad.sockets} > ${baseline.sockets} after ${settledIn} ms (${JSON.stringify(afterLoad.resources)})`)
+    if (afterLoad.sockets > baseline.sockets) failures.push(`sockets did not return to baseline: ${afterLoad.sockets} > ${baseline.sockets} after ${settledIn} ms (${JSON.stringify(afterLoad.resources)}; ${afterLoad.socketInfo.join('; ')})`)
     if (afterLoad.handles > baseline.handles) failures.push(`active handles did not return to baseline: ${afterLoad.handles} > ${baseline.handles} after ${settledIn} ms (${JSON.stringify(afterLoad.resources)})`)
 
     // ---- heap growth: the first sample after warm-up against the last (and post-load) sample

@@ -102,7 +102,8 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
  * One port, two protocols: HTTP/1.1 and HTTP/2 cleartext with prior knowledge (gRPC clients).
  * The first bytes of each connection are read: the HTTP/2 connection preface hands the socket
  * to an http2 server, anything else to the HTTP/1.1 server; the bytes read are put back first.
- * A connection that sends nothing decisive is closed after `sniffTimeoutMs`.
+ * A connection that sends nothing decisive is closed after `sniffTimeoutMs`, or as soon as the
+ * client closes its side.
  */
 function polyglotServer (
   handler: (req: IncomingMessage, res: ServerResponse) => void,
@@ -121,6 +122,9 @@ function polyglotServer (
     const timer = setTimeout(() => socket.destroy(), sniffTimeoutMs)
     const onError = (): void => { clearTimeout(timer); socket.destroy() }
     socket.once('error', onError)
+    // The client closed before it sent anything decisive (nothing, or part of the preface):
+    // there is no request to answer, and the socket must not wait for the sniff timeout.
+    socket.once('end', onError)
     const onReadable = (): void => {
       let chunk: Buffer | null
       while ((chunk = socket.read() as Buffer | null) !== null) seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk])
@@ -129,6 +133,7 @@ function polyglotServer (
       if (isH2 && n < H2_PREFACE.length) return // a prefix of the preface so far: wait for more
       socket.off('readable', onReadable)
       socket.off('error', onError)
+      socket.off('end', onError)
       clearTimeout(timer)
       socket.unshift(seen)
       if (isH2) h2.emit('connection', socket)

@@ -1,4 +1,6 @@
+import { once } from 'node:events'
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2'
+import { connect } from 'node:net'
 import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
@@ -109,6 +111,24 @@ t.test('plain HTTP ports stay HTTP/1.1 only', async t => {
   t.teardown(async () => { await gw.close(); await up.close() })
   const r = await rawExchange(gw.ingress, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
   t.equal(r.statuses[0], 400, 'the h2 preface on an HTTP port is a bad HTTP/1.1 request')
+})
+
+t.test('h2c port: a client that closes before it sends a request is closed at once, not after the sniff timeout', async t => {
+  const up = await startUpstream('app')
+  const gw = await startInlineGateway(yaml('HTTP2', up.port), { overload: false })
+  t.teardown(async () => { await gw.close(); await up.close() })
+  const { hostname, port } = new URL(gw.ingress)
+  for (const [what, bytes] of [['nothing', ''], ['part of the preface', 'PRI * HTTP/2.0\r\n']] as const) {
+    const socket = connect(Number(port), hostname)
+    await once(socket, 'connect')
+    socket.end(bytes)
+    // The client side closes only when the gateway ends its side too (allowHalfOpen is off).
+    const closed = await Promise.race([once(socket, 'close').then(() => true), new Promise<false>(resolve => setTimeout(() => resolve(false), 2000))])
+    socket.destroy()
+    t.ok(closed, `after ${what} and FIN, the gateway closed the connection within 2 s`)
+  }
+  const r = await rawRequest(gw.ingress, '/public/after', { headers: { host: 'app.example.com' } })
+  t.equal(r.status, 200, 'the listener still serves')
 })
 
 t.test('h2c: close() ends sessions gracefully, and the deadline destroys a stuck stream', async t => {
