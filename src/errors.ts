@@ -36,6 +36,13 @@ export const Errors = {
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
     details: 'upstream_reset_before_response_started{connection_termination}'
   },
+  /** The upstream refused an HTTP/2 stream (RST_STREAM REFUSED_STREAM) before processing it. */
+  UpstreamRefusedStream: {
+    status: 503,
+    flag: 'UR',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset',
+    details: 'upstream_reset_before_response_started{remote_refused_stream_reset}'
+  },
   /** Circuit breaker open, or connection-pool overflow. */
   Overflow: { status: 503, flag: 'UO', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', details: 'upstream_reset_before_response_started{overflow}' },
   /** Route or per-try timeout. */

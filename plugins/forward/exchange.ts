@@ -326,12 +326,13 @@ export class Exchange implements TryOwner, HealthView {
     // failure feeds outlier detection as a local-origin failure.
     if (isFailedConnectAttempt(err)) ep.host.set(Flag.FailedConnect, true)
     if (failure.kind !== 'status') cluster.record(ep, { kind: 'local', error: failure.kind })
-    const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure : Errors.UpstreamReset
+    const spec = failure.kind === 'timeout' ? Errors.UpstreamTimeout : failure.kind === 'connect' ? Errors.UpstreamConnectFailure
+      : failure.kind === 'reset' && failure.refused === true ? Errors.UpstreamRefusedStream : Errors.UpstreamReset
     // A reset before any response byte, once per request: most often a pooled connection the
     // upstream closed as the request went out (the keep-alive race). Sent again at once, to the
     // same host if need be, and not counted as a retry, as Envoy does for a request that never
-    // reached the upstream.
-    if (failure.kind === 'reset' && !this.resetRetried && this.canReplay() && !this.routeTimedOut) {
+    // reached the upstream. A refused HTTP/2 stream is left to the policy (`refused-stream`).
+    if (failure.kind === 'reset' && failure.refused !== true && !this.resetRetried && this.canReplay() && !this.routeTimedOut) {
       this.resetRetried = true
       this.tried?.delete(ep)
       this.next(undefined)

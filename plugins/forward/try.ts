@@ -155,7 +155,7 @@ export function classify (err: unknown, timedOut: boolean): TryFailure {
   const code = errCode(err)
   if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT') return { kind: 'timeout' }
   if (code !== undefined && CONNECT_CODES.has(code)) return { kind: 'connect' }
-  return { kind: 'reset' }
+  return code === 'REFUSED_STREAM' ? { kind: 'reset', refused: true } : { kind: 'reset' }
 }
 
 /** `%UPSTREAM_TRANSPORT_FAILURE_REASON%`-like text. */

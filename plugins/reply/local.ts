@@ -19,7 +19,7 @@ export function serverName (mesh: boolean): string {
 export function sendError (res: ServerResponse, ctx: AccessLogContext, e: ErrorSpec, server: string, extraFlag?: string, extraHeaders?: Record<string, string>): void {
   ctx.responseFlags = extraFlag === undefined ? e.flag : `${e.flag},${extraFlag}`
   if (res.headersSent || res.destroyed) return
-  const body = e.flag === 'UF' || e.flag === 'UC' ? resetBody(e, ctx, extraFlag === 'URX') : e.body
+  const body = e.flag === 'UF' || e.flag === 'UC' || e.flag === 'UR' ? resetBody(e, ctx, extraFlag === 'URX') : e.body
   const len = Buffer.byteLength(body)
   ctx.bytesSent = len
   const headers: Record<string, string | number> = { server, 'content-length': len }
@@ -97,6 +97,7 @@ export function sendLocal (res: ServerResponse, ctx: AccessLogContext, route: Co
 export function resetBody (e: ErrorSpec, ctx: AccessLogContext, retried: boolean): string {
   const head = `upstream connect error or disconnect/reset before headers. ${retried ? 'retried and the latest reset reason' : 'reset reason'}: `
   if (e.flag === 'UC') return `${head}connection termination`
+  if (e.flag === 'UR') return `${head}remote refused stream reset`
   const why = ctx.upstreamTransportFailureReason
   if (why === 'UND_ERR_CONNECT_TIMEOUT' || why === 'ETIMEDOUT' || why === 'timeout') return `${head}connection timeout`
   const text = TRANSPORT_FAILURES[why] ?? why

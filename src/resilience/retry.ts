@@ -63,7 +63,8 @@ export function retryPolicy (r: HTTPRetry | undefined): RetryPolicy {
 /** What went wrong with one try, for the retry decision. */
 export type TryFailure =
   | { kind: 'connect' }
-  | { kind: 'reset' }
+  /** `refused`: an HTTP/2 stream the upstream reset with REFUSED_STREAM (never processed). */
+  | { kind: 'reset'; refused?: boolean }
   | { kind: 'timeout' }
   | { kind: 'status'; status: number; grpcStatus?: number }
 
@@ -76,6 +77,11 @@ export function isRetriable (p: RetryPolicy, f: TryFailure): boolean {
     case 'connect':
       return on.has('connect-failure') || on.has('5xx') || on.has('gateway-error') || on.has('reset') || on.has('reset-before-request')
     case 'reset':
+      // A stream the upstream refused (HTTP/2 REFUSED_STREAM) is Envoy's remote refused stream
+      // reset: retried by `refused-stream`, and by the conditions that cover every reset. The
+      // request's headers went out, so neither `connect-failure` nor `reset-before-request`
+      // covers it. Whatever the method: the upstream did not process the request.
+      if (f.refused === true) return on.has('refused-stream') || on.has('reset') || on.has('5xx') || on.has('gateway-error')
       // A connection that closes before any response byte is treated like a connect failure:
       // that is what a stopped workload does to its open connections, and Istio's default
       // policy (connect-failure) then retries elsewhere (issue #3, sample 1).

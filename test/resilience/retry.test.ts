@@ -7,6 +7,7 @@ const sorted = (s: ReadonlySet<string | number>): Array<string | number> => [...
 
 const connect: TryFailure = { kind: 'connect' }
 const reset: TryFailure = { kind: 'reset' }
+const refused: TryFailure = { kind: 'reset', refused: true }
 const timeout: TryFailure = { kind: 'timeout' }
 const st = (status: number, grpcStatus?: number): TryFailure => ({ kind: 'status', status, grpcStatus })
 
@@ -92,10 +93,16 @@ t.test('isRetriable per retry-on name', async t => {
     ['retriable-status-codes', st(503), false],
     ['deadline-exceeded', st(200, 4), true], ['resource-exhausted', st(200, 8), true], ['internal', st(200, 13), true],
     ['unavailable', st(200, 14), true], ['unavailable', st(503), false], ['cancelled', st(200, 14), false],
-    ['refused-stream', connect, false]
+    ['refused-stream', connect, false], ['refused-stream', reset, false], ['refused-stream', refused, true],
+    ['refused-stream', timeout, false], ['refused-stream', st(503), false],
+    // Envoy: every reset condition covers a refused stream; connect-failure and
+    // reset-before-request do not (its headers went out).
+    ['reset', refused, true], ['5xx', refused, true], ['gateway-error', refused, true],
+    ['connect-failure', refused, false], ['reset-before-request', refused, false], ['retriable-status-codes', refused, false],
+    ['connect-failure', reset, true]
   ]
   for (const [spec, f, want] of table) {
-    t.equal(isRetriable(on(spec), f), want, `${spec} × ${f.kind === 'status' ? `${f.status}${f.grpcStatus !== undefined ? `/grpc ${f.grpcStatus}` : ''}` : f.kind} → ${want}`)
+    t.equal(isRetriable(on(spec), f), want, `${spec} × ${f.kind === 'status' ? `${f.status}${f.grpcStatus !== undefined ? `/grpc ${f.grpcStatus}` : ''}` : f.kind === 'reset' && f.refused === true ? 'refused stream' : f.kind} → ${want}`)
   }
 })
 
