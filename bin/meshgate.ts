@@ -167,7 +167,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   let source: Parameters<typeof startGateway>[0]['config'] = config
   if (etcd) {
-    const store = storeFromFlags({ ...v, config: config[0] }, env)
+    const store = storeFromFlags({ ...v, config: config[0] }, env, { log })
     if (typeof store === 'string') { process.stderr.write(`meshgate: ${store}\n`); return 2 }
     source = { store }
   }

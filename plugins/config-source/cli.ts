@@ -7,7 +7,7 @@ import { formatProblem, hasErrors, sortProblems, type Problem } from '../../src/
 import { ConflictError } from '../../src/config/source.js'
 import { parseDurationMs } from '../../src/config/duration.js'
 import { readConfigInputs } from '../config-files.js'
-import { type EtcdAuthOptions, EtcdStore } from './etcd.js'
+import { type EtcdAuthOptions, EtcdStore, type LagOptions } from './etcd.js'
 
 // `meshgate apply|delete|get|register` against an etcd configuration (docs/scale-out.md), in
 // the manner of kubectl: validate first, write in one transaction, print one line per resource.
@@ -28,8 +28,8 @@ export const ETCD_FLAGS_USAGE = `  -c, --config etcd://HOST:PORT[,HOST:PORT…]/
       --etcd-user USER[:PASSWORD]  etcd user (MESHGATE_ETCD_USER); the password may come from MESHGATE_ETCD_PASSWORD`
 
 export const CTL_USAGE = `Usage:
-  meshgate apply -f FILE|DIR|- [-f …] [--strict] [--allow-unsupported-kinds] [etcd flags]
-  meshgate delete -f FILE|DIR|- [-f …] [etcd flags]
+  meshgate apply -f FILE|DIR|- [-f …] [--if-revision N] [--strict] [--allow-unsupported-kinds] [etcd flags]
+  meshgate delete -f FILE|DIR|- [-f …] [--if-revision N] [etcd flags]
   meshgate get [KIND [NAME]] [-n NAMESPACE] [-o text|yaml|json] [etcd flags]
   meshgate register --address ADDR [--labels K=V,…] [--ports NAME=N,…] [--name NAME] [-n NAMESPACE]
                     [--ttl 10s] [etcd flags]
@@ -37,7 +37,9 @@ export const CTL_USAGE = `Usage:
 apply and delete validate the configuration they lead to exactly as 'meshgate validate' does and
 write nothing when it has errors (exit 1, each problem with file:line:column and field). The
 change is one etcd transaction based on the revision read; when someone else wrote in between,
-it is read and checked again (3 tries). register keeps a WorkloadEntry under an etcd lease while
+it is read and checked again (3 tries). With --if-revision N the change is based on revision N
+(from an earlier 'meshgate get'): when the configuration moved past it, nothing is written and
+the command exits 1 naming the current revision, with no retry. register keeps a WorkloadEntry under an etcd lease while
 it runs; when it stops, the entry leaves every replica within the TTL.
 
 Etcd flags:
@@ -52,11 +54,11 @@ export interface CtlIo {
 }
 
 /** The store named by `--config` or MESHGATE_CONFIG, with the etcd flags; a string is a usage error. */
-export function storeFromFlags (v: Record<string, unknown>, env: NodeJS.ProcessEnv): EtcdStore | string {
+export function storeFromFlags (v: Record<string, unknown>, env: NodeJS.ProcessEnv, lag: LagOptions = {}): EtcdStore | string {
   const url = (v.config as string | undefined) ?? env.MESHGATE_CONFIG ?? ''
   if (!isEtcdUrl(url)) return `give the etcd configuration: --config etcd://HOST:PORT/PREFIX (or MESHGATE_CONFIG)${url !== '' ? `; "${url}" is not one` : ''}`
   try {
-    return EtcdStore.connect(url, authFromFlags(v, env))
+    return EtcdStore.connect(url, authFromFlags(v, env), lag)
   } catch (err) {
     return (err as Error).message
   }
@@ -113,6 +115,7 @@ export async function ctl (command: 'apply' | 'delete' | 'get' | 'register', arg
         namespace: { type: 'string', short: 'n' },
         output: { type: 'string', short: 'o' },
         strict: { type: 'boolean' },
+        'if-revision': { type: 'string' },
         'allow-unsupported-kinds': { type: 'boolean' },
         address: { type: 'string' },
         labels: { type: 'string' },
@@ -135,9 +138,11 @@ export async function ctl (command: 'apply' | 'delete' | 'get' | 'register', arg
   try {
     if (command === 'get') return await get(store, parsed.positionals, v.namespace, v.output ?? 'text', io)
     if (command === 'register') return await register(store, v, io)
+    const ifRevision = v['if-revision'] === undefined ? undefined : Number(v['if-revision'])
+    if (ifRevision !== undefined && (!Number.isInteger(ifRevision) || ifRevision < 1)) { io.err(`meshgate ${command}: --if-revision "${v['if-revision']}": expected a revision number (meshgate get prints it)\n`); return 2 }
     const { inputs, problems } = await readFiles(v.filename!, io)
     if (hasErrors(problems)) { for (const p of problems) io.err(formatProblem(p) + '\n'); return 1 }
-    return await change(store, command, inputs, { strict: v.strict === true || io.env.MESHGATE_STRICT === '1', allowUnsupportedKinds: v['allow-unsupported-kinds'] === true || io.env.MESHGATE_ALLOW_UNSUPPORTED_KINDS === '1' }, io)
+    return await change(store, command, inputs, { strict: v.strict === true || io.env.MESHGATE_STRICT === '1', allowUnsupportedKinds: v['allow-unsupported-kinds'] === true || io.env.MESHGATE_ALLOW_UNSUPPORTED_KINDS === '1', ifRevision }, io)
   } catch (err) {
     io.err(`meshgate ${command}: ${(err as Error).message.split('\n')[0]}\n`)
     return 1
@@ -147,11 +152,14 @@ export async function ctl (command: 'apply' | 'delete' | 'get' | 'register', arg
 }
 
 /** apply (merge the files' resources in) or delete (remove them), validated, guarded, retried on conflict. */
-async function change (store: EtcdStore, command: 'apply' | 'delete', inputs: LoadInput[], o: { strict: boolean; allowUnsupportedKinds: boolean }, io: CtlIo): Promise<number> {
+async function change (store: EtcdStore, command: 'apply' | 'delete', inputs: LoadInput[], o: { strict: boolean; allowUnsupportedKinds: boolean; ifRevision?: number }, io: CtlIo): Promise<number> {
   const split = splitResources(inputs)
   if (split.problems.length > 0) { for (const p of split.problems) io.err(formatProblem(p) + '\n'); return 1 }
   for (let attempt = 1; ; attempt++) {
     const now = await store.list()
+    // --if-revision: the change is based on that revision (read earlier), not on what was just
+    // read; someone else's write since then refuses it, and it is not retried.
+    const base = o.ifRevision ?? now.revision
     const desired = desiredKeys(store.prefix, split.resources)
     let plan: KeyChange
     let after: LoadInput[]
@@ -169,10 +177,20 @@ async function change (store: EtcdStore, command: 'apply' | 'delete', inputs: Lo
     let revision = now.revision
     if (plan.puts.length > 0 || plan.deletes.length > 0) {
       try {
-        revision = await store.commit(now.revision, plan)
+        revision = await store.commit(base, plan)
       } catch (err) {
-        if (err instanceof ConflictError && attempt < 3) continue
-        throw err
+        if (!(err instanceof ConflictError)) throw err
+        if (o.ifRevision !== undefined) {
+          io.err(`meshgate ${command}: not written: the configuration is at revision ${err.currentRevision}, not ${o.ifRevision} (someone else changed it): ` +
+            `read it again (meshgate get) and retry with --if-revision ${err.currentRevision}, or without --if-revision to apply over the newest revision\n`)
+          return 1
+        }
+        if (attempt < 3) {
+          io.err(`meshgate ${command}: the configuration changed while this change was prepared (revision ${err.baseRevision} → ${err.currentRevision}); reading and validating it again (try ${attempt + 1} of 3)\n`)
+          continue
+        }
+        io.err(`meshgate ${command}: not written: the configuration kept changing (now at revision ${err.currentRevision}; 3 tries): run the same command again to apply it over the newest revision\n`)
+        return 1
       }
     }
     const put = new Set(plan.puts.map(([k]) => k))

@@ -29,9 +29,13 @@ export interface StoreStatus {
   reason?: string
 }
 
-/** A write refused because the store moved past the revision it was based on. */
+/**
+ * A write refused because the store moved past the revision it was based on. `currentRevision`
+ * is the revision of the newest change of the configuration: read it again (it is the revision
+ * a replica runs once it has applied that change) and retry.
+ */
 export class ConflictError extends Error {
-  /** HTTP status of the refusal: the admin API's error handler answers it as is. */
+  /** HTTP status of the refusal (409 Conflict). */
   readonly statusCode = 409
   constructor (public readonly baseRevision: number, public readonly currentRevision: number) {
     super(`the configuration changed since revision ${baseRevision} (it is now at revision ${currentRevision}): read it again and retry`)

@@ -40,6 +40,22 @@ t.test('apply, get, delete', async t => {
   t.notMatch((await run('get')).out, /VirtualService/)
   t.equal((await run('delete', '-f', join(dir, 'b.yaml'))).out.split('\n')[0], 'VirtualService default/app not found')
 
+  // --if-revision: a change based on a revision read earlier. Someone else's write since then
+  // refuses it with the current revision and how to retry; nothing is written.
+  const base = Number(/revision (\d+)/.exec((await run('get')).out)![1])
+  writeFileSync(join(dir, 'c.yaml'), gatewayVs('  - route:\n    - destination: { host: app }\n      weight: 100\n'))
+  const other = await run('apply', '-f', join(dir, 'b.yaml'))
+  const now = Number(/revision (\d+)/.exec(other.out)![1])
+  t.ok(now > base)
+  const stale = await run('apply', '-f', join(dir, 'c.yaml'), '--if-revision', String(base))
+  t.equal(stale.code, 1)
+  t.equal(stale.err, `meshgate apply: not written: the configuration is at revision ${now}, not ${base} (someone else changed it): read it again (meshgate get) and retry with --if-revision ${now}, or without --if-revision to apply over the newest revision\n`)
+  t.notMatch(await etcd.client.get('/cli/VirtualService/default/app').string(), /weight: 100/, 'nothing written')
+  const retried = await run('apply', '-f', join(dir, 'c.yaml'), '--if-revision', String(now))
+  t.equal(retried.code, 0, retried.err)
+  t.match(retried.out, /VirtualService default\/app configured\nrevision \d+\n/)
+  t.equal((await run('apply', '-f', join(dir, 'c.yaml'), '--if-revision', 'x')).code, 2, 'not a revision')
+
   // Usage errors: exit 2.
   t.equal((await ctl('apply', [], { out: () => {}, err: () => {}, env: { MESHGATE_CONFIG: url } })), 2)
   t.equal((await ctl('get', [], { out: () => {}, err: () => {}, env: {} })), 2, 'no etcd URL')
