@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { Static } from '@sinclair/typebox'
-import { ConfigError, type Generation } from '../../plugins/config-manager.js'
+import { ConfigError, ConflictError, type Generation } from '../../plugins/config-manager.js'
 import type { GenerationReply } from './schemas.js'
 
 // How a configuration change is read and answered, for the config and resource routes alike.
@@ -21,12 +21,17 @@ export function generationReply (g: Generation): Static<typeof GenerationReply> 
   }
 }
 
-/** Runs a change: the new generation on success, 400 with every problem when validation refuses it. */
+/**
+ * Runs a change: the new generation on success, 400 with every problem when validation refuses
+ * it, 409 with the current revision when etcd moved past the revision it was based on.
+ */
 export async function runChange (reply: FastifyReply, fn: () => Promise<Generation>): Promise<unknown> {
   try {
     return generationReply(await fn())
   } catch (err) {
     if (err instanceof ConfigError) return reply.code(400).send({ error: err.message, problems: err.problems })
+    // etcd mode: someone else wrote first. The current revision, machine-readable, to retry on.
+    if (err instanceof ConflictError) return reply.code(409).header('etag', `"${err.currentRevision}"`).send({ error: err.message, problems: [], revision: err.currentRevision, baseRevision: err.baseRevision })
     throw err
   }
 }

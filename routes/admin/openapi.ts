@@ -10,6 +10,7 @@ const STATUS: Record<string, string> = {
   401: 'missing or wrong bearer token',
   403: 'Host not allowed (DNS-rebinding defence)',
   404: 'no such resource, cluster or endpoint',
+  409: 'etcd mode: the configuration in etcd changed since the revision the change was based on (the current revision in the body and the ETag)',
   412: 'stale If-Match: the configuration changed since it was read',
   413: 'body over 8 MiB',
   415: 'body neither JSON nor YAML',
@@ -22,7 +23,8 @@ const Header = (description: string): Record<string, unknown> => ({ description,
 /** Headers that go with a status whichever route answers it. */
 const HEADERS: Record<string, Record<string, unknown>> = {
   401: { 'WWW-Authenticate': Header('Bearer realm="meshgate-admin", with error="invalid_token" for a wrong token') },
-  412: { ETag: Header('the running generation') },
+  409: { ETag: Header('the current etcd revision') },
+  412: { ETag: Header('the running generation (the etcd revision in etcd mode)') },
   429: { 'Retry-After': Header('seconds until the window has room again') }
 }
 

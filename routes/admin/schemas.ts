@@ -41,6 +41,17 @@ export const DumpedResource = Open({
 }, 'a resource as loaded, secret values replaced by "[redacted]"')
 
 /** A generation of the configuration, as every successful change answers it. */
+/**
+ * 409 in etcd mode: the store moved past the revision the change was based on. `revision` is
+ * where the configuration is now (also the `ETag`), `baseRevision` what the change was based on.
+ */
+export const ConflictReply = Type.Object({
+  error: Type.String(),
+  problems: Type.Array(ProblemSchema),
+  revision: Type.Integer(),
+  baseRevision: Type.Integer()
+}, { title: 'Conflict' })
+
 export const GenerationReply = Type.Object({
   generation: Type.Integer(), loadedAt: Type.String(), source: Type.String(), resources: Type.Integer(), problems: Type.Array(ProblemSchema)
 })

@@ -10,6 +10,11 @@ import { explainRoutes } from '../../routes/admin/explain.js'
 import { healthRoutes } from '../../routes/admin/health.js'
 import { statsRoutes } from '../../routes/admin/stats.js'
 import { rawRequest } from '../helpers/upstream.js'
+import { startEtcd } from '../helpers/etcd.js'
+import { startStallProxy } from '../helpers/stall-proxy.js'
+import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { EtcdStore } from '../../plugins/config-source/etcd.js'
+import { desiredKeys, splitResources } from '../../src/config/etcd-layout.js'
 
 // The admin API's response schemas: every operation of GET /openapi.json declares one for each
 // status, real answers validate against them, and the schemas (which also drive serialization)
@@ -164,4 +169,55 @@ t.test('the response schemas drop nothing the handlers answer', async t => {
   }
   const explained = urls.filter(u => u.startsWith('/routes/explain')).map(u => (before.get(u) as { result: string }).result)
   t.same([...new Set(explained)].sort(), ['bad request', 'forward', 'local reply', 'no virtual host'], 'the explain outcomes covered')
+})
+
+t.test('etcd mode: a change etcd refuses as stale answers 409 with the current revision in the body and the ETag, as declared', async t => {
+  const etcd = await startEtcd(1)
+  t.teardown(() => etcd.stop())
+  // The replica reaches etcd through a proxy whose connections the test stalls, so that another
+  // writer's change is committed before this replica has heard of it: a real conflict.
+  const proxy = await startStallProxy(etcd.hosts[0])
+  t.teardown(() => proxy.close())
+  const writer = EtcdStore.connect(etcd.url('/oa'))
+  t.teardown(() => writer.close())
+  const vs = (rev: string): string => gatewayVs(`  - route:\n    - destination: { host: app }\n    headers: { response: { set: { x-rev: "${rev}" } } }\n`)
+  const put = async (base: number, text: string): Promise<number> => await writer.commit(base, { puts: [...desiredKeys('/oa', splitResources([{ file: 'c.yaml', text }]).resources)], deletes: [] })
+  const r1 = await put(0, [GATEWAY, serviceEntry('app', { v1: 9 }), vs('one')].join('---\n'))
+  const gw = await startGateway({ config: { store: EtcdStore.connect(`etcd://${proxy.host}/oa`, {}, { lagCheckMs: 0 }) }, host: '127.0.0.1', meshPort: null, portMap: { 8080: 0 }, accessLog: 'off' })
+  t.teardown(() => gw.close(0))
+  const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN })
+  t.teardown(() => admin.close())
+  const doc = JSON.parse((await rawRequest(admin.url, '/openapi.json', { headers: auth })).body) as Doc
+  for (const [path, method] of [['/config', 'put'], ['/config/reload', 'post'], ['/config/rollback', 'post'], ['/config/resources/{kind}/{namespace}/{name}', 'put'], ['/config/resources/{kind}/{namespace}/{name}', 'delete']]) {
+    t.match(doc.paths[path][method].responses['409'], { headers: { ETag: {} }, content: { 'application/json': { schema: { required: ['error', 'problems', 'revision', 'baseRevision'] } } } }, `${method.toUpperCase()} ${path}: 409 declared`)
+  }
+  const cfg = await rawRequest(admin.url, '/config', { headers: auth })
+  t.equal(cfg.headers.etag, `"${r1}"`, 'in etcd mode the ETag is the revision')
+
+  proxy.stall()
+  const r2 = await put(r1, vs('two'))
+  const yaml = { ...auth, 'content-type': 'application/yaml', 'if-match': `"${r1}"` }
+  const answer = rawRequest(admin.url, '/config?mode=merge', { method: 'PUT', headers: yaml, body: vs('three') })
+  // The replica's transaction has gone out (based on r1); let etcd's answers through again.
+  const t0 = Date.now()
+  while (proxy.sentWhileStalled() === 0 && Date.now() - t0 < 10_000) await new Promise(resolve => setTimeout(resolve, 10))
+  proxy.resume()
+  const r = await answer
+  t.equal(r.status, 409)
+  t.equal(r.headers.etag, `"${r2}"`, 'the current revision in the ETag')
+  const body = JSON.parse(r.body) as Record<string, unknown>
+  t.match(body, { revision: r2, baseRevision: r1, problems: [], error: new RegExp(`changed since revision ${r1} \\(it is now at revision ${r2}\\)`) })
+  const ajv = new Ajv({ strict: false })
+  ajv.addSchema(doc, 'doc')
+  const validate = ajv.compile({ $ref: 'doc#/paths/~1config/put/responses/409/content/application~1json/schema' })
+  t.ok(validate(body), '409 matches its schema', { errors: validate.errors })
+  t.match(await etcd.client.get('/oa/VirtualService/default/app').string(), /x-rev: "two"/, 'nothing written')
+
+  // The retry a client does: wait for the replica to run that revision, send it as If-Match.
+  const t1 = Date.now()
+  while (gw.config.current.revision !== r2 && Date.now() - t1 < 10_000) await new Promise(resolve => setTimeout(resolve, 10))
+  const again = await rawRequest(admin.url, '/config?mode=merge', { method: 'PUT', headers: { ...yaml, 'if-match': String(r.headers.etag) }, body: vs('three') })
+  t.equal(again.status, 200, again.body)
+  t.equal(again.headers.etag, `"${gw.config.current.revision}"`)
+  t.match(await etcd.client.get('/oa/VirtualService/default/app').string(), /x-rev: "three"/)
 })
