@@ -1,9 +1,12 @@
 import { lookup } from 'node:dns/promises'
 import { request as httpRequest } from 'node:http'
+import { type OutgoingHttpHeaders, type SecureClientSessionOptions, connect as h2connect } from 'node:http2'
 import { connect, isIP } from 'node:net'
+import type { ClientTLSSettings } from '../src/config/model.js'
 import type { RuntimeState } from '../src/runtime/state.js'
 import { type HostHealth, Flag } from '../src/upstream/endpoint.js'
-import { type ProbeConfig, applyProbeResult } from '../src/upstream/probe.js'
+import { type ProbeConfig, type ProbeTransport, applyProbeResult, probeTransport } from '../src/upstream/probe.js'
+import { upstreamTlsOptions } from './tls.js'
 
 /** How often names of DNS endpoints are re-resolved. */
 export const DNS_REFRESH_MS = 5000
@@ -13,8 +16,19 @@ interface ProbeTarget {
   address: string
   port: number
   config: ProbeConfig
+  /** What the probe speaks (src/upstream/probe-config.ts `probeTransport`). */
+  transport: ProbeTransport
+  /** The cluster's TLS settings, for `h2` probes. */
+  tls?: ClientTLSSettings
   timer?: NodeJS.Timeout
   running: boolean
+}
+
+type WantedProbe = Omit<ProbeTarget, 'timer' | 'running'>
+
+/** What restarts a probe when it changes. */
+function probeKey (p: WantedProbe): string {
+  return JSON.stringify([p.config, p.transport, p.transport === 'h2' ? p.tls : undefined])
 }
 
 /**
@@ -42,17 +56,23 @@ export class HealthChecker {
 
   sync (): void {
     if (this.closed) return
-    const wanted = new Map<string, { host: HostHealth; address: string; port: number; config: ProbeConfig }>()
+    const wanted = new Map<string, WantedProbe>()
     const sweeps = new Map<string, number>()
     for (const c of this.runtime.allClusters()) {
+      const { probe, upstreamProtocol, policy } = c.spec
+      // HTTP/2 over TLS when the cluster's connections are (as the endpoint origin is chosen).
+      const tlsOn = policy.tls?.mode === 'SIMPLE' || policy.tls?.mode === 'MUTUAL'
+      const h2 = upstreamProtocol === undefined ? undefined : tlsOn ? 'h2' : 'h2c'
       for (const e of c.endpoints) {
-        if (!wanted.has(e.key)) wanted.set(e.key, { host: e.host, address: e.spec.address, port: e.spec.port, config: c.spec.probe })
+        if (wanted.has(e.key)) continue
+        const transport = probeTransport(probe, h2, e.spec.port)
+        wanted.set(e.key, { host: e.host, address: e.spec.address, port: e.spec.port, config: probe, transport, ...(transport === 'h2' && policy.tls !== undefined ? { tls: policy.tls } : {}) })
       }
       if (c.outlier !== undefined) sweeps.set(c.spec.name, c.outlier.config.intervalMs)
     }
     for (const [key, p] of this.probes) {
       const w = wanted.get(key)
-      if (w === undefined || JSON.stringify(w.config) !== JSON.stringify(p.config)) {
+      if (w === undefined || probeKey(w) !== probeKey(p)) {
         if (p.timer !== undefined) clearTimeout(p.timer)
         this.probes.delete(key)
         const t = this.dns.get(key)
@@ -126,7 +146,12 @@ export class HealthChecker {
   }
 }
 
-/** One probe: TCP connect, or HTTP GET where 200–399 is success (Kubernetes semantics). */
+/**
+ * One probe: TCP connect, or HTTP GET where 200–399 is success (Kubernetes semantics), over
+ * HTTP/1.1 or, for an HTTP/2 cluster's serving port, over a short-lived HTTP/2 session (h2c, or
+ * h2 with the cluster's TLS settings), closed after the answer as the HTTP/1.1 probe's
+ * connection is. Timeout, headers and the status rule are the same for all three.
+ */
 function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
   const port = p.config.port ?? p.port
   const timeout = p.config.timeoutMs
@@ -138,13 +163,50 @@ function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
       clearTimeout(timer)
       resolve({ ok, error })
     }
+    const failed = (err: Error): void => finish(false, (err as { code?: string }).code ?? err.message)
+    const answered = (s: number): void => finish(s >= 200 && s < 400, s >= 200 && s < 400 ? undefined : `status ${s}`)
     const timer = setTimeout(() => { cleanup(); finish(false, 'timeout') }, timeout)
     let cleanup = (): void => {}
-    if (p.config.kind === 'tcp') {
+    if (p.transport === 'tcp') {
       const sock = connect({ host: p.address, port })
       cleanup = () => sock.destroy()
       sock.once('connect', () => { sock.destroy(); finish(true) })
-      sock.once('error', err => { sock.destroy(); finish(false, (err as { code?: string }).code ?? err.message) })
+      sock.once('error', err => { sock.destroy(); failed(err) })
+      return
+    }
+    if (p.transport === 'h2c' || p.transport === 'h2') {
+      let options: SecureClientSessionOptions
+      try {
+        options = { ...(p.transport === 'h2' ? upstreamTlsOptions(p.tls) ?? {} : {}), ALPNProtocols: ['h2'], settings: { enablePush: false } }
+      } catch (err) {
+        return failed(err as Error) // a certificate file that cannot be read
+      }
+      const authority = `${isIP(p.address) === 6 ? `[${p.address}]` : p.address}:${port}`
+      const session = h2connect(`${p.transport === 'h2' ? 'https' : 'http'}://${authority}`, options)
+      cleanup = () => session.destroy()
+      session.once('error', err => { session.destroy(); failed(err) })
+      const headers: OutgoingHttpHeaders = { ':method': 'GET', ':path': p.config.path, ':authority': p.config.host ?? authority, 'user-agent': 'meshgate-probe' }
+      for (const [k, v] of p.config.headers) if (!NOT_H2.has(k)) headers[k] = v
+      let req
+      try {
+        req = session.request(headers, { endStream: true })
+      } catch (err) {
+        session.destroy()
+        return failed(err as Error) // a header value HTTP/2 refuses
+      }
+      req.once('response', h => {
+        answered(Number(h[':status']))
+        // Done with the session: it closes once the body is read (or at the probe timeout).
+        session.close()
+        setTimeout(() => session.destroy(), timeout).unref()
+      })
+      req.once('error', (err: Error & { code?: string }) => {
+        session.destroy()
+        // A failed session cancels its streams; its own error (TLS, refused…) is the cause.
+        failed(err.code === 'ERR_HTTP2_STREAM_CANCEL' && err.cause instanceof Error ? err.cause : err)
+      })
+      req.once('close', () => finish(false, `HTTP/2 stream closed (RST_STREAM ${req.rstCode ?? '?'})`))
+      req.resume()
       return
     }
     const headers: Record<string, string> = { 'user-agent': 'meshgate-probe', connection: 'close' }
@@ -152,11 +214,13 @@ function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
     if (p.config.host !== undefined) headers.host = p.config.host
     const req = httpRequest({ host: p.address, port, path: p.config.path, method: 'GET', headers, agent: false }, res => {
       res.resume()
-      const s = res.statusCode ?? 0
-      finish(s >= 200 && s < 400, s >= 200 && s < 400 ? undefined : `status ${s}`)
+      answered(res.statusCode ?? 0)
     })
     cleanup = () => req.destroy()
-    req.once('error', err => finish(false, (err as { code?: string }).code ?? err.message))
+    req.once('error', failed)
     req.end()
   })
 }
+
+/** Probe headers HTTP/2 forbids (connection-specific) or carries as `:authority` (`httpGet.host`). */
+const NOT_H2 = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te'])

@@ -89,3 +89,18 @@ export function probeConfig (raw: unknown): { config: ProbeConfig } | { error: s
   }
   return { config: cfg }
 }
+
+/** What a probe speaks: a TCP connect, or an HTTP GET over HTTP/1.1, h2c or h2 (TLS, ALPN). */
+export type ProbeTransport = 'tcp' | 'http1' | 'h2c' | 'h2'
+
+/**
+ * The transport of one endpoint's probe. An `httpGet` probe of the port the cluster serves
+ * speaks the cluster's protocol (`upstream`: its compiled upstream protocol, absent for
+ * HTTP/1.1): an HTTP/2-only or gRPC server would refuse an HTTP/1.1 request. A probe of another
+ * port (`httpGet.port`), a separate health port as a kubelet probes it, speaks HTTP/1.1.
+ */
+export function probeTransport (cfg: ProbeConfig, upstream: 'h2c' | 'h2' | undefined, endpointPort: number): ProbeTransport {
+  if (cfg.kind === 'tcp') return 'tcp'
+  if (upstream === undefined || (cfg.port !== undefined && cfg.port !== endpointPort)) return 'http1'
+  return upstream
+}

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { applyProbeResult, DEFAULT_PROBE, probeConfig, type ProbeConfig } from '../../src/upstream/probe.js'
+import { applyProbeResult, DEFAULT_PROBE, probeConfig, probeTransport, type ProbeConfig } from '../../src/upstream/probe.js'
 import { Flag, HostHealth } from '../../src/upstream/endpoint.js'
 
 // Active probe configuration (WorkloadGroup probe shape) and the threshold logic.
@@ -75,6 +75,18 @@ t.test('WorkloadGroup tcpSocket probe', async t => {
   t.equal(c.periodMs, 5000)
   t.equal(config({ tcpSocket: {} }).port, undefined, 'no port → the endpoint port')
   t.equal(config({ failureThreshold: 5 }).kind, 'tcp', 'timings only → TCP')
+})
+
+t.test('probeTransport: an httpGet probe of the serving port speaks the cluster\'s protocol', async t => {
+  const http = config({ httpGet: { path: '/health' } })
+  t.equal(probeTransport(http, undefined, 9080), 'http1', 'HTTP/1.1 cluster')
+  t.equal(probeTransport(http, 'h2c', 9080), 'h2c', 'h2c cluster')
+  t.equal(probeTransport(http, 'h2', 9080), 'h2', 'h2 (TLS) cluster')
+  t.equal(probeTransport(config({ httpGet: { port: 9080 } }), 'h2c', 9080), 'h2c', 'the serving port named explicitly')
+  t.equal(probeTransport(config({ httpGet: { port: 8081 } }), 'h2c', 9080), 'http1', 'another port (a health port): HTTP/1.1')
+  t.equal(probeTransport(config({ httpGet: { port: 8081 } }), 'h2', 9080), 'http1')
+  t.equal(probeTransport(DEFAULT_PROBE, 'h2', 9080), 'tcp', 'the default TCP probe stays TCP')
+  t.equal(probeTransport(config({ tcpSocket: { port: 9000 } }), 'h2c', 9080), 'tcp')
 })
 
 t.test('errors', async t => {
