@@ -185,7 +185,9 @@ function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
       const session = h2connect(`${p.transport === 'h2' ? 'https' : 'http'}://${authority}`, options)
       cleanup = () => session.destroy()
       session.once('error', err => { session.destroy(); failed(err) })
-      const headers: OutgoingHttpHeaders = { ':method': 'GET', ':path': p.config.path, ':authority': p.config.host ?? authority, 'user-agent': 'meshgate-probe' }
+      // Host as HTTP/1.1 has it: httpGet.host, else a Host among httpHeaders, else the endpoint.
+      const host = p.config.host ?? p.config.headers.find(([k]) => k === 'host')?.[1] ?? authority
+      const headers: OutgoingHttpHeaders = { ':method': 'GET', ':path': p.config.path, ':authority': host, 'user-agent': 'meshgate-probe' }
       for (const [k, v] of p.config.headers) if (!NOT_H2.has(k)) headers[k] = v
       let req
       try {
@@ -222,5 +224,5 @@ function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
   })
 }
 
-/** Probe headers HTTP/2 forbids (connection-specific) or carries as `:authority` (`httpGet.host`). */
+/** Probe headers HTTP/2 forbids (connection-specific) or carries as `:authority` (Host). */
 const NOT_H2 = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te'])

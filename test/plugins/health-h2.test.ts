@@ -66,7 +66,7 @@ spec:
 ${opts.dr}` : ''}`
 }
 
-const PROBE = '{"httpGet": {"path": "/healthz", "host": "app.health", "httpHeaders": [{"name": "X-Probe", "value": "h2"}, {"name": "Connection", "value": "close"}]}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}'
+const PROBE = '{"httpGet": {"path": "/healthz", "host": "app.health", "httpHeaders": [{"name": "X-Probe", "value": "h2"}, {"name": "Connection", "value": "close"}, {"name": "Host", "value": "not.this"}]}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}'
 
 function cluster (gw: InlineGateway): NonNullable<ReturnType<InlineGateway['runtime']['cluster']>> {
   const name = [...gw.runtime.allClusters()].map(c => c.spec.name).find(n => n.startsWith('outbound|9080||app'))!
@@ -110,7 +110,7 @@ t.test('h2c: an HTTP/2-only endpoint is probed over h2c', async t => {
   await inAndOut(t, gw, ep)
   const p = ep.probes[0]
   t.same([p[':method'], p[':scheme'], p[':authority'], p['user-agent'], p['x-probe']], ['GET', 'http', 'app.health', 'meshgate-probe', 'h2'],
-    'GET, httpGet.host as :authority, the configured header')
+    'GET, httpGet.host as :authority (over a Host header), the configured header')
   t.equal(p.connection, undefined, 'no connection-specific header over HTTP/2')
 })
 
