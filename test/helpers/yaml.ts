@@ -58,10 +58,15 @@ export function gatewayVs (http: string, name = 'app'): string {
   return virtualService(http, { name, hosts: ['*'], gateways: ['gw'] })
 }
 
+/** An `http:` list (indented, for `virtualService`) of one route sending everything to `host` (or to one subset). */
+export function routeTo (host = 'app', subset?: string): string {
+  const dest = subset !== undefined ? `{ host: ${host}, subset: ${subset} }` : `{ host: ${host} }`
+  return `  - route:\n    - destination: ${dest}\n`
+}
+
 /** A VirtualService for the mesh that sends every request for `host` to it (or to one subset). */
 export function meshRoute (host = 'app', subset?: string): string {
-  const dest = subset !== undefined ? `{ host: ${host}, subset: ${subset} }` : `{ host: ${host} }`
-  return virtualService(`  - route:\n    - destination: ${dest}\n`, { hosts: [host] })
+  return virtualService(routeTo(host, subset), { hosts: [host] })
 }
 
 /** A DestinationRule for `host`; `spec` is the YAML under `spec:` after `host:` (trafficPolicy, subsets), indented. */
@@ -74,12 +79,39 @@ spec:
 ${spec}`
 }
 
+/**
+ * A DestinationRule for `host` with one subset per name in `versions`, each selecting the
+ * endpoints whose `version` label is that name (as `serviceEntry` labels them).
+ * `trafficPolicy`, when given, is the YAML under `trafficPolicy:`, indented.
+ */
+export function versionSubsets (host: string, versions: string[], trafficPolicy?: string): string {
+  const policy = trafficPolicy !== undefined ? `  trafficPolicy:\n${trafficPolicy}` : ''
+  return destinationRule(host, `${policy}  subsets:\n${versions.map(v => `  - { name: ${v}, labels: { version: ${v} } }\n`).join('')}`)
+}
+
 /** Subsets v1, v2, v3 of `app` by the `version` label. */
-export const APP_SUBSETS = destinationRule('app', `  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
-  - { name: v3, labels: { version: v3 } }
-`)
+export const APP_SUBSETS = versionSubsets('app', ['v1', 'v2', 'v3'])
+
+/**
+ * A host with a subset per endpoint: `versionSubsets` for the versions of `endpoints`, then
+ * `serviceEntry(host, endpoints)`, as two documents.
+ */
+export function subsetService (host: string, endpoints: Record<string, number>, opts: { servicePort?: number; namespace?: string } = {}): string {
+  return `${versionSubsets(host, Object.keys(endpoints))}---\n${serviceEntry(host, endpoints, opts)}`
+}
+
+/**
+ * One entry of an `http:` list (indented, for `virtualService`) that routes to `host`'s `subset`
+ * and sets the response header `header: value`, so a test sees which route set answered.
+ */
+export function stampedRoute (header: string, value: string, subset: string, host = 'app'): string {
+  return `  - headers:
+      response:
+        set: { ${header}: ${value} }
+    route:
+    - destination: { host: ${host}, subset: ${subset} }
+`
+}
 
 /** A ServiceEntry registering endpoints (`{ version: port }`) for a host on loopback. */
 export function serviceEntry (host: string, endpoints: Record<string, number>, opts: { servicePort?: number; namespace?: string } = {}): string {
@@ -104,5 +136,39 @@ ${opts.namespace !== undefined ? `  namespace: ${opts.namespace}\n` : ''}spec:
     protocol: HTTP
   resolution: STATIC
   endpoints:${eps.length > 0 ? eps : ' []'}
+`
+}
+
+/**
+ * A compact ServiceEntry for tests that only load and compile: `host` with STATIC resolution,
+ * HTTP `ports` by name (`{ http: 9080 }` unless given) and one endpoint at `address`
+ * (127.0.0.1 unless given) with `labels`. No `location` (Istio's default applies).
+ */
+export function staticService (host: string, opts: { name?: string; namespace?: string; ports?: Record<string, number>; address?: string; labels?: Record<string, string> } = {}): string {
+  const namespace = opts.namespace !== undefined ? `, namespace: ${opts.namespace}` : ''
+  const ports = Object.entries(opts.ports ?? { http: 9080 }).map(([name, number]) => `{ number: ${number}, name: ${name}, protocol: HTTP }`).join(', ')
+  const labels = opts.labels !== undefined ? `, labels: { ${Object.entries(opts.labels).map(([k, v]) => `${k}: ${v}`).join(', ')} }` : ''
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${opts.name ?? host}${namespace} }
+spec:
+  hosts: [${host}]
+  ports: [${ports}]
+  resolution: STATIC
+  endpoints: [{ address: ${opts.address ?? '127.0.0.1'}${labels} }]
+`
+}
+
+/**
+ * An AuthorizationPolicy `name` in `namespace` (istio-system, the ingress gateway's, unless
+ * given). `spec` is the YAML under `spec:`, written from column 0; it is indented here. An empty
+ * `spec` is `spec: {}` (allow nothing).
+ */
+export function authorizationPolicy (name: string, spec: string, namespace = 'istio-system'): string {
+  const body = spec.trim() === '' ? ' {}' : `\n${spec.trimEnd().split('\n').map(l => `  ${l}`).join('\n')}`
+  return `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:${body}
 `
 }

@@ -7,7 +7,7 @@ import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
 import { startAdmin } from '../../routes/admin.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { subsetService } from '../helpers/yaml.js'
 
 const TOKEN = 'h2'
 const routes = (set: string, subset: string): string => `apiVersion: networking.istio.io/v1
@@ -42,16 +42,7 @@ t.test('H2: invalid reloads under load: zero failed requests, old routes serve, 
   }
   const a = await startUpstream('a', handler('a'))
   const b = await startUpstream('b', handler('b'))
-  const base = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: a, labels: { version: a } }
-  - { name: b, labels: { version: b } }
----
-${serviceEntry('app', { a: a.port, b: b.port })}`
+  const base = subsetService('app', { a: a.port, b: b.port })
   const gw = await startGateway({ config: { inputs: [{ file: 'base.yaml', text: base }, { file: 'routes.yaml', text: routes('a', 'a') }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
   const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN, reloadLimit: 10_000 })
   t.teardown(async () => { await admin.close(); await gw.close(); await a.close(); await b.close() })

@@ -12,21 +12,12 @@ import { MAX_CONFIG_FILE_BYTES } from '../../plugins/config-files.js'
 import { startAdmin } from '../../routes/admin.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { subsetService } from '../helpers/yaml.js'
 
 const TOKEN = 'reload-test-token'
 const auth = { authorization: `Bearer ${TOKEN}` }
 
-const base = (p1: number, p2: number): string => `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
----
-${serviceEntry('app', { v1: p1, v2: p2 })}`
+const base = (p1: number, p2: number): string => subsetService('app', { v1: p1, v2: p2 })
 
 /** A VirtualService whose routes stamp `x-set: <tag>` on responses; `extra` routes go first. */
 const routes = (tag: string, subset = 'v1', extra = ''): string => `apiVersion: networking.istio.io/v1

@@ -5,39 +5,21 @@ import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
 import { adminHostCheck, parseHostHeader, startAdmin } from '../../routes/admin.js'
 import { rawRequest, serviceEntry, startUpstream, waitForLogs } from '../helpers/upstream.js'
+import { stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
 
 const TOKEN = 'test-token-123'
 
-function routeSet (name: string, subset: string, extra = ''): string {
-  return `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - match: [{ uri: { prefix: /fb } }]
+/** Routes to `subset` stamping `x-set: <name>`; under /fb with a fallback to v2. */
+function routeSet (name: string, subset: string): string {
+  return virtualService(`  - match: [{ uri: { prefix: /fb } }]
     route:
     - destination: { host: app, subset: ${subset} }
       fallback:
         target: { host: app, subset: v2 }
-  - headers:
-      response:
-        set: { x-set: ${name} }
-    route:
-    - destination: { host: app, subset: ${subset} }
-${extra}`
+${stampedRoute('x-set', name, subset)}`)
 }
 
-const BASE = (p1: number, p2: number): string => `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
----
-${serviceEntry('app', { v1: p1, v2: p2 })}`
+const BASE = (p1: number, p2: number): string => subsetService('app', { v1: p1, v2: p2 })
 
 async function setup (t: any): Promise<{ gw: Awaited<ReturnType<typeof startGateway>>; admin: Awaited<ReturnType<typeof startAdmin>>; dir: string;
   logs: Array<Record<string, string>>; v1: Awaited<ReturnType<typeof startUpstream>>; v2: Awaited<ReturnType<typeof startUpstream>> }> {

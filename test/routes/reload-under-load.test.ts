@@ -2,7 +2,8 @@ import { Agent, request as httpRequest } from 'node:http'
 import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
 import { startAdmin } from '../../routes/admin.js'
-import { serviceEntry, startUpstream } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
 
 // Reload under load: continuous keep-alive traffic (GET, POST with bodies, streamed downloads)
 // while the routes are replaced through the admin API well over 100 times, alternating two
@@ -10,18 +11,7 @@ import { serviceEntry, startUpstream } from '../helpers/upstream.js'
 // response header set by the route and the upstream that answered belong to the same set.
 
 const TOKEN = 't'
-const routes = (set: 'a' | 'b'): string => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - headers:
-      response:
-        set: { x-route-set: ${set} }
-    route:
-    - destination: { host: app, subset: ${set} }
-`
+const routes = (set: 'a' | 'b'): string => virtualService(stampedRoute('x-route-set', set, set))
 
 t.test('100+ reloads under load: zero failed requests, each served by one route set', async t => {
   const handler = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string): void => {
@@ -41,16 +31,7 @@ t.test('100+ reloads under load: zero failed requests, each served by one route 
   }
   const a = await startUpstream('a', handler('a'))
   const b = await startUpstream('b', handler('b'))
-  const base = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: a, labels: { version: a } }
-  - { name: b, labels: { version: b } }
----
-${serviceEntry('app', { a: a.port, b: b.port })}`
+  const base = subsetService('app', { a: a.port, b: b.port })
   const gw = await startGateway({ config: { inputs: [{ file: 'base.yaml', text: base }, { file: 'routes.yaml', text: routes('a') }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
   const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN, reloadLimit: 10_000 })
   t.teardown(async () => { await admin.close(); await gw.close(); await a.close(); await b.close() })
