@@ -3,7 +3,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { echoed, rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry, versionSubsets } from '../helpers/yaml.js'
 
 // The JSON access log: Istio's EnvoyJSONLogFormatIstio keys (snake_case) plus ASM's fallback
 // fields, with the values docs/fallback.md#in-the-access-log fixes for every fallback path.
@@ -51,17 +51,7 @@ ${gatewayVs(`  - name: ok
     - destination: { host: app, subset: v1 }
       weight: 50`)}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
-  - { name: v3, labels: { version: v3 } }
-  - { name: v4, labels: { version: v4 } }
----
+${versionSubsets('app', ['v1', 'v2', 'v3', 'v4'])}---
 ${serviceEntry('app', { v1: v1.port, v2: v2.port })}`, { random: () => 0.1 })
   t.teardown(async () => { await gw.close(); await v1.close(); await v2.close() })
   const send = async (path: string): Promise<{ status: number; body: string; log: Record<string, string> }> => {

@@ -4,7 +4,7 @@ import { type OtlpReceiver, type ReceivedSpan, otlpReceiverFor } from '../helper
 import { echoed, rawRequest } from '../helpers/raw-http.js'
 import { upstreamFor } from '../helpers/upstream.js'
 import { until, waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry, versionSubsets } from '../helpers/yaml.js'
 
 // Tracing through a real gateway: the context a client sends (W3C, B3 single, B3 multi) is
 // continued, the upstream receives meshgate's client span as its parent, and the spans reach a
@@ -162,28 +162,13 @@ t.test('a fallback is on the server span; a failed connect is an error try', asy
   const v3port = v3.port
   await v3.close()
   const yaml = `${GATEWAY}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-  - route:
+${gatewayVs(`  - route:
     - destination: { host: app, subset: v3 }
       fallback:
         target: { host: app, subset: v2 }
-    retries: { attempts: 0 }
+    retries: { attempts: 0 }`)}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v2, labels: { version: v2 } }
-  - { name: v3, labels: { version: v3 } }
----
+${versionSubsets('app', ['v2', 'v3'])}---
 ${serviceEntry('app', { v3: v3port, v2: v2.port })}`
   const gw = await gatewayFor(t, yaml, { tracing: { otlpEndpoint: rx.url, samplingPercent: 100, ...EXPORT } })
   const first = await rawRequest(gw.ingress, '/first', { headers: { traceparent: `00-${TID}-${PARENT}-01` } })

@@ -3,7 +3,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry, subsetService } from '../helpers/yaml.js'
 
 // Redirects, direct responses, fault injection, CORS and mirroring through the real proxy.
 
@@ -215,16 +215,7 @@ spec:
     - destination: { host: app, subset: v1 }
     mirror: { host: app, subset: v2 }
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
----
-${serviceEntry('app', { v1: primary.port, v2: mirror.port })}`, { gatewayPorts: [] })
+${subsetService('app', { v1: primary.port, v2: mirror.port })}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await primary.close(); await mirror.close() })
   const start = Date.now()
   const r = await rawRequest(gw.mesh, '/m?x=1', { method: 'POST', headers: { host: 'app:9080', 'content-type': 'text/plain' }, body: 'payload' })

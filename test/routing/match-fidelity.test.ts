@@ -3,7 +3,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest, who } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { APP_SUBSETS, GATEWAY, gatewayVs, routeTo, serviceEntry, virtualService } from '../helpers/yaml.js'
 
 // Match semantics observed over HTTP against a real meshgate, each row checked against
 // Istio's virtual_service.proto (HTTPMatchRequest, StringMatch) and Envoy's route_components.proto.
@@ -234,25 +234,8 @@ t.test('mesh listener: Host with or without port, absolute-form target; gateway 
   const v1 = await startUpstream('v1')
   const v2 = await startUpstream('v2')
   const gw = await startInlineGateway(`${GATEWAY}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app-mesh }
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: { host: app, subset: v2 }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app-gw }
-spec:
-  hosts: [shop.example.com]
-  gateways: [gw]
-  http:
-  - route:
-    - destination: { host: app, subset: v1 }
----
+${virtualService(routeTo('app', 'v2'), { name: 'app-mesh' })}---
+${virtualService(routeTo('app', 'v1'), { name: 'app-gw', hosts: ['shop.example.com'], gateways: ['gw'] })}---
 ${APP_SUBSETS}
 ---
 ${serviceEntry('app', { v1: v1.port, v2: v2.port })}`)

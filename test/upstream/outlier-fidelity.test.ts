@@ -3,7 +3,7 @@ import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
+import { destinationRule, GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 
 // Outlier detection with Istio's defaults for the fields left out (destination_rule.proto
 // OutlierDetection; docs/architecture.md#outlier-detection-defaults): max_ejection_percent 10 % but at least one host
@@ -15,16 +15,11 @@ t.test('a lone host is ejected after consecutive 5xx and the cluster answers 503
   const gw = await startInlineGateway(`${GATEWAY}---
 ${gatewayVs(`  - route: [{ destination: { host: app } }]`)}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
+${destinationRule('app', `  trafficPolicy:
     outlierDetection:
       consecutive5xxErrors: 2
       baseEjectionTime: 60s
----
+`)}---
 ${serviceEntry('app', { v1: bad.port })}`)
   t.teardown(async () => { await gw.close(); await bad.close() })
   // 500 is not retried by the default policy, so each request is one try.
@@ -45,28 +40,13 @@ t.test('with two hosts the failing one is ejected and the other takes all the tr
 ${gatewayVs(`  - retries: { attempts: 0 }
     route: [{ destination: { host: app } }]`)}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
+${destinationRule('app', `  trafficPolicy:
     loadBalancer: { simple: ROUND_ROBIN }
     outlierDetection:
       consecutive5xxErrors: 3
       baseEjectionTime: 60s
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: app }
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports: [{ number: 9080, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { http: ${bad.port} }, labels: { app: app } }
-  - { address: 127.0.0.1, ports: { http: ${good.port} }, labels: { app: app } }`)
+`)}---
+${serviceEntry('app', { bad: bad.port, good: good.port })}`)
   t.teardown(async () => { await gw.close(); await bad.close(); await good.close() })
   for (let i = 0; i < 12; i++) await rawRequest(gw.ingress, `/warm${i}`)
   t.equal(bad.seen.length, 3, 'ejected after exactly consecutive5xxErrors failures')
