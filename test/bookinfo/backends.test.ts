@@ -1,47 +1,9 @@
 import t from 'tap'
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { startService, REVIEWS_PROPAGATED_HEADERS, rubyInteger, javaParseInt } from '../../demo/bookinfo/index.js'
+import { call, fake, json } from '../helpers/stand-ins.js'
+import { closedPort } from '../helpers/upstream.js'
 
 // details, ratings and reviews stand-ins against real servers on 127.0.0.1:0.
-
-interface Res { status: number; headers: IncomingHttpHeaders; body: string }
-
-function call (port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, res => {
-      const chunks: Buffer[] = []
-      res.on('data', c => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
-    })
-    req.on('error', reject)
-    req.end(opts.body)
-  })
-}
-
-interface Fake { port: number; seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders }>; close: () => Promise<void> }
-
-async function fake (handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Fake> {
-  const seen: Fake['seen'] = []
-  const server = createServer((req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
-    req.resume()
-    handler(req, res)
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    close: () => new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
-  }
-}
-
-/** A port nobody listens on (connection refused). */
-async function deadPort (): Promise<number> {
-  const f = await fake(() => {})
-  await f.close()
-  return f.port
-}
 
 const DETAILS_0 = '{"id":0,"author":"William Shakespeare","year":1595,"type":"paperback","pages":200,"publisher":"PublisherA","language":"English","ISBN-10":"1234567890","ISBN-13":"123-1234567890"}'
 
@@ -223,7 +185,7 @@ t.test('reviews v1/v2/v3 exact bytes with a ratings server', async t => {
 })
 
 t.test('reviews v2/v3 when ratings is down (connection refused)', async t => {
-  const port = await deadPort()
+  const port = await closedPort()
   const v2 = await startService('reviews', { port: 0, version: 'v2', podname: 'p2', ratingsHostname: '127.0.0.1', ratingsPort: port })
   const v3 = await startService('reviews', { port: 0, version: 'v3', podname: 'p3', ratingsHostname: '127.0.0.1', ratingsPort: port })
   t.teardown(async () => { await v2.close(); await v3.close() })
@@ -235,7 +197,7 @@ t.test('reviews v2/v3 when ratings is down (connection refused)', async t => {
 
 t.test('reviews when ratings answers non-200 or partial data', async t => {
   let answer: [number, string] = [500, '{"error":"x"}']
-  const ratings = await fake((_req, res) => { res.writeHead(answer[0], { 'content-type': 'application/json' }); res.end(answer[1]) })
+  const ratings = await fake((_req, res) => json(res, answer[0], answer[1]))
   t.teardown(ratings.close)
   const v2 = await startService('reviews', { port: 0, version: 'v2', podname: 'p', ratingsHostname: '127.0.0.1', ratingsPort: ratings.port })
   t.teardown(v2.close)
@@ -253,7 +215,7 @@ t.test('reviews when ratings answers non-200 or partial data', async t => {
 
 t.test('reviews v3 gives up on a slow ratings after 2.5 s, v2 waits (10 s timeout)', async t => {
   const slow = await fake((_req, res) => {
-    const timer = setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":0,"ratings":{"Reviewer1":5,"Reviewer2":4}}') }, 3200)
+    const timer = setTimeout(() => json(res, 200, '{"id":0,"ratings":{"Reviewer1":5,"Reviewer2":4}}'), 3200)
     res.on('close', () => clearTimeout(timer))
   })
   t.teardown(slow.close)
@@ -297,7 +259,7 @@ t.test('reviews propagates its header list to ratings', async t => {
 })
 
 t.test('reviews -> ratings through an HTTP proxy uses absolute-form', async t => {
-  const proxy = await fake((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":0,"ratings":{"Reviewer1":2,"Reviewer2":1}}') })
+  const proxy = await fake((_req, res) => json(res, 200, '{"id":0,"ratings":{"Reviewer1":2,"Reviewer2":1}}'))
   t.teardown(proxy.close)
   const v3 = await startService('reviews', { port: 0, version: 'v3', podname: 'p', proxy: { host: '127.0.0.1', port: proxy.port } })
   t.teardown(v3.close)

@@ -1,6 +1,4 @@
 import t from 'tap'
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
@@ -11,51 +9,15 @@ import {
   type ProductpageOptions,
   type RunningService
 } from '../../demo/bookinfo/index.js'
+import { call, fake, json } from '../helpers/stand-ins.js'
+import { closedPort } from '../helpers/upstream.js'
 
 // productpage stand-in against real backends (stand-ins or fakes) on 127.0.0.1:0.
 
-interface Res { status: number; headers: IncomingHttpHeaders; body: string; ms: number }
-
-function call (port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Res> {
-  const t0 = Date.now()
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, res => {
-      const chunks: Buffer[] = []
-      res.on('data', c => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), ms: Date.now() - t0 }))
-    })
-    req.on('error', reject)
-    req.end(opts.body)
-  })
-}
-
-interface Seen { method: string; url: string; headers: IncomingHttpHeaders }
-interface Fake { port: number; seen: Seen[]; close: () => Promise<void> }
-
-async function fake (handler: (req: IncomingMessage, res: ServerResponse, n: number) => void): Promise<Fake> {
-  const seen: Seen[] = []
-  const server = createServer((req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
-    req.resume()
-    handler(req, res, seen.length)
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    close: () => new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
-  }
-}
-
-async function deadPort (): Promise<number> {
-  const f = await fake(() => {})
-  await f.close()
-  return f.port
-}
-
-const json = (res: ServerResponse, status: number, body: string): void => {
-  res.writeHead(status, { 'content-type': 'application/json' })
-  res.end(body)
+/** productpage on a free port, calling the given backends (ports) on loopback. */
+function productpageOn (backends: { details?: number; reviews?: number; ratings?: number }, extra: ProductpageOptions = {}): Promise<RunningService> {
+  const on = (name: 'details' | 'reviews' | 'ratings'): ProductpageOptions => backends[name] === undefined ? {} : { [`${name}Hostname`]: '127.0.0.1', [`${name}Port`]: backends[name] }
+  return startService('productpage', { port: 0, ...on('details'), ...on('reviews'), ...on('ratings'), ...extra })
 }
 
 /** A full Bookinfo (details, ratings, reviews <version>, productpage) on loopback. */
@@ -63,16 +25,7 @@ async function bookinfo (t: { teardown: (fn: () => Promise<void>) => void }, rev
   const details = await startService('details', { port: 0 })
   const ratings = await startService('ratings', { port: 0 })
   const reviews = await startService('reviews', { port: 0, version: reviewsVersion, podname: `reviews-${reviewsVersion}-abc`, ratingsHostname: '127.0.0.1', ratingsPort: ratings.port })
-  const pp = await startService('productpage', {
-    port: 0,
-    detailsHostname: '127.0.0.1',
-    detailsPort: details.port,
-    reviewsHostname: '127.0.0.1',
-    reviewsPort: reviews.port,
-    ratingsHostname: '127.0.0.1',
-    ratingsPort: ratings.port,
-    ...extra
-  })
+  const pp = await productpageOn({ details: details.port, reviews: reviews.port, ratings: ratings.port }, extra)
   t.teardown(async () => { await pp.close(); await reviews.close(); await ratings.close(); await details.close() })
   return { pp }
 }
@@ -134,8 +87,8 @@ t.test('productpage with reviews v2 (black stars) and v3 (red stars)', async t =
 
 t.test('productpage: reviews v2 with ratings down shows the rating error', async t => {
   const details = await startService('details', { port: 0 })
-  const reviews = await startService('reviews', { port: 0, version: 'v2', ratingsHostname: '127.0.0.1', ratingsPort: await deadPort() })
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: details.port, reviewsHostname: '127.0.0.1', reviewsPort: reviews.port })
+  const reviews = await startService('reviews', { port: 0, version: 'v2', ratingsHostname: '127.0.0.1', ratingsPort: await closedPort() })
+  const pp = await productpageOn({ details: details.port, reviews: reviews.port })
   t.teardown(async () => { await pp.close(); await reviews.close(); await details.close() })
   const r = await call(pp.port, '/productpage')
   t.equal(r.status, 200)
@@ -145,8 +98,8 @@ t.test('productpage: reviews v2 with ratings down shows the rating error', async
 })
 
 t.test('productpage: details and reviews unreachable -> error sections, still 200', async t => {
-  const dead = await deadPort()
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: dead, reviewsHostname: '127.0.0.1', reviewsPort: dead })
+  const dead = await closedPort()
+  const pp = await productpageOn({ details: dead, reviews: dead })
   t.teardown(pp.close)
   const r = await call(pp.port, '/productpage')
   t.equal(r.status, 200)
@@ -175,7 +128,7 @@ t.test('productpage retries reviews once on non-200; status of the last attempt'
   const reviewsBody = '{"id": "0","podname": "flaky","clustername": "null","reviews": [{  "reviewer": "Reviewer1",  "text": "t1"},{  "reviewer": "Reviewer2",  "text": "t2"}]}'
   const flaky = await fake((_req, res, n) => n === 1 ? json(res, 503, 'no healthy upstream') : json(res, 200, reviewsBody))
   t.teardown(flaky.close)
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: details.port, reviewsHostname: '127.0.0.1', reviewsPort: flaky.port })
+  const pp = await productpageOn({ details: details.port, reviews: flaky.port })
   t.teardown(pp.close)
   const r = await call(pp.port, '/productpage')
   t.equal(flaky.seen.length, 2, 'second attempt after a 503')
@@ -185,7 +138,7 @@ t.test('productpage retries reviews once on non-200; status of the last attempt'
   let statuses = [503, 504]
   const broken = await fake((_req, res, n) => json(res, statuses[(n - 1) % 2], 'upstream request timeout'))
   t.teardown(broken.close)
-  const pp2 = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: details.port, reviewsHostname: '127.0.0.1', reviewsPort: broken.port })
+  const pp2 = await productpageOn({ details: details.port, reviews: broken.port })
   t.teardown(pp2.close)
   const r2 = await call(pp2.port, '/productpage')
   t.equal(r2.status, 200)
@@ -203,14 +156,14 @@ t.test('productpage timeouts: details 3 s; reviews per-attempt timeout, 2 attemp
   t.teardown(hang.close)
   const reviews = await fake((_req, res) => json(res, 200, '{"id": "0","podname": "ok","clustername": "null","reviews": []}'))
   t.teardown(reviews.close)
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: hang.port, reviewsHostname: '127.0.0.1', reviewsPort: reviews.port })
+  const pp = await productpageOn({ details: hang.port, reviews: reviews.port })
   t.teardown(pp.close)
   const r = await call(pp.port, '/productpage')
   t.ok(r.ms >= 2900 && r.ms < 4000, `details timed out after ~3 s (${r.ms} ms)`)
   t.match(r.body, 'Error fetching product details')
   t.match(r.body, 'Book Reviews')
 
-  const pp2 = await startService('productpage', { port: 0, reviewsTimeoutMs: 300, detailsHostname: '127.0.0.1', detailsPort: reviews.port, reviewsHostname: '127.0.0.1', reviewsPort: hang.port })
+  const pp2 = await productpageOn({ details: reviews.port, reviews: hang.port }, { reviewsTimeoutMs: 300 })
   t.teardown(pp2.close)
   const before = hang.seen.length
   const r2 = await call(pp2.port, '/productpage')
@@ -224,7 +177,7 @@ t.test('login, end-user propagation, nav, logout', async t => {
   t.teardown(details.close)
   const reviews = await fake((_req, res) => json(res, 200, '{"id": "0","podname": "cap","clustername": "null","reviews": [{  "reviewer": "Reviewer1",  "text": "x"}]}'))
   t.teardown(reviews.close)
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: details.port, reviewsHostname: '127.0.0.1', reviewsPort: reviews.port })
+  const pp = await productpageOn({ details: details.port, reviews: reviews.port })
   t.teardown(pp.close)
 
   // anonymous: no end-user, even when the client sends one
@@ -255,7 +208,7 @@ t.test('login, end-user propagation, nav, logout', async t => {
   t.equal(reviews.seen[2].headers['end-user'], undefined, 'bad signature -> anonymous')
 
   // the cookie of another productpage process (other secret) is not accepted
-  const other = await startService('productpage', { port: 0, reviewsHostname: '127.0.0.1', reviewsPort: reviews.port, detailsHostname: '127.0.0.1', detailsPort: details.port })
+  const other = await productpageOn({ details: details.port, reviews: reviews.port })
   t.teardown(other.close)
   await call(other.port, '/productpage', { headers: { cookie } })
   t.equal(reviews.seen[3].headers['end-user'], undefined)
@@ -280,15 +233,7 @@ t.test('productpage header propagation', async t => {
   const reviews = await fake((_req, res) => json(res, 200, '{"reviews": []}'))
   const ratings = await fake((_req, res) => json(res, 200, '{"id":0,"ratings":{"Reviewer1":5,"Reviewer2":4}}'))
   t.teardown(async () => { await details.close(); await reviews.close(); await ratings.close() })
-  const pp = await startService('productpage', {
-    port: 0,
-    detailsHostname: '127.0.0.1',
-    detailsPort: details.port,
-    reviewsHostname: '127.0.0.1',
-    reviewsPort: reviews.port,
-    ratingsHostname: '127.0.0.1',
-    ratingsPort: ratings.port
-  })
+  const pp = await productpageOn({ details: details.port, reviews: reviews.port, ratings: ratings.port })
   t.teardown(pp.close)
 
   const sent: Record<string, string> = {}
@@ -365,7 +310,7 @@ t.test('productpage /api/v1 pass-through (status and Python-style JSON)', async 
   // a 503 with a non-JSON body from the backend
   const down = await fake((_req, res) => { res.writeHead(503); res.end('no healthy upstream') })
   t.teardown(down.close)
-  const pp2 = await startService('productpage', { port: 0, ratingsHostname: '127.0.0.1', ratingsPort: down.port })
+  const pp2 = await productpageOn({ ratings: down.port })
   t.teardown(pp2.close)
   const r503 = await call(pp2.port, '/api/v1/products/0/ratings')
   t.equal(r503.status, 503)
@@ -419,7 +364,7 @@ t.test('productpage misc routes: index, health, metrics, static, 404', async t =
 t.test('productpage renders 500 when a backend answers 200 with a non-JSON body (as res.json() raises)', async t => {
   const bad = await fake((_req, res) => { res.writeHead(200); res.end('<html>not json</html>') })
   t.teardown(bad.close)
-  const pp = await startService('productpage', { port: 0, detailsHostname: '127.0.0.1', detailsPort: bad.port, reviewsHostname: '127.0.0.1', reviewsPort: bad.port })
+  const pp = await productpageOn({ details: bad.port, reviews: bad.port })
   t.teardown(pp.close)
   const r = await call(pp.port, '/productpage')
   t.equal(r.status, 500)
@@ -429,7 +374,7 @@ t.test('productpage renders 500 when a backend answers 200 with a non-JSON body 
 t.test('FLOOD_FACTOR sends extra reviews calls', async t => {
   const reviews = await fake((_req, res) => json(res, 200, '{"reviews": []}'))
   t.teardown(reviews.close)
-  const pp = await startService('productpage', { port: 0, floodFactor: 3, detailsPort: await deadPort(), detailsHostname: '127.0.0.1', reviewsHostname: '127.0.0.1', reviewsPort: reviews.port })
+  const pp = await productpageOn({ details: await closedPort(), reviews: reviews.port }, { floodFactor: 3 })
   t.teardown(pp.close)
   await call(pp.port, '/productpage')
   t.equal(reviews.seen.length, 4)
