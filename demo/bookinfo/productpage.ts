@@ -13,31 +13,16 @@ import { fileURLToPath } from 'node:url'
 import { httpGet, serviceBaseUrl, type HttpResult } from './http-client.js'
 import type { ProductpageOptions } from './options.js'
 import { PyFloat, PyInt, pyFloatRepr, pyJsonDumps, pyJsonLoads, toPy, type PyDict, type PyValue } from './pyjson.js'
-import { escapeHtml, headerValue, readBody, requestPath, requestQuery, safeDecode } from './util.js'
+import { B3_HEADERS, TRACE_HEADERS, USER_HEADERS, copyHeaders, escapeHtml, headerValue, readBody, requestPath, requestQuery, safeDecode } from './util.js'
 
 // ---------------------------------------------------------------------------
 // Constants
 
 /** Headers copied verbatim from the incoming request (upstream `incoming_headers`). */
-export const PRODUCTPAGE_PROPAGATED_HEADERS: readonly string[] = [
-  'x-request-id',
-  'x-ot-span-context',
-  'x-datadog-trace-id',
-  'x-datadog-parent-id',
-  'x-datadog-sampling-priority',
-  'traceparent',
-  'tracestate',
-  'x-cloud-trace-context',
-  'grpc-trace-bin',
-  'sw8',
-  'user-agent',
-  'cookie',
-  'authorization',
-  'jwt'
-]
+export const PRODUCTPAGE_PROPAGATED_HEADERS: readonly string[] = [...TRACE_HEADERS, 'sw8', ...USER_HEADERS]
 
 /** B3 headers (upstream: extracted and re-injected by the B3 propagator, i.e. passed through). */
-export const B3_HEADERS: readonly string[] = ['x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags']
+export { B3_HEADERS }
 
 export const DETAILS_UNAVAILABLE = 'Sorry, product details are currently unavailable for this book.'
 export const REVIEWS_UNAVAILABLE = 'Sorry, product reviews are currently unavailable for this book.'
@@ -618,19 +603,11 @@ export function createProductpage (opts: ProductpageOptions = {}): Server {
     sessions.decode(parseCookies(headerValue(req, 'cookie')).get('session'))
 
   const forwardHeaders = (req: IncomingMessage, session: Record<string, unknown>): OutgoingHttpHeaders => {
-    const headers: OutgoingHttpHeaders = {}
-    for (const h of B3_HEADERS) {
-      const v = headerValue(req, h)
-      if (v !== undefined) headers[h] = v
-    }
+    const headers = copyHeaders(req, B3_HEADERS, {})
     // end-user comes ONLY from the session (an incoming end-user header is not copied);
     // requests drops a header whose value is None.
     if ('user' in session && typeof session.user === 'string') headers['end-user'] = session.user
-    for (const h of PRODUCTPAGE_PROPAGATED_HEADERS) {
-      const v = headerValue(req, h)
-      if (v !== undefined) headers[h] = v
-    }
-    return headers
+    return copyHeaders(req, PRODUCTPAGE_PROPAGATED_HEADERS, headers)
   }
 
   const send = (req: IncomingMessage, res: ServerResponse, status: number, contentType: string, body: string | Buffer, extra: OutgoingHttpHeaders = {}): void => {

@@ -8,34 +8,13 @@
 //                              ratings failure inside the body. <productId> must be a Java int,
 //                              otherwise 404 (JAX-RS path parameter conversion failure).
 
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { httpGet, serviceBaseUrl } from './http-client.js'
 import type { ReviewsOptions } from './options.js'
-import { headerValue, requestPath, safeDecode } from './util.js'
+import { B3_HEADERS, TRACE_HEADERS, USER_HEADERS, copyHeaders, requestPath, safeDecode } from './util.js'
 
 /** Headers reviews copies from its incoming request onto the ratings call. */
-export const REVIEWS_PROPAGATED_HEADERS: readonly string[] = [
-  'x-request-id',
-  'x-ot-span-context',
-  'x-datadog-trace-id',
-  'x-datadog-parent-id',
-  'x-datadog-sampling-priority',
-  'traceparent',
-  'tracestate',
-  'x-cloud-trace-context',
-  'grpc-trace-bin',
-  'x-b3-traceid',
-  'x-b3-spanid',
-  'x-b3-parentspanid',
-  'x-b3-sampled',
-  'x-b3-flags',
-  'sw8',
-  'end-user',
-  'user-agent',
-  'cookie',
-  'authorization',
-  'jwt'
-]
+export const REVIEWS_PROPAGATED_HEADERS: readonly string[] = [...TRACE_HEADERS, ...B3_HEADERS, 'sw8', 'end-user', ...USER_HEADERS]
 
 const HEALTH_BODY = '{"status": "Reviews is healthy"}'
 const RATINGS_ERROR = ', "rating": {"error": "Ratings service is currently unavailable"}'
@@ -95,11 +74,7 @@ export function createReviews (opts: ReviewsOptions = {}): Server {
 
   /** Parsed ratings answer, or null when ratings is unavailable (non-200 or the call threw). */
   const getRatings = async (productId: string, req: IncomingMessage): Promise<Record<string, unknown> | null> => {
-    const headers: OutgoingHttpHeaders = { accept: 'application/json' }
-    for (const h of REVIEWS_PROPAGATED_HEADERS) {
-      const v = headerValue(req, h)
-      if (v !== undefined) headers[h] = v
-    }
+    const headers = copyHeaders(req, REVIEWS_PROPAGATED_HEADERS, { accept: 'application/json' })
     let status: number
     let body: string
     try {

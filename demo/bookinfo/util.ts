@@ -1,6 +1,28 @@
 // Small helpers shared by the Bookinfo stand-ins.
 
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+
+/**
+ * Trace-context headers that both productpage and reviews copy from their incoming request onto
+ * the calls they make (the lists in the upstream services start with these).
+ */
+export const TRACE_HEADERS: readonly string[] = [
+  'x-request-id',
+  'x-ot-span-context',
+  'x-datadog-trace-id',
+  'x-datadog-parent-id',
+  'x-datadog-sampling-priority',
+  'traceparent',
+  'tracestate',
+  'x-cloud-trace-context',
+  'grpc-trace-bin'
+]
+
+/** Zipkin B3 headers. */
+export const B3_HEADERS: readonly string[] = ['x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags']
+
+/** Identity headers passed on after the trace headers: sw8 (SkyWalking), then who the user is. */
+export const USER_HEADERS: readonly string[] = ['user-agent', 'cookie', 'authorization', 'jwt']
 
 /** Path part of a request target (query and fragment removed), still percent-encoded. */
 export function requestPath (url: string | undefined): string {
@@ -64,4 +86,13 @@ export function headerValue (req: IncomingMessage, name: string): string | undef
   const v = req.headers[name.toLowerCase()]
   if (v === undefined) return undefined
   return Array.isArray(v) ? v.join(', ') : v
+}
+
+/** Copy each header of `names` that `req` carries onto `into` (its value as `headerValue` reads it). */
+export function copyHeaders (req: IncomingMessage, names: readonly string[], into: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  for (const h of names) {
+    const v = headerValue(req, h)
+    if (v !== undefined) into[h] = v
+  }
+  return into
 }
