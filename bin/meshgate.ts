@@ -13,8 +13,10 @@ import { startAdmin } from '../routes/admin.js'
 import { credentialStore } from '../plugins/tls.js'
 import { meshgateVersion } from '../plugins/version.js'
 import { TRACING_ARG_OPTIONS, TRACING_USAGE, tracingOptions, tuningArgOptions, tuningOptions, tuningUsage } from './tuning.js'
-import { isEtcdUrl } from '../src/config/etcd-layout.js'
+import { isEtcdUrl, parseEtcdUrl } from '../src/config/etcd-layout.js'
 import { ETCD_FLAGS, ETCD_FLAGS_USAGE, ctl, storeFromFlags } from '../plugins/config-source/cli.js'
+import { displayUrl } from '../plugins/config-source/etcd.js'
+import { RelayedStore, StoreRelay } from '../plugins/config-source/relay.js'
 import { coordinatedConfig, parseWorkers, reportStopped, runPrimary, serveAsWorker, workerIndex } from '../plugins/workers.js'
 
 const USAGE = `Usage:
@@ -41,7 +43,8 @@ ${TRACING_USAGE}
       --workload-labels K=V,…  the gateway's workload labels, as AuthorizationPolicy and RequestAuthentication
                            selectors see them (MESHGATE_WORKLOAD_LABELS, default app=istio-ingressgateway,istio=ingressgateway)
       --workload-namespace NS  the gateway's namespace for those policies (MESHGATE_WORKLOAD_NAMESPACE, default istio-system)
-      --watch              reload when the config files change (MESHGATE_WATCH=1)
+      --watch              reload when the config files change (MESHGATE_WATCH=1); not with etcd://, whose
+                           changes are followed anyway
       --admin-port N       admin API port, 'off' to disable (MESHGATE_ADMIN_PORT, default 15000)
       --admin-host ADDR    admin API address (MESHGATE_ADMIN_HOST, default 127.0.0.1)
       --admin-token TOKEN  bearer token for the admin API (MESHGATE_ADMIN_TOKEN), needed by every call but
@@ -51,7 +54,8 @@ ${TRACING_USAGE}
                            addresses and its bind address (MESHGATE_ADMIN_ALLOWED_HOSTS, comma-separated)
       --drain-timeout S    seconds to let requests in flight finish on SIGTERM (MESHGATE_DRAIN_TIMEOUT, default 10)
       --workers N          processes sharing the listening ports, 'auto' = one per core (MESHGATE_WORKERS,
-                           default 1); config changes reach every worker; the admin API runs in worker 1
+                           default 1); config changes reach every worker; the admin API runs in worker 1;
+                           with etcd:// the primary holds the one etcd watch and relays it to the workers
 
 Etcd (with --config etcd://…):
 ${ETCD_FLAGS_USAGE}
@@ -161,18 +165,30 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   const drainMs = Number(v['drain-timeout'] ?? env.MESHGATE_DRAIN_TIMEOUT ?? 10) * 1000
   // An etcd URL: this process is one replica following the configuration kept there.
   const etcd = config.some(isEtcdUrl)
-  if (etcd && (config.length !== 1 || workers > 1 || watchFiles)) {
-    process.stderr.write('meshgate: --config etcd://… is the only configuration source when given (no other --config, no --watch), and runs one process per replica (no --workers: start one replica per core instead)\n')
+  if (etcd && config.length !== 1) {
+    process.stderr.write('meshgate: --config etcd://… is the only configuration source when given: drop the other --config values (put their resources into etcd with meshgate apply -f)\n')
+    return 2
+  }
+  if (etcd && watchFiles) {
+    process.stderr.write('meshgate: --watch reloads configuration files when they change; with --config etcd://… there are no files to watch, and every change written to etcd is applied already through its watch: drop --watch (and MESHGATE_WATCH)\n')
     return 2
   }
   let source: Parameters<typeof startGateway>[0]['config'] = config
-  if (etcd) {
+  let relay: StoreRelay | undefined
+  if (etcd && worker !== undefined) {
+    // A worker follows etcd through the primary, which holds the one watch.
+    const loc = parseEtcdUrl(config[0])
+    if (typeof loc === 'string') { process.stderr.write(`meshgate: ${loc}\n`); return 2 }
+    source = { store: new RelayedStore(displayUrl(loc), loc.prefix) }
+  } else if (etcd) {
     const store = storeFromFlags({ ...v, config: config[0] }, env, { log })
     if (typeof store === 'string') { process.stderr.write(`meshgate: ${store}\n`); return 2 }
-    source = { store }
+    if (workers > 1) relay = new StoreRelay(store, log)
+    else source = { store }
   }
   if (workers > 1 && cluster.isPrimary) {
     return await runPrimary({
+      ...(relay !== undefined ? { relay } : {}),
       count: workers,
       paths: config,
       strict: v.strict ?? env.MESHGATE_STRICT === '1',
@@ -218,7 +234,8 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined
     if (adminPort !== 'off') {
       try {
-        const gateway = worker === undefined ? gw : Object.create(gw, { config: { value: coordinatedConfig(gw.config) } }) as typeof gw
+        // In etcd mode every worker follows etcd and writes to it: no coordination needed.
+        const gateway = worker === undefined || etcd ? gw : Object.create(gw, { config: { value: coordinatedConfig(gw.config) } }) as typeof gw
         const allowedHosts = v['admin-allowed-hosts'] !== undefined ? v['admin-allowed-hosts'].flatMap(splitList) : splitList(env.MESHGATE_ADMIN_ALLOWED_HOSTS)
         admin = await startAdmin({ gateway, port: Number(adminPort), host: v['admin-host'] ?? env.MESHGATE_ADMIN_HOST ?? '127.0.0.1', token: v['admin-token'] ?? env.MESHGATE_ADMIN_TOKEN, allowedHosts, logger: log })
       } catch (err) {

@@ -75,6 +75,12 @@ export interface PrimaryOptions {
   drainMs: number
   /** Per-step timeout waiting for workers (start, acks). Default 60 s. */
   timeoutMs?: number
+  /**
+   * etcd mode: the primary holds the one etcd watch and relays every revision, and the workers'
+   * reads and writes, to and from its workers (plugins/config-source/relay.ts). Configuration
+   * changes then go to etcd, not through the coordinated file-mode path.
+   */
+  relay?: { start: () => void; attach: (w: Worker) => void; close: () => Promise<void> }
 }
 
 /**
@@ -126,9 +132,11 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
   })
   const workerNo = (w: Worker): number => workers.indexOf(w) + 1
 
+  opts.relay?.start()
   for (let i = 1; i <= opts.count; i++) {
     const w = cluster.fork({ [WORKER_INDEX_ENV]: String(i) })
     workers.push(w)
+    opts.relay?.attach(w)
     w.on('message', (m: Msg) => {
       if (m === null || typeof m !== 'object' || typeof m.t !== 'string') return
       if (m.t === 'mg:ready') { ready.add(w.id); if (ready.size === opts.count) readyResolve() }
@@ -151,6 +159,7 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
     log.error({ err: (err as Error).message }, 'workers did not start')
     stopAll('SIGTERM', 'start failed')
     await done
+    await opts.relay?.close()
     return 1
   } finally {
     clearTimeout(startTimer)
@@ -215,6 +224,7 @@ export async function runPrimary (opts: PrimaryOptions): Promise<number> {
     : () => {}
   const code = await done
   stopWatching()
+  await opts.relay?.close()
   if (stats.length > 0) log.info({ workers: stats }, 'every worker stopped')
   return code
 }
