@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { ingressToApp } from '../helpers/yaml.js'
+import { authorizationPolicy, ingressToApp } from '../helpers/yaml.js'
 
 // AuthorizationPolicy through the running gateway: the ingress workload, the destination
 // workload behind it, and the mesh listener with callers identified by address.
@@ -24,17 +24,11 @@ function getFrom (base: string, path: string, localAddress: string, headers: Rec
 
 t.test('ingress: a DENY policy answers 403 "RBAC: access denied", flag -, and the matched policy in the log', async t => {
   const up = await startUpstream('app')
-  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-admin, namespace: istio-system }
-spec:
-  selector: { matchLabels: { istio: ingressgateway } }
-  action: DENY
-  rules:
-  - to:
-    - operation: { paths: ["/admin*"] }
-`)
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + '---\n' + authorizationPolicy('deny-admin', `selector: { matchLabels: { istio: ingressgateway } }
+action: DENY
+rules:
+- to:
+  - operation: { paths: ["/admin*"] }`))
   t.teardown(async () => { await gw.close(); await up.close() })
   t.equal((await rawRequest(gw.ingress, '/ok', { headers: { host: 'a.example' } })).status, 200)
   const denied = await rawRequest(gw.ingress, '/admin/x', { headers: { host: 'a.example' } })
@@ -55,17 +49,11 @@ spec:
 
 t.test('remoteIpBlocks read X-Forwarded-For through the trusted proxy count; ipBlocks the peer', async t => {
   const up = await startUpstream('app')
-  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: ingress-policy, namespace: istio-system }
-spec:
-  selector: { matchLabels: { app: istio-ingressgateway } }
-  action: ALLOW
-  rules:
-  - from:
-    - source: { remoteIpBlocks: ["203.0.113.0/24"] }
-`, { numTrustedProxies: 1 })
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + '---\n' + authorizationPolicy('ingress-policy', `selector: { matchLabels: { app: istio-ingressgateway } }
+action: ALLOW
+rules:
+- from:
+  - source: { remoteIpBlocks: ["203.0.113.0/24"] }`), { numTrustedProxies: 1 })
   t.teardown(async () => { await gw.close(); await up.close() })
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a', 'x-forwarded-for': '203.0.113.9' } })).status, 200, 'one trusted proxy: its XFF entry is the client')
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a', 'x-forwarded-for': '203.0.113.9, 198.51.100.1' } })).status, 403, 'the entry next to the trusted proxy')
@@ -74,18 +62,12 @@ spec:
 
 t.test('ingress → destination: the destination workload\'s policies apply with the gateway as the source', async t => {
   const up = await startUpstream('app')
-  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + `---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: app-viewer, namespace: default }
-spec:
-  selector: { matchLabels: { app: app } }
-  rules:
-  - from:
-    - source: { principals: ["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"] }
-    to:
-    - operation: { methods: ["GET"] }
-`)
+  const gw = await startInlineGateway(GATEWAY + '---\n' + serviceEntry('app', { v1: up.port }) + '---\n' + authorizationPolicy('app-viewer', `selector: { matchLabels: { app: app } }
+rules:
+- from:
+  - source: { principals: ["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"] }
+  to:
+  - operation: { methods: ["GET"] }`, 'default'))
   t.teardown(async () => { await gw.close(); await up.close() })
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)
   const post = await rawRequest(gw.ingress, '/', { method: 'POST', headers: { host: 'a', 'content-length': '0' } })
@@ -122,15 +104,10 @@ spec:
   labels: { app: productpage }
   serviceAccount: bookinfo-productpage
 ---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: reviews-viewer, namespace: default }
-spec:
-  selector: { matchLabels: { app: reviews } }
-  rules:
-  - from:
-    - source: { principals: ["cluster.local/ns/default/sa/bookinfo-productpage"] }
-`, { gatewayPorts: [] })
+${authorizationPolicy('reviews-viewer', `selector: { matchLabels: { app: reviews } }
+rules:
+- from:
+  - source: { principals: ["cluster.local/ns/default/sa/bookinfo-productpage"] }`, 'default')}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await up.close() })
   const asProductpage = await getFrom(gw.mesh, '/reviews/0', '127.0.0.2', { host: 'reviews:9080' })
   t.equal(asProductpage.status, 200)
@@ -145,11 +122,7 @@ t.test('a policy change applies at reload; removing every policy removes the sta
   const gw = await startInlineGateway(base)
   t.teardown(async () => { await gw.close(); await up.close() })
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)
-  await gw.config.applyText(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: allow-nothing, namespace: istio-system }
-spec: {}
-`, 'merge', '<body>')
+  await gw.config.applyText(authorizationPolicy('allow-nothing', ''), 'merge', '<body>')
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 403, 'allow-nothing')
   await gw.config.applyText(base, 'replace', '<body>')
   t.equal((await rawRequest(gw.ingress, '/', { headers: { host: 'a' } })).status, 200)

@@ -6,6 +6,7 @@ import { compile } from '../../src/compile/compile.js'
 import { buildFacts, queryParams } from '../../src/routing/facts.js'
 import { compileMatch } from '../../src/routing/match.js'
 import { selectRoute } from '../../src/routing/select.js'
+import { staticService } from '../helpers/yaml.js'
 
 // Every matching rule of Istio's HTTPMatchRequest (docs/configuration.md#matching, docs/architecture.md#first-match), one table.
 // Each row: a match block in YAML, a request, and whether the block applies.
@@ -177,15 +178,7 @@ t.test('request facts: path, query, port', async t => {
 })
 
 t.test('through a compiled VirtualService: blocks are ORed, first matching route wins, ports drop routes', async t => {
-  const text = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9090, name: alt, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, labels: {version: v1}}]
----
+  const text = `${staticService('reviews', { ports: { http: 9080, alt: 9090 }, labels: { version: 'v1' } })}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}

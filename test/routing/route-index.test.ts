@@ -9,6 +9,7 @@ import { buildFacts, type RequestFacts } from '../../src/routing/facts.js'
 import { compileMatch } from '../../src/routing/match.js'
 import { buildRouteIndex, candidates, regexLiteralPrefix } from '../../src/routing/route-index.js'
 import { firstMatch, firstMatchLinear, selectRoute } from '../../src/routing/select.js'
+import { gateway, staticService, virtualService } from '../helpers/yaml.js'
 
 /** A route as compile() makes it, reduced to what matching reads. */
 function route (i: number, m: HTTPMatchRequest | undefined): CompiledRoute {
@@ -152,32 +153,9 @@ t.test('compile attaches indexes to large hosts and selection is unchanged', asy
           : `[{ uri: { regex: "/re${i}/[a-z]+/[0-9]+" } }]`
     return `  - match: ${match}\n    route: [{ destination: { host: b${i % 3}.example.com } }]`
   }).join('\n')
-  const yaml = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: default }
-spec:
-  selector: { istio: ingressgateway }
-  servers: [{ port: { number: 8080, name: http, protocol: HTTP }, hosts: ['*'] }]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: vs, namespace: default }
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-${http}
-  - route: [{ destination: { host: b0.example.com } }]
-` + [0, 1, 2].map(i => `---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: b${i}, namespace: default }
-spec:
-  hosts: [b${i}.example.com]
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1 }]
-`).join('')
+  const yaml = `${gateway({ namespace: 'default', selector: { istio: 'ingressgateway' } })}---
+${virtualService(`${http}\n  - route: [{ destination: { host: b0.example.com } }]\n`, { name: 'vs', hosts: ['*'], gateways: ['gw'] })}` +
+    [0, 1, 2].map(i => `---\n${staticService(`b${i}.example.com`, { name: `b${i}`, namespace: 'default', ports: { http: 80 } })}`).join('')
   const loaded = loadConfig([{ file: 'big.yaml', text: yaml }])
   t.same(loaded.problems.filter(p => p.severity === 'Error'), [])
   const { snapshot } = compile(loaded.set)

@@ -4,19 +4,12 @@ import { compile } from '../../src/compile/compile.js'
 import type { CompiledRoute } from '../../src/compile/snapshot.js'
 import { buildFacts } from '../../src/routing/facts.js'
 import { pickDestination, selectRoute } from '../../src/routing/select.js'
+import { staticService } from '../helpers/yaml.js'
 
 // Weighted destination picks with an injected random(): relative weights, 0 drops a destination,
 // a single destination takes everything whatever its weight.
 
-const SERVICES = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
+const SERVICES = `${staticService('reviews')}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}

@@ -3,19 +3,12 @@ import { loadConfig } from '../../src/config/load.js'
 import { compile } from '../../src/compile/compile.js'
 import { type AuthzRequest, evaluateAuthz } from '../../src/security/authz.js'
 import type { SecurityPoint } from '../../src/security/spec.js'
+import { authorizationPolicy, gateway, staticService } from '../helpers/yaml.js'
 
 // AuthorizationPolicy semantics on the compiled snapshot: YAML as people apply it, loaded and
 // compiled like any configuration, then evaluated against request attributes.
 
-const GATEWAY = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: istio-system }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ['*']
-`
+const GATEWAY = gateway({ namespace: 'istio-system', selector: { istio: 'ingressgateway' } })
 
 function gatewayPoint (policies: string): SecurityPoint | undefined {
   const loaded = loadConfig([{ file: 'p.yaml', text: GATEWAY + '---\n' + policies }])
@@ -28,14 +21,9 @@ function req (over: Partial<AuthzRequest> = {}): AuthzRequest {
   return { method: 'GET', authority: 'example.com', path: '/', port: 8080, headers: {}, sourceIp: '10.1.2.3', remoteIp: '10.1.2.3', peer: {}, ...over }
 }
 
+/** An AuthorizationPolicy and a document separator, so that policies can be concatenated. */
 function policy (name: string, spec: string, ns = 'istio-system'): string {
-  return `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: ${name}, namespace: ${ns} }
-spec:
-${spec.split('\n').map(l => `  ${l}`).join('\n')}
----
-`
+  return `${authorizationPolicy(name, spec, ns)}---\n`
 }
 
 function verdict (p: SecurityPoint | undefined, r: AuthzRequest): string {
@@ -193,15 +181,7 @@ t.test('requestPrincipals split at the last "/" into issuer and subject, each ma
 })
 
 t.test('serviceAccounts without a namespace are in the policy\'s namespace', async t => {
-  const loaded = loadConfig([{ file: 'p.yaml', text: `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: reviews, namespace: bookinfo }
-spec:
-  hosts: [reviews]
-  ports: [{ number: 9080, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.5, labels: { app: reviews } }]
----
+  const loaded = loadConfig([{ file: 'p.yaml', text: `${staticService('reviews', { namespace: 'bookinfo', address: '127.0.0.5', labels: { app: 'reviews' } })}---
 ${policy('sa', `selector:
   matchLabels:
     app: reviews
@@ -222,24 +202,8 @@ rules:
 
 t.test('targetRefs: a Gateway selects the gateway workload; a Service or ServiceEntry selects its clusters', async t => {
   const text = GATEWAY + `---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: reviews-se, namespace: default }
-spec:
-  hosts: [reviews]
-  ports: [{ number: 9080, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.5 }]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: ratings, namespace: default }
-spec:
-  hosts: [ratings]
-  ports: [{ number: 9080, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.6 }]
----
+${staticService('reviews', { name: 'reviews-se', namespace: 'default', address: '127.0.0.5' })}---
+${staticService('ratings', { namespace: 'default', address: '127.0.0.6' })}---
 ${policy('on-gw', 'targetRefs:\n- { kind: Gateway, group: gateway.networking.k8s.io, name: gw }\naction: DENY\nrules:\n- to:\n  - operation:\n      notMethods: ["GET"]')}${policy('on-missing-gw', 'targetRefs:\n- { kind: Gateway, group: gateway.networking.k8s.io, name: nope }\naction: DENY\nrules:\n- {}')}${policy('on-svc', 'targetRefs:\n- { kind: Service, group: "", name: reviews }\naction: DENY\nrules:\n- to:\n  - operation:\n      notPorts: ["9080"]', 'default')}${policy('on-se', 'targetRefs:\n- { kind: ServiceEntry, group: networking.istio.io, name: ratings }\naction: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["ratings*"]', 'default')}`
   const loaded = loadConfig([{ file: 'p.yaml', text }])
   t.same(loaded.problems.filter(p => p.severity === 'Error').map(p => p.message), [])
