@@ -1,23 +1,15 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, request as httpRequest } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startUpstream } from '../helpers/upstream.js'
+import { closedPort, startUpstream } from '../helpers/upstream.js'
+import { gateway, gatewayVs } from '../helpers/yaml.js'
 
 // The real CLI with --workers 2: the primary forks two workers running the TypeScript entry
 // point through tap's loader (cluster workers inherit the primary's execArgv).
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) })
-  })
-}
 
 /** One request on its own connection (so the cluster hands it to the next worker). */
 function get (port: number, path = '/', method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
@@ -38,25 +30,12 @@ function config (up: Record<string, number>, responseTag: string): string {
   - address: 127.0.0.1
     ports: { http: ${port} }
     labels: { app: web, version: ${v} }`).join('')
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: default }
-spec:
-  selector: { istio: ingressgateway }
-  servers: [{ port: { number: 8080, name: http, protocol: HTTP }, hosts: ['*'] }]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: web, namespace: default }
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-  - route: [{ destination: { host: web.default.svc.cluster.local } }]
+  return `${gateway({ namespace: 'default', selector: { istio: 'ingressgateway' } })}---
+${gatewayVs(`  - route: [{ destination: { host: web.default.svc.cluster.local } }]
     # No retries: a request sent to a dead endpoint fails, so only health probes can avoid it.
     retries: { attempts: 0 }
     headers: { response: { set: { x-config: ${responseTag} } } }
----
+`, 'web')}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -81,8 +60,8 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'web.yaml')
   writeFileSync(file, config({ v1: a.port, v2: b.port }, 'one'))
-  const port = await freePort()
-  const adminPort = await freePort()
+  const port = await closedPort()
+  const adminPort = await closedPort()
   const script = fileURLToPath(new URL('../../bin/meshgate.ts', import.meta.url))
   const tsLoader = process.execArgv.filter(x => x.includes('@tapjs/typescript'))
   const child = spawn(process.execPath, [...tsLoader, script, '--config', dir, '--workers', '2', '--host', '127.0.0.1',
