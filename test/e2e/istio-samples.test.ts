@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import { Agent, request as httpRequest } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { startGateway } from '../../plugins/gateway.js'
+import { seeded } from '../helpers/random.js'
 import { serviceEntry, startUpstream, waitForLogs, type Upstream } from '../helpers/upstream.js'
 
 // The istio.io request-routing and traffic-shifting tasks, with the Bookinfo sample files
@@ -13,18 +14,6 @@ const sample = (name: string): { file: string; text: string } => ({
   file: `test/fixtures/istio-samples/${name}`,
   text: readFileSync(new URL(`../fixtures/istio-samples/${name}`, import.meta.url), 'utf8')
 })
-
-/** Seeded PRNG (mulberry32), so a run is reproducible; the assertions still allow wide tolerance. */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 let versions: Upstream[] = []
 t.before(async () => {

@@ -12,9 +12,10 @@ import { ConfigError, startGateway } from '../../plugins/gateway.js'
 import { makePki } from '../helpers/certs.js'
 import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
+import { seeded } from '../helpers/random.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { destinationRule, serviceEntry } from '../helpers/yaml.js'
 
 // The YAML examples of the istio.io traffic-management task pages, loaded unchanged from
 // test/fixtures/istio-tasks (sources in its README.md), against real loopback upstreams
@@ -42,18 +43,6 @@ async function apply (t: Test, gw: { config: { applyText: (text: string, mode: '
   const f = fixture(path)
   const gen = await gw.config.applyText(f.text, 'merge', f.file)
   assertLoads(t, gen.problems, path)
-}
-
-/** A deterministic random source (mulberry32) for weighted picks and percentages. */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** A ServiceEntry for a host whose endpoints are the given upstreams, labelled by version. */
@@ -507,14 +496,9 @@ t.test('DestinationRule tls: ISTIO_MUTUAL warns and goes plaintext; credentialNa
   await new Promise<void>(resolve => tlsUp.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>(resolve => { tlsUp.closeAllConnections(); tlsUp.close(() => resolve()) }))
   const port = (tlsUp.address() as { port: number }).port
-  const dr = (cred: string): string => `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: secure }
-spec:
-  host: secure
-  trafficPolicy:
+  const dr = (cred: string): string => destinationRule('secure', `  trafficPolicy:
     tls: { mode: SIMPLE, credentialName: ${cred}, sni: localhost }
-`
+`)
   const upInputs = (cred: string): Array<{ file: string; text: string }> => [{ file: 'se.yaml', text: serviceEntry('secure', { v1: port }) }, { file: 'dr.yaml', text: dr(cred) }]
   const missing = await startGateway({ config: { inputs: upInputs('upstream-ca') }, host: '127.0.0.1', meshPort: 0, accessLog: () => {}, credentialsDir: creds }).then(async g => { await g.close(); return undefined }, (e: unknown) => e)
   t.type(missing, ConfigError)

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
+import { seeded } from '../helpers/random.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
 import { GATEWAY, gatewayVs, serviceEntry, subsetService } from '../helpers/yaml.js'
@@ -85,14 +86,8 @@ ${gatewayVs(`  - match: [{ uri: { exact: /health } }]
 
 t.test('fault injection: percentages with a seeded random source, flags DI and FI', async t => {
   const up = await startUpstream('up')
-  // A deterministic random source (mulberry32), so the measured fractions are reproducible.
-  let seed = 42
-  const random = (): number => {
-    seed |= 0; seed = seed + 0x6D2B79F5 | 0
-    let x = Math.imul(seed ^ seed >>> 15, 1 | seed)
-    x = x + Math.imul(x ^ x >>> 7, 61 | x) ^ x
-    return ((x ^ x >>> 14) >>> 0) / 4294967296
-  }
+  // A deterministic random source, so the measured fractions are reproducible.
+  const random = seeded(42)
   const gw = await startInlineGateway(`
 apiVersion: networking.istio.io/v1
 kind: VirtualService
