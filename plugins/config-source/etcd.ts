@@ -234,8 +234,9 @@ export class EtcdStore implements ConfigStore {
       if (rev > delivered) ahead = Math.max(ahead, rev)
       if (have.has(kv.key.toString('utf8'))) present++
     }
-    // A key delivered but gone from etcd: a deletion the watch has not brought.
-    if (ahead === 0 && present < have.size) ahead = Number(res.header.revision)
+    // A key delivered but gone from etcd: a deletion the watch has not brought (unless the
+    // watch has moved past the revision read meanwhile).
+    if (ahead === 0 && present < have.size && Number(res.header.revision) > delivered) ahead = Number(res.header.revision)
     if (Number(res.header.revision) > this.seen) this.seen = Number(res.header.revision)
     if (ahead === 0) {
       this.behindSince = undefined

@@ -92,4 +92,15 @@ t.test('a stalled watch is reported lagging past the bound, logged, and recovere
   await until('the next change', () => gw.config.current.revision === r3)
   t.equal(await served(), 'three')
   t.equal((await sync()).watch, 'connected')
+
+  // A deletion alone (written around meshgate, so no other key moves) is noticed too: the key
+  // the watch delivered is gone from etcd.
+  proxy.stall()
+  const del = await etcd.client.delete().key('/lag/VirtualService/default/app').exec()
+  const r4 = Number(del.header.revision)
+  await until('lagging after the deletion', async () => (await sync()).watch === 'lagging')
+  await until('in sync without the VirtualService', async () => { const s = await sync(); return s.watch === 'connected' && s.revision === r4 })
+  const r = await request(gw.listeners.find(l => l.kind === 'gateway')!.url + '/')
+  await r.body.text()
+  t.equal(r.statusCode, 404, 'the route left with its VirtualService')
 })
