@@ -2,23 +2,12 @@
 // ports, data in a temporary folder, started and stopped by the test.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Etcd3 } from 'etcd3'
+import { closedPort } from './upstream.js'
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd'
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 interface Member { name: string; client: number; peer: number; dir: string; proc?: ChildProcess }
 
@@ -44,7 +33,7 @@ export interface EtcdCluster {
 export async function startEtcd (n = 3): Promise<EtcdCluster> {
   const base = mkdtempSync(join(tmpdir(), 'meshgate-etcd-'))
   const members: Member[] = []
-  for (let i = 0; i < n; i++) members.push({ name: `m${i}`, client: await freePort(), peer: await freePort(), dir: join(base, `m${i}`) })
+  for (let i = 0; i < n; i++) members.push({ name: `m${i}`, client: await closedPort(), peer: await closedPort(), dir: join(base, `m${i}`) })
   const initialCluster = members.map(m => `${m.name}=http://127.0.0.1:${m.peer}`).join(',')
   const spawnMember = (m: Member, state: 'new' | 'existing'): void => {
     m.proc = spawn(ETCD_BIN, [

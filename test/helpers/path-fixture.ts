@@ -4,28 +4,14 @@
 import type { GatewayOptions } from '../../plugins/gateway.js'
 import { startInlineGateway, type InlineGateway } from './gateway.js'
 import { countingUpstream, type CountingUpstream } from './upstream.js'
-import { serviceEntry } from './yaml.js'
+import { GATEWAY, serviceEntry, virtualService } from './yaml.js'
 
 export const HOST = 'app.example.com'
 
 /** Table B routes on a Gateway (port 8080) and on the mesh (Host `app`). */
 export function pathYaml (pubPort: number, admPort: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ['*']
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [${HOST}, app]
-  gateways: [gw, mesh]
-  http:
-  - name: pub
+  return `${GATEWAY}---
+${virtualService(`  - name: pub
     match: [{ uri: { prefix: /public/ } }]
     headers:
       request:
@@ -41,7 +27,7 @@ spec:
     rewrite: { uri: /v1 }
     route:
     - destination: { host: pub }
----
+`, { name: 'app', hosts: [HOST, 'app'], gateways: ['gw', 'mesh'] })}---
 ${serviceEntry('pub', { v1: pubPort })}
 ---
 ${serviceEntry('adm', { v1: admPort })}`
