@@ -4,7 +4,7 @@ import { rawRequest } from '../helpers/raw-http.js'
 import { seeded } from '../helpers/random.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry, subsetService } from '../helpers/yaml.js'
+import { GATEWAY, gatewayVs, serviceEntry, subsetService, virtualService } from '../helpers/yaml.js'
 
 // Redirects, direct responses, fault injection, CORS and mirroring through the real proxy.
 
@@ -89,13 +89,7 @@ t.test('fault injection: percentages with a seeded random source, flags DI and F
   // A deterministic random source, so the measured fractions are reproducible.
   const random = seeded(42)
   const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - match: [{ uri: { prefix: /abort } }]
+${virtualService(`  - match: [{ uri: { prefix: /abort } }]
     fault:
       abort: { httpStatus: 500, percentage: { value: 25.5 } }
     route:
@@ -115,7 +109,7 @@ spec:
       abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } }
     route:
     - destination: { host: app }
----
+`)}---
 ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [], random })
   t.teardown(async () => { await gw.close(); await up.close() })
   let aborted = 0
@@ -143,13 +137,7 @@ ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [], random })
 t.test('CORS: preflight answered by the gateway, origin echoed on actual requests', async t => {
   const up = await startUpstream('up')
   const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - match: [{ uri: { prefix: /ignore } }]
+${virtualService(`  - match: [{ uri: { prefix: /ignore } }]
     corsPolicy:
       allowOrigins: [{ exact: https://a.example.com }]
       unmatchedPreflights: IGNORE
@@ -166,7 +154,7 @@ spec:
       allowCredentials: true
     route:
     - destination: { host: app }
----
+`)}---
 ${serviceEntry('app', { v1: up.port })}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await up.close() })
   const pre = (origin: string, path = '/x'): ReturnType<typeof rawRequest> => rawRequest(gw.mesh, path, { method: 'OPTIONS', headers: { host: 'app', origin, 'access-control-request-method': 'POST' } })
@@ -200,16 +188,10 @@ t.test('mirror: copies reach the mirror with a -shadow host; its answer never re
   const primary = await startUpstream('primary')
   const mirror = await startUpstream('mirror', (_req, res) => { setTimeout(() => { res.writeHead(500); res.end('mirror failed') }, 300) })
   const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - route:
+${virtualService(`  - route:
     - destination: { host: app, subset: v1 }
     mirror: { host: app, subset: v2 }
----
+`)}---
 ${subsetService('app', { v1: primary.port, v2: mirror.port })}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await primary.close(); await mirror.close() })
   const start = Date.now()

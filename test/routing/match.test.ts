@@ -6,7 +6,7 @@ import { compile } from '../../src/compile/compile.js'
 import { buildFacts, queryParams } from '../../src/routing/facts.js'
 import { compileMatch } from '../../src/routing/match.js'
 import { selectRoute } from '../../src/routing/select.js'
-import { staticService } from '../helpers/yaml.js'
+import { staticService, virtualService } from '../helpers/yaml.js'
 
 // Every matching rule of Istio's HTTPMatchRequest (docs/configuration.md#matching, docs/architecture.md#first-match), one table.
 // Each row: a match block in YAML, a request, and whether the block applies.
@@ -179,13 +179,7 @@ t.test('request facts: path, query, port', async t => {
 
 t.test('through a compiled VirtualService: blocks are ORed, first matching route wins, ports drop routes', async t => {
   const text = `${staticService('reviews', { ports: { http: 9080, alt: 9090 }, labels: { version: 'v1' } })}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - name: jason
+${virtualService(`  - name: jason
     match:
     - name: by-header
       headers: {end-user: {exact: jason}}
@@ -203,7 +197,7 @@ spec:
     route: [{destination: {host: reviews, subset: alt}}]
   - name: rest
     route: [{destination: {host: reviews, subset: v1}}]
-`
+`, { hosts: ['reviews'] })}`
   const loaded = loadConfig([{ file: 'm.yaml', text }])
   t.equal(loaded.problems.filter(p => p.severity === 'Error').length, 0)
   const mesh = compile(loaded.set).snapshot.mesh

@@ -9,7 +9,7 @@ import { type CanonicalResult, ESCAPED_SLASHES_ACTIONS, PATH_NORMALIZATIONS, typ
 import { startInlineGateway } from '../helpers/gateway.js'
 import { rawExchange } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { serviceEntry, virtualService } from '../helpers/yaml.js'
 
 /** Path pieces that exercise every step: dots (plain, encoded, mixed case), escaped slashes, backslashes, bad escapes. */
 const PIECES = ['a', 'b', 'admin', 'api', 'v1', 'static', 'x.css', '.', '..', '...', '.a', '%2e', '%2E', '%2e%2E', '.%2e', '%2F', '%2f', '%5C', '%5c', '\\', '',
@@ -109,13 +109,7 @@ for (const pol of [{ normalization: 'BASE', escapedSlashes: 'REJECT' }, { normal
   t.test(`through a gateway (${pol.normalization}, ${pol.escapedSlashes}): the route matches the path the upstream receives`, async t => {
     const up = await startUpstream('app')
     const route = (name: string, match: string): string => `  - name: ${name}\n${match === '' ? '' : `    match: [{ uri: ${match} }]\n`}    headers: { response: { set: { x-route: ${name} } } }\n    route: [{ destination: { host: app } }]\n`
-    const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-${route('admin', '{ prefix: /admin }')}${route('api', '{ prefix: /api/v1/ }')}${route('ab', '{ exact: /a/b }')}${route('css', '{ regex: "/static/[^/]+\\\\.css" }')}${route('default', '')}---
+    const gw = await startInlineGateway(`${virtualService(route('admin', '{ prefix: /admin }') + route('api', '{ prefix: /api/v1/ }') + route('ab', '{ exact: /a/b }') + route('css', '{ regex: "/static/[^/]+\\\\.css" }') + route('default', ''))}---
 ${serviceEntry('app', { v1: up.port })}`, { pathNormalization: pol.normalization, escapedSlashes: pol.escapedSlashes })
     t.teardown(async () => { await gw.close(); await up.close() })
     const port = Number(new URL(gw.mesh).port)

@@ -8,6 +8,7 @@ import { compileMatch } from '../../src/routing/match.js'
 import { compileRewrite, rewritePath, toJsSubstitution } from '../../src/routing/rewrite.js'
 import { selectRoute } from '../../src/routing/select.js'
 import { compileHeaders } from '../../src/routing/headers.js'
+import { virtualService } from '../helpers/yaml.js'
 
 // rewrite.uri replaces the matched prefix for a prefix match and the whole path for exact and
 // regex matches (query kept); uriRegexRewrite is an RE2 global replace with \1 groups on the
@@ -80,13 +81,7 @@ t.test('RE2 substitution syntax to JS replace patterns', async t => {
 })
 
 t.test('compiled from a VirtualService: each match block rewrites relative to itself', async t => {
-  const text = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: front}
-spec:
-  hosts: [front]
-  http:
-  - match:
+  const text = virtualService(`  - match:
     - uri: {exact: /productpage}
     - uri: {prefix: /static}
     rewrite: {uri: /v2}
@@ -98,7 +93,7 @@ spec:
       request:
         set: {host: ratings.internal}
     route: [{destination: {host: front}}]
-`
+`, { hosts: ['front'] })
   const loaded = loadConfig([{ file: 'r.yaml', text }])
   t.equal(loaded.problems.filter(p => p.severity === 'Error').length, 0)
   const mesh = compile(loaded.set).snapshot.mesh

@@ -4,31 +4,18 @@ import { compile } from '../../src/compile/compile.js'
 import type { CompiledRoute } from '../../src/compile/snapshot.js'
 import { buildFacts } from '../../src/routing/facts.js'
 import { pickDestination, selectRoute } from '../../src/routing/select.js'
-import { staticService } from '../helpers/yaml.js'
+import { destinationRule, staticService, virtualService } from '../helpers/yaml.js'
 
 // Weighted destination picks with an injected random(): relative weights, 0 drops a destination,
 // a single destination takes everything whatever its weight.
 
 const SERVICES = `${staticService('reviews')}---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {}}, {name: v2, labels: {}}, {name: v3, labels: {}}]
-`
+${destinationRule('reviews', '  subsets: [{name: v1, labels: {}}, {name: v2, labels: {}}, {name: v3, labels: {}}]\n')}`
 
 /** The mesh route for reviews compiled from a route list written in YAML. */
 function routeFor (route: string): CompiledRoute {
   const loaded = loadConfig([{ file: 's.yaml', text: `${SERVICES}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-${route}` }])
+${virtualService(`  - route:\n${route}`, { hosts: ['reviews'] })}` }])
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems))
   const mesh = compile(loaded.set).snapshot.mesh
   return selectRoute(mesh, buildFacts('GET', 'http', 'reviews:9080', '/', {}, undefined)).route!

@@ -9,7 +9,7 @@ import t from 'tap'
 import { fullMatchRegex } from '../../src/routing/string-match.js'
 import { startInlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { serviceEntry, virtualService } from '../helpers/yaml.js'
 
 t.test('F7: ^(a+)+$ against a 100 KB aaaa…b path answers in linear time', async t => {
   // An upstream that accepts the long request line (Node's default header cap is 16 KB).
@@ -19,20 +19,14 @@ t.test('F7: ^(a+)+$ against a 100 KB aaaa…b path answers in linear time', asyn
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const up = { port: (server.address() as AddressInfo).port, close: () => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }) }
-  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - name: evil
+  const gw = await startInlineGateway(`${virtualService(`  - name: evil
     match: [{ uri: { regex: "/(a+)+" } }, { headers: { x-probe: { regex: "^(a+)+$" } } }]
     headers: { response: { set: { x-route: evil } } }
     route: [{ destination: { host: app } }]
   - name: rest
     headers: { response: { set: { x-route: rest } } }
     route: [{ destination: { host: app } }]
----
+`)}---
 ${serviceEntry('app', { v1: up.port })}`, {
     // The default header cap (60 KiB, the request line counts) is below 100 KB; raised here.
     maxHeaderBytes: 512 * 1024
