@@ -79,7 +79,7 @@ const get = (gw: InlineGateway): ReturnType<typeof rawRequest> => rawRequest(gw.
 async function inAndOut (t: Test, gw: InlineGateway, ep: H2Endpoint): Promise<void> {
   const c = cluster(gw)
   const host = c.endpoints[0].host
-  await until('two probes over HTTP/2', () => ep.probes.length >= 2)
+  await until('two probes over HTTP/2', () => ep.probes.length >= 2, 15000)
   t.equal(host.lastProbeError, '', 'the probe passed')
   t.ok(host.lastProbeAt > 0)
   t.equal(await gw.health.probeOnce(`127.0.0.1:${ep.port}`), true, 'a probe run now passes too')
@@ -89,7 +89,7 @@ async function inAndOut (t: Test, gw: InlineGateway, ep: H2Endpoint): Promise<vo
   t.equal(ok.body, 'served over HTTP/2')
 
   ep.health.status = 503
-  await until('the 503 takes the endpoint out', () => !c.hasHealthy())
+  await until('the 503 takes the endpoint out', () => !c.hasHealthy(), 15000)
   t.equal(host.lastProbeError, 'status 503')
   const down = await get(gw)
   t.equal(down.status, 503)
@@ -98,7 +98,7 @@ async function inAndOut (t: Test, gw: InlineGateway, ep: H2Endpoint): Promise<vo
   t.equal(gw.logs[1].response_flags, 'UH')
 
   ep.health.status = 200
-  await until('a 200 brings it back', () => c.hasHealthy())
+  await until('a 200 brings it back', () => c.hasHealthy(), 15000)
   t.equal((await get(gw)).status, 200)
 }
 
@@ -133,7 +133,7 @@ t.test('h2 over TLS: the probe uses the cluster\'s CA and SNI, ALPN h2', async t
     probe: '{"httpGet": {"path": "/healthz"}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}',
     dr: `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${other.ca} }\n`
   }), { overload: false })
-  await until('the unverified endpoint is out', () => !cluster(gw2).hasHealthy())
+  await until('the unverified endpoint is out', () => !cluster(gw2).hasHealthy(), 15000)
   t.match(cluster(gw2).endpoints[0].host.lastProbeError, /CERT|SIGNATURE|certificate/i)
 })
 
@@ -152,10 +152,10 @@ t.test('a probe of another port speaks HTTP/1.1 (a separate health server)', asy
   const gw = await gatewayFor(t, config(ep.port, {
     probe: `{"httpGet": {"path": "/healthz", "port": ${port}}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}`
   }), { overload: false })
-  await until('probes on the health port', () => seen.length >= 2)
+  await until('probes on the health port', () => seen.length >= 2, 15000)
   t.equal(seen[0].version, '1.1')
   t.equal(ep.probes.length, 0, 'the HTTP/2 port is not probed')
   t.equal((await get(gw)).status, 200)
   healthStatus.code = 503
-  await until('the health port\'s 503 takes the endpoint out', () => !cluster(gw).hasHealthy())
+  await until('the health port\'s 503 takes the endpoint out', () => !cluster(gw).hasHealthy(), 15000)
 })

@@ -104,7 +104,7 @@ t.test('retryOn refused-stream: a refused POST is retried, counted as a retry, a
 t.test('a GOAWAY whose last-stream-id is below the stream refuses it too: retried on a new session', async t => {
   const { up, gw, retries } = await setup(t, n => n === 0 ? 'hold' : n === 1 ? 'goaway' : 'answer', '{ attempts: 1, retryOn: refused-stream }')
   const first = post(gw)
-  await until('the first stream upstream', () => up.seen.length === 1)
+  await until('the first stream upstream', () => up.seen.length === 1, 15000)
   const r = await Promise.all([first, post(gw)])
   t.same(r.map(x => x.status), [200, 200], 'both answered')
   t.same(r.map(x => x.body), ['POST one order', 'POST one order'])
