@@ -4,13 +4,12 @@ import type { Page } from 'playwright-core'
 import { startDemo } from '../../demo/demo.js'
 import { ARTIFACTS, chromiumPage } from '../helpers/browser.js'
 import { waitForLogs } from '../helpers/upstream.js'
+import { sleep } from '../helpers/wait.js'
 
 // The product page in a real browser: Debian's Chromium, driven by playwright-core, opens the
 // local demo's ingress, reads the reviews section as rendered (star colour as computed from
 // the page's stylesheet, "Reviews served by:"), signs in as jason through the page's own
 // dialog, and watches the ASM fallback take over when reviews-v3 is stopped.
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 // Computed colours of the filled stars: tailwind.css `.text-black-500 { color: #000 }` and
 // `.text-red-500 { color: #ef4444 }`; v1 renders no stars.

@@ -3,6 +3,7 @@ import t from 'tap'
 import { startDemo } from '../../demo/demo.js'
 import { startAdmin } from '../../routes/admin.js'
 import { ARTIFACTS, chromiumPage } from '../helpers/browser.js'
+import { sleep } from '../helpers/wait.js'
 
 // The dashboard in a real browser on the local demo: Debian's Chromium, driven by
 // playwright-core, logs in with the admin token, sees the Bookinfo topology, watches the ASM
@@ -12,7 +13,6 @@ import { ARTIFACTS, chromiumPage } from '../helpers/browser.js'
 
 const TOKEN = 'dashboard-test-token'
 const C = (subset: string): string => `outbound|9080|${subset}|reviews.default.svc.cluster.local`
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 t.test('the dashboard in Chromium: topology, fallback live, recovery, explain, history', async t => {
   const demo = await startDemo({ freePorts: true, ingressPort: 0, meshPort: 0, accessLog: 'off' })

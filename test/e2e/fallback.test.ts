@@ -2,10 +2,9 @@ import { request as httpRequest, Agent } from 'node:http'
 import t from 'tap'
 import { startDemo } from '../../demo/demo.js'
 import { rawRequest } from '../helpers/upstream.js'
+import { sleep } from '../helpers/wait.js'
 
 // The ASM fallback walkthrough against real stand-ins that are really stopped and started.
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** GET reviews through the mesh listener, as productpage does; returns status and podname. */
 async function reviews (mesh: string, agent?: Agent): Promise<{ status: number; pod: string }> {
