@@ -1,10 +1,9 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { optionsFromEnv, proxyFromEnv, parseProxyUrl, bypassesProxy, httpGet, HttpTimeoutError } from '../../demo/bookinfo/index.js'
 import { parseArgs } from '../../demo/bookinfo/server.js'
+import { call, fake } from '../helpers/stand-ins.js'
 
 // Options from the environment, proxy parsing, the http client and the CLI entry point.
 
@@ -54,9 +53,7 @@ t.test('proxy from the environment', async t => {
 })
 
 t.test('httpGet: proxy bypass, deadline covers the body', async t => {
-  const seen: Array<{ url: string; headers: IncomingHttpHeaders }> = []
-  const server = createServer((req, res) => {
-    seen.push({ url: req.url ?? '', headers: req.headers })
+  const server = await fake((req, res) => {
     if (req.url?.endsWith('/slow-body')) {
       res.writeHead(200)
       res.write('partial')
@@ -64,9 +61,8 @@ t.test('httpGet: proxy bypass, deadline covers the body', async t => {
     }
     res.end('ok')
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  const port = (server.address() as AddressInfo).port
+  t.teardown(server.close)
+  const { port, seen } = server
 
   const direct = await httpGet(`http://127.0.0.1:${port}/x?q=1`, { timeoutMs: 1000, proxy: { host: '127.0.0.1', port: 1, noProxy: ['127.0.0.1'] } })
   t.equal(direct.body, 'ok')
@@ -88,19 +84,11 @@ t.test('CLI argument parsing', async t => {
   t.throws(() => parseArgs(['details', '--port', 'x'], {}))
 })
 
-function get (port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path, agent: false }, res => {
-      let body = ''
-      res.on('data', c => { body += String(c) })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    }).on('error', reject).end()
-  })
-}
+/** The stand-ins' CLI, run with tap's TypeScript loader. */
+const script = fileURLToPath(new URL('../../demo/bookinfo/server.ts', import.meta.url))
+const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
 
 t.test('CLI runs a service and exits 0 on SIGTERM', async t => {
-  const script = fileURLToPath(new URL('../../demo/bookinfo/server.ts', import.meta.url))
-  const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const child = spawn(process.execPath, [...tsLoader, script, 'reviews', '--port', '0'], {
       env: { ...process.env, SERVICE_VERSION: 'v1', HOSTNAME: 'reviews-v1-cli' },
@@ -119,7 +107,7 @@ t.test('CLI runs a service and exits 0 on SIGTERM', async t => {
     const m = /^reviews v1 listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line)
     t.ok(m, `listening line: ${line}`)
     const port = Number(m?.[1])
-    const r = await get(port, '/reviews/0')
+    const r = await call(port, '/reviews/0')
     t.equal(r.status, 200)
     t.match(r.body, '"podname": "reviews-v1-cli"')
     const exit = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
@@ -129,8 +117,6 @@ t.test('CLI runs a service and exits 0 on SIGTERM', async t => {
 })
 
 t.test('CLI usage error', async t => {
-  const script = fileURLToPath(new URL('../../demo/bookinfo/server.ts', import.meta.url))
-  const tsLoader = process.execArgv.filter(a => a.includes('@tapjs/typescript'))
   const child = spawn(process.execPath, [...tsLoader, script, 'bogus'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', c => { stderr += String(c) })
