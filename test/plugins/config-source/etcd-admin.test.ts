@@ -31,7 +31,7 @@ t.test('admin API of an etcd replica', async t => {
     const r = await request(admin.url + path, { method, headers: { authorization: 'Bearer tok', ...(body !== undefined ? { 'content-type': 'application/yaml' } : {}) }, body })
     return { status: r.statusCode, json: await r.body.json() as Record<string, unknown> }
   }
-  t.same(await call('GET', '/ready'), { status: 200, json: { ready: true } })
+  t.same(await call('GET', '/ready'), { status: 200, json: { ready: true, revision: first, watch: 'connected' } })
   const cfg = await call('GET', '/config')
   t.equal(cfg.json.source, 'etcd')
   t.match(cfg.json.sync, { url, synced: true, revision: first, watch: 'connected' })
@@ -61,5 +61,5 @@ t.test('admin API of an etcd replica', async t => {
   t.teardown(() => admin2.close())
   const ready = await request(admin2.url + '/ready')
   t.equal(ready.statusCode, 503)
-  t.match(await ready.body.json(), { ready: false, reason: /no configuration yet: etcd unreachable since/ })
+  t.match(await ready.body.json(), { ready: false, reason: /no configuration yet: etcd unreachable since/, revision: 0, watch: 'disconnected' })
 })

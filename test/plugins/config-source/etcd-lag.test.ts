@@ -42,7 +42,7 @@ t.test('a stalled watch is reported lagging past the bound, logged, and recovere
 
   const logs: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = []
   const log = { info: (obj: object, msg: string) => logs.push({ level: 'info', obj: obj as Record<string, unknown>, msg }), warn: (obj: object, msg: string) => logs.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }) }
-  const store = EtcdStore.connect(`etcd://${proxy.host}/lag`, {}, { lagCheckMs: 400, lagBoundMs: 1000, log })
+  const store = EtcdStore.connect(`etcd://${proxy.host}/lag`, {}, { lagCheckMs: 800, lagBoundMs: 1000, log })
   const gw = await startGateway({ config: { store }, host: '127.0.0.1', meshPort: null, portMap: { 8080: 0 }, accessLog: () => {} })
   t.teardown(() => gw.close(0))
   const admin = await startAdmin({ gateway: gw, port: 0, token: 'tok' })
@@ -66,13 +66,17 @@ t.test('a stalled watch is reported lagging past the bound, logged, and recovere
   await etcd.compact()
   t.equal(gw.config.current.revision, r1, 'the stalled watch brings nothing')
 
-  // Lagging once it has been behind for longer than the bound, on GET /config and the metrics.
+  // Lagging once it has been behind for longer than the bound: on GET /config, /ready and the
+  // metrics, read together (lagging lasts until the next check after the re-list).
   const t0 = Date.now()
-  await until('GET /config says lagging', async () => (await sync()).watch === 'lagging')
+  await until('lagging', () => gw.config.syncStatus()?.watch === 'lagging', 15_000)
   t.ok(Date.now() - t0 >= 1000, 'not before the bound')
-  t.match(await gw.metrics.text(), /meshgate_config_watch_state\{state="lagging"\} 1/)
-  t.match(await gw.metrics.text(), /meshgate_config_watch_state\{state="connected"\} 0/)
-  t.ok(gw.ready, 'still ready: it serves the configuration it has')
+  const [cfg, ready, metrics] = await Promise.all([sync(), request(admin.url + '/ready').then(async r => ({ status: r.statusCode, json: await r.body.json() })), gw.metrics.text()])
+  t.match(cfg, { watch: 'lagging', reason: /^the watch is at revision \d+, etcd's configuration at revision \d+, for \d+ ms$/ }, 'GET /config: lagging, and why')
+  t.same(ready.status, 200, 'still ready: it serves the configuration it has')
+  t.match(ready.json, { ready: true, watch: 'lagging' }, '/ready shows the watch state')
+  t.match(metrics, /meshgate_config_watch_state\{state="lagging"\} 1/)
+  t.match(metrics, /meshgate_config_watch_state\{state="connected"\} 0/)
 
   // Recovered: the prefix re-read at the current revision, the newest configuration running,
   // the state back to connected.
