@@ -6,6 +6,8 @@
 //   npm run bench -- --routes                      only the route-table scale figures
 //   npm run bench -- --only meshgate,reply-from    a subset of scenarios (direct is always kept)
 //   npm run bench -- --no-routes                   skip the route-table scale figures
+//   npm run bench -- --only meshgate,reply-from --baseline ../base/dist/bin/meshgate.js
+//                                                  A/B: another meshgate build, same configuration
 //
 // Every proxy runs in its own process on one core (taskset) while wrk and the upstream share
 // the other; throughput is wrk -t1 -c50, latency wrk -t1 -c1 --latency; the proxy's CPU time per
@@ -15,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BENCH_PATH, benchAuthzYaml, benchConfigYaml } from './meshgate-config.js'
@@ -231,8 +233,14 @@ const MESHGATE_VARIANTS: Record<string, { label: string; v: MeshgateVariant }> =
   'meshgate-w2': { label: 'meshgate --workers 2 (both cores)', v: { workers: 2 } }
 }
 
-async function startMeshgate (upstreamPort: number, dir: string, name: string, otlpSink: string): Promise<Scenario> {
-  const { label, v } = MESHGATE_VARIANTS[name]
+/**
+ * The headline scenario run by another build of meshgate (`--baseline path/to/dist/bin/meshgate.js`):
+ * an A/B comparison of two builds within one run, where the machine's drift hits both alike.
+ */
+const BASELINE = 'meshgate-baseline'
+
+async function startMeshgate (upstreamPort: number, dir: string, name: string, otlpSink: string, bin = MESHGATE): Promise<Scenario> {
+  const { label, v } = name === BASELINE ? { label: `meshgate, full feature path, baseline build (${bin})`, v: {} } : MESHGATE_VARIANTS[name]
   const workers = v.workers ?? 1
   const log = v.log ?? true
   const port = await freePort()
@@ -242,7 +250,7 @@ async function startMeshgate (upstreamPort: number, dir: string, name: string, o
   writeFileSync(join(cfgDir, 'bookinfo.yaml'), benchConfigYaml(upstreamPort))
   if (v.authz === true) writeFileSync(join(cfgDir, 'authz.yaml'), benchAuthzYaml())
   const accessLog = join(cfgDir, 'access.log')
-  const args = [MESHGATE, '--config', cfgDir, '--port-map', `8080=${port}`, '--mesh-port', String(meshPort),
+  const args = [bin, '--config', cfgDir, '--port-map', `8080=${port}`, '--mesh-port', String(meshPort),
     '--admin-port', 'off', '--access-log', log ? accessLog : 'off', '--log-level', 'warn', '--host', '127.0.0.1']
   if (workers > 1) args.push('--workers', String(workers))
   if (v.tracing === true) args.push('--otlp-endpoint', otlpSink, '--trace-sampling', '1')
@@ -253,7 +261,7 @@ async function startMeshgate (upstreamPort: number, dir: string, name: string, o
   return { name, label, url, pids: () => [child.pid!, ...childPids(child.pid!)], stop: () => kill(child), pinned: workers === 1 && TASKSET !== undefined }
 }
 
-interface Options { duration: number; latencyDuration: number; rounds: number; connections: number; only?: string[]; routes: boolean; http: boolean }
+interface Options { duration: number; latencyDuration: number; rounds: number; connections: number; only?: string[]; baseline?: string; routes: boolean; http: boolean }
 
 function options (argv: string[]): Options {
   const { values: v } = parseArgs({
@@ -267,11 +275,12 @@ function options (argv: string[]): Options {
       routes: { type: 'boolean' },
       'no-routes': { type: 'boolean' },
       only: { type: 'string' },
+      baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
   if (v.help === true) {
-    process.stdout.write('npm run bench -- [--duration S] [--latency-duration S] [--rounds N] [--connections N] [--quick] [--routes | --no-routes] [--only a,b]\n')
+    process.stdout.write('npm run bench -- [--duration S] [--latency-duration S] [--rounds N] [--connections N] [--quick] [--routes | --no-routes] [--only a,b] [--baseline other/dist/bin/meshgate.js]\n')
     process.exit(0)
   }
   const quick = v.quick === true
@@ -282,6 +291,7 @@ function options (argv: string[]): Options {
     rounds: Number(v.rounds ?? (quick ? 1 : 3)),
     connections: Number(v.connections ?? 50),
     only: v.only?.split(',').map(s => s.trim()),
+    ...(v.baseline !== undefined ? { baseline: resolvePath(v.baseline) } : {}),
     routes: v['no-routes'] !== true,
     http: v.routes !== true
   }
@@ -331,10 +341,11 @@ export async function main (argv: string[]): Promise<number> {
         ['reply-from', () => startNodePeer('reply-from', upUrl, 'Fastify + @fastify/reply-from, one upstream')],
         ['http-proxy', () => startNodePeer('http-proxy', upUrl, '@fastify/http-proxy')],
         ['fast-gateway', () => startNodePeer('fast-gateway', upUrl, 'fast-gateway')],
-        ...Object.keys(MESHGATE_VARIANTS).map(name => [name, () => startMeshgate(upPort, dir, name, otlpSink)] as [string, () => Promise<Scenario>])
+        ...Object.keys(MESHGATE_VARIANTS).map(name => [name, () => startMeshgate(upPort, dir, name, otlpSink)] as [string, () => Promise<Scenario>]),
+        ...(opts.baseline !== undefined ? [[BASELINE, () => startMeshgate(upPort, dir, BASELINE, otlpSink, opts.baseline)] as [string, () => Promise<Scenario>]] : [])
       ]
       for (const [name, start] of starters) {
-        if (!want(name)) continue
+        if (!want(name) && name !== BASELINE) continue
         if (name === 'nginx' && NGINX === undefined) { process.stdout.write('nginx not on PATH: skipped\n'); continue }
         try {
           scenarios.push(await start())
