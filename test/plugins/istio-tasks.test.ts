@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/load.js'
 import type { Problem } from '../../src/config/problem.js'
 import { ConfigError, startGateway } from '../../plugins/gateway.js'
 import { makePki } from '../helpers/certs.js'
-import { startInlineGateway } from '../helpers/gateway.js'
+import { gatewayFor, startInlineGateway, type InlineGateway, type InlineGatewayOptions } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { seeded } from '../helpers/random.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -30,6 +30,11 @@ const used = new Set<string>()
 function fixture (path: string): { file: string; text: string } {
   used.add(path)
   return { file: `istio-tasks/${path}`, text: readFileSync(join(FIXTURES, path), 'utf8') }
+}
+
+/** meshgate on the mesh listener only, with `registry` and the fixture files; closed when the test ends. */
+async function meshWith (t: Test, registry: string, fixtures: string[], opts: InlineGatewayOptions = {}): Promise<InlineGateway> {
+  return await gatewayFor(t, registry, { meshPort: 0, gatewayPorts: [], ...opts, config: { inputs: [{ file: 'registry.yaml', text: registry }, ...fixtures.map(fixture)] } })
 }
 
 /** The page's YAML must load without errors and without any "not supported" problem. */
@@ -79,8 +84,7 @@ async function countUpstreams (n: number, get: () => Promise<{ upstream: string 
 
 t.test('request routing: all traffic to v1, then jason to reviews v2', async t => {
   const { yaml } = await bookinfo(t)
-  const gw = await startInlineGateway(yaml, { meshPort: 0, gatewayPorts: [], config: { inputs: [{ file: 'registry.yaml', text: yaml }, fixture('bookinfo/destination-rule-all.yaml'), fixture('request-routing/virtual-service-all-v1.yaml')] } })
-  t.teardown(() => gw.close())
+  const gw = await meshWith(t, yaml, ['bookinfo/destination-rule-all.yaml', 'request-routing/virtual-service-all-v1.yaml'])
   assertLoads(t, gw.problems, 'virtual-service-all-v1 + destination-rule-all')
   // "the reviews part of the page displays with no rating stars, no matter how many times you refresh"
   t.same(await countUpstreams(20, () => meshGet(gw.mesh, 'reviews:9080', '/reviews/0')), { 'reviews-v1': 20 })
@@ -107,12 +111,7 @@ function noAnswerWithin (base: string, path: string, headers: Record<string, str
 
 t.test('fault injection: a 7 s delay and an HTTP 500 abort for jason only', async t => {
   const { ups, yaml } = await bookinfo(t)
-  const gw = await startInlineGateway(yaml, {
-    meshPort: 0,
-    gatewayPorts: [],
-    config: { inputs: [{ file: 'registry.yaml', text: yaml }, fixture('bookinfo/destination-rule-all.yaml'), fixture('fault-injection/virtual-service-all-v1.yaml')] }
-  })
-  t.teardown(() => gw.close())
+  const gw = await meshWith(t, yaml, ['bookinfo/destination-rule-all.yaml', 'fault-injection/virtual-service-all-v1.yaml'])
   await apply(t, gw, 'fault-injection/virtual-service-reviews-test-v2.yaml')
   await apply(t, gw, 'fault-injection/virtual-service-ratings-test-delay.yaml')
   const route = gw.store.current.mesh.hosts.exact.get('ratings.default.svc.cluster.local')?.routes[0]
@@ -139,13 +138,7 @@ t.test('fault injection: a 7 s delay and an HTTP 500 abort for jason only', asyn
 
 t.test('traffic shifting: 50 % to reviews v3, then 100 %', async t => {
   const { yaml } = await bookinfo(t)
-  const gw = await startInlineGateway(yaml, {
-    meshPort: 0,
-    gatewayPorts: [],
-    random: seeded(42),
-    config: { inputs: [{ file: 'registry.yaml', text: yaml }, fixture('bookinfo/destination-rule-all.yaml'), fixture('traffic-shifting/virtual-service-all-v1.yaml')] }
-  })
-  t.teardown(() => gw.close())
+  const gw = await meshWith(t, yaml, ['bookinfo/destination-rule-all.yaml', 'traffic-shifting/virtual-service-all-v1.yaml'], { random: seeded(42) })
   t.same(await countUpstreams(10, () => meshGet(gw.mesh, 'reviews:9080', '/reviews/0')), { 'reviews-v1': 10 })
   await apply(t, gw, 'traffic-shifting/virtual-service-reviews-50-v3.yaml')
   // "red colored star ratings approximately 50% of the time"
@@ -171,13 +164,8 @@ t.test('request timeouts: ratings delayed 2 s, then a 0.5 s timeout on reviews',
     out.end()
   })
   const { yaml } = await bookinfo(t, { 'reviews-v2': reviewsV2 })
-  const gw = await startInlineGateway(yaml, {
-    meshPort: 0,
-    gatewayPorts: [],
-    config: { inputs: [{ file: 'registry.yaml', text: yaml }, fixture('bookinfo/destination-rule-all.yaml'), fixture('request-routing/virtual-service-all-v1.yaml')] }
-  })
+  const gw = await meshWith(t, yaml, ['bookinfo/destination-rule-all.yaml', 'request-routing/virtual-service-all-v1.yaml'])
   holder.mesh = gw.mesh
-  t.teardown(() => gw.close())
   await apply(t, gw, 'request-timeouts/reviews-v2.yaml')
   await apply(t, gw, 'request-timeouts/ratings-delay.yaml')
   // "working normally (with ratings stars displayed), but there is a 2 second delay"
@@ -474,12 +462,7 @@ spec:
 
 t.test('DestinationRule tls: ISTIO_MUTUAL warns and goes plaintext; credentialName gives upstream TLS', async t => {
   const { yaml } = await bookinfo(t)
-  const gw = await startInlineGateway(yaml, {
-    meshPort: 0,
-    gatewayPorts: [],
-    config: { inputs: [{ file: 'registry.yaml', text: yaml }, fixture('bookinfo/destination-rule-all-mtls.yaml'), fixture('request-routing/virtual-service-all-v1.yaml')] }
-  })
-  t.teardown(() => gw.close())
+  const gw = await meshWith(t, yaml, ['bookinfo/destination-rule-all-mtls.yaml', 'request-routing/virtual-service-all-v1.yaml'])
   assertLoads(t, gw.problems, 'destination-rule-all-mtls')
   const warned = gw.problems.filter(p => p.path?.endsWith('tls.mode') === true)
   t.equal(warned.length, 4, 'one warning per DestinationRule with ISTIO_MUTUAL')
