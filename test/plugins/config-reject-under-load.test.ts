@@ -4,10 +4,7 @@
 // every request, and each rejection is counted. Valid changes interleaved with them still land.
 import { Agent, request as httpRequest } from 'node:http'
 import t from 'tap'
-import { startGateway } from '../../plugins/gateway.js'
-import { startAdmin } from '../../routes/admin.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { subsetService } from '../helpers/yaml.js'
+import { routeSetFixture } from '../helpers/route-sets.js'
 
 const TOKEN = 'h2'
 const routes = (set: string, subset: string): string => `apiVersion: networking.istio.io/v1
@@ -36,17 +33,7 @@ const INVALID: Array<[string, string]> = [
 ]
 
 t.test('H2: invalid reloads under load: zero failed requests, old routes serve, every rejection counted', async t => {
-  const handler = (name: string) => (_req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string): void => {
-    res.writeHead(200, { 'x-upstream': name, 'content-type': 'text/plain' })
-    res.end(`${name}:${body.length}`)
-  }
-  const a = await startUpstream('a', handler('a'))
-  const b = await startUpstream('b', handler('b'))
-  const base = subsetService('app', { a: a.port, b: b.port })
-  const gw = await startGateway({ config: { inputs: [{ file: 'base.yaml', text: base }, { file: 'routes.yaml', text: routes('a', 'a') }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
-  const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN, reloadLimit: 10_000 })
-  t.teardown(async () => { await admin.close(); await gw.close(); await a.close(); await b.close() })
-  const mesh = new URL(gw.listeners[0].url)
+  const { gw, admin, mesh } = await routeSetFixture(t, routes('a', 'a'), TOKEN)
   const agent = new Agent({ keepAlive: true, maxSockets: 8 })
   // The route set in force, by phase: a request may land on either side of a valid change,
   // but never on a set that was rejected.

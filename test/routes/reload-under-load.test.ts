@@ -1,9 +1,7 @@
 import { Agent, request as httpRequest } from 'node:http'
 import t from 'tap'
-import { startGateway } from '../../plugins/gateway.js'
-import { startAdmin } from '../../routes/admin.js'
-import { startUpstream } from '../helpers/upstream.js'
-import { stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
+import { routeSetFixture } from '../helpers/route-sets.js'
+import { stampedRoute, virtualService } from '../helpers/yaml.js'
 
 // Reload under load: continuous keep-alive traffic (GET, POST with bodies, streamed downloads)
 // while the routes are replaced through the admin API well over 100 times, alternating two
@@ -14,28 +12,7 @@ const TOKEN = 't'
 const routes = (set: 'a' | 'b'): string => virtualService(stampedRoute('x-route-set', set, set))
 
 t.test('100+ reloads under load: zero failed requests, each served by one route set', async t => {
-  const handler = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string): void => {
-    if (req.url === '/stream') {
-      res.writeHead(200, { 'x-upstream': name })
-      let n = 0
-      const tick = (): void => {
-        if (n++ >= 20) { res.end(); return }
-        res.write(Buffer.alloc(16 * 1024, name))
-        setImmediate(tick)
-      }
-      tick()
-      return
-    }
-    res.writeHead(200, { 'x-upstream': name, 'content-type': 'text/plain' })
-    res.end(`${name}:${body.length}`)
-  }
-  const a = await startUpstream('a', handler('a'))
-  const b = await startUpstream('b', handler('b'))
-  const base = subsetService('app', { a: a.port, b: b.port })
-  const gw = await startGateway({ config: { inputs: [{ file: 'base.yaml', text: base }, { file: 'routes.yaml', text: routes('a') }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
-  const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN, reloadLimit: 10_000 })
-  t.teardown(async () => { await admin.close(); await gw.close(); await a.close(); await b.close() })
-  const mesh = new URL(gw.listeners[0].url)
+  const { gw, admin, mesh } = await routeSetFixture(t, routes('a'), TOKEN)
   const agent = new Agent({ keepAlive: true, maxSockets: 16 })
 
   interface Outcome { ok: boolean; detail: string }
