@@ -216,7 +216,8 @@ t.test('faults: a member, then the leader, lost under load; all members down and
 
 t.test('compaction: a watch whose resume point was compacted re-lists and misses nothing', async t => {
   const prefix = `/mg${++prefixes}`
-  const store = EtcdStore.connect(etcd.url(prefix))
+  const logs: string[] = []
+  const store = EtcdStore.connect(etcd.url(prefix), {}, { log: { info: (o, m) => logs.push(`info ${m} ${JSON.stringify(o)}`), warn: (o, m) => logs.push(`warn ${m} ${JSON.stringify(o)}`) } })
   t.teardown(() => store.close())
   const old = await store.list()
   await store.commit(old.revision, { puts: [[`${prefix}/ServiceEntry/default/a`, 'a']], deletes: [] })
@@ -228,6 +229,8 @@ t.test('compaction: a watch whose resume point was compacted re-lists and misses
   await until('the re-list', () => got.length > 0)
   t.equal(store.relists, 1)
   t.ok(got[0].revision >= r2)
+  t.match(logs[0], /^warn etcd watch cancelled \(its resume revision was compacted away\): re-reading the whole prefix at the current revision \{"revision":\d+,"err":"Watcher canceled/, 'the cancellation is logged')
+  t.match(logs[1], new RegExp(`^info etcd prefix re-read: watching again from its revision \\{"revision":${got[0].revision},"why":"compaction"\\}$`), 'and the re-list')
   t.same(got[0].keys, [`${prefix}/ServiceEntry/default/a`, `${prefix}/ServiceEntry/default/b`])
   // And the watch goes on from there.
   const r3 = await store.commit(got[0].revision, { puts: [], deletes: [`${prefix}/ServiceEntry/default/a`] })
