@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises'
 import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { type OutgoingHttpHeaders, type SecureClientSessionOptions, connect as h2connect } from 'node:http2'
 import { connect, isIP } from 'node:net'
 import type { ClientTLSSettings } from '../src/config/model.js'
@@ -18,7 +19,7 @@ interface ProbeTarget {
   config: ProbeConfig
   /** What the probe speaks (src/upstream/probe-config.ts `probeTransport`). */
   transport: ProbeTransport
-  /** The cluster's TLS settings, for `h2` probes. */
+  /** The cluster's TLS settings, when the probe uses them (`h2`, and `https1` of a TLS cluster's serving port). */
   tls?: ClientTLSSettings
   timer?: NodeJS.Timeout
   running: boolean
@@ -28,7 +29,7 @@ type WantedProbe = Omit<ProbeTarget, 'timer' | 'running'>
 
 /** What restarts a probe when it changes. */
 function probeKey (p: WantedProbe): string {
-  return JSON.stringify([p.config, p.transport, p.transport === 'h2' ? p.tls : undefined])
+  return JSON.stringify([p.config, p.transport, p.tls])
 }
 
 /**
@@ -60,13 +61,12 @@ export class HealthChecker {
     const sweeps = new Map<string, number>()
     for (const c of this.runtime.allClusters()) {
       const { probe, upstreamProtocol, policy } = c.spec
-      // HTTP/2 over TLS when the cluster's connections are (as the endpoint origin is chosen).
-      const tlsOn = policy.tls?.mode === 'SIMPLE' || policy.tls?.mode === 'MUTUAL'
-      const h2 = upstreamProtocol === undefined ? undefined : tlsOn ? 'h2' : 'h2c'
+      // TLS when the cluster's connections are (as the endpoint origin is chosen).
+      const cluster = { http2: upstreamProtocol !== undefined, tls: policy.tls?.mode === 'SIMPLE' || policy.tls?.mode === 'MUTUAL' }
       for (const e of c.endpoints) {
         if (wanted.has(e.key)) continue
-        const transport = probeTransport(probe, h2, e.spec.port)
-        wanted.set(e.key, { host: e.host, address: e.spec.address, port: e.spec.port, config: probe, transport, ...(transport === 'h2' && policy.tls !== undefined ? { tls: policy.tls } : {}) })
+        const { transport, clusterTls } = probeTransport(probe, cluster, e.spec.port)
+        wanted.set(e.key, { host: e.host, address: e.spec.address, port: e.spec.port, config: probe, transport, ...(clusterTls && policy.tls !== undefined ? { tls: policy.tls } : {}) })
       }
       if (c.outlier !== undefined) sweeps.set(c.spec.name, c.outlier.config.intervalMs)
     }
@@ -148,7 +148,7 @@ export class HealthChecker {
 
 /**
  * One probe: TCP connect, or HTTP GET where 200–399 is success (Kubernetes semantics), over
- * HTTP/1.1 or, for an HTTP/2 cluster's serving port, over a short-lived HTTP/2 session (h2c, or
+ * HTTP/1.1 (cleartext or TLS) or, for an HTTP/2 cluster's serving port, over a short-lived HTTP/2 session (h2c, or
  * h2 with the cluster's TLS settings), closed after the answer as the HTTP/1.1 probe's
  * connection is. Timeout, headers and the status rule are the same for all three.
  */
@@ -214,7 +214,16 @@ function probe (p: ProbeTarget): Promise<{ ok: boolean; error?: string }> {
     const headers: Record<string, string> = { 'user-agent': 'meshgate-probe', connection: 'close' }
     for (const [k, v] of p.config.headers) headers[k] = v
     if (p.config.host !== undefined) headers.host = p.config.host
-    const req = httpRequest({ host: p.address, port, path: p.config.path, method: 'GET', headers, agent: false }, res => {
+    let tls: Record<string, unknown> | undefined
+    try {
+      // A TLS cluster's port: its CA, client certificate and SNI. `scheme: HTTPS` alone: TLS
+      // without verifying the certificate, as a kubelet's HTTPS probe.
+      tls = p.transport !== 'https1' ? undefined : p.tls !== undefined ? upstreamTlsOptions(p.tls) : { rejectUnauthorized: false }
+    } catch (err) {
+      return failed(err as Error) // a certificate file that cannot be read
+    }
+    const send = tls === undefined ? httpRequest : httpsRequest
+    const req = send({ host: p.address, port, path: p.config.path, method: 'GET', headers, agent: false, ...tls }, res => {
       res.resume()
       answered(res.statusCode ?? 0)
     })

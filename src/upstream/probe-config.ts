@@ -19,6 +19,8 @@ export interface ProbeConfig {
   port?: number
   /** Host header for HTTP probes. */
   host?: string
+  /** `httpGet.scheme`: HTTPS probes over TLS (without verifying the certificate, as a kubelet does). */
+  scheme: 'HTTP' | 'HTTPS'
   headers: Array<[string, string]>
   initialDelayMs: number
   periodMs: number
@@ -33,6 +35,7 @@ export const DEFAULT_PROBE: ProbeConfig = Object.freeze({
   enabled: true,
   kind: 'tcp',
   path: '/',
+  scheme: 'HTTP',
   headers: [],
   initialDelayMs: 0,
   periodMs: 1000,
@@ -42,6 +45,8 @@ export const DEFAULT_PROBE: ProbeConfig = Object.freeze({
 })
 
 const KNOWN = new Set(['initialDelaySeconds', 'timeoutSeconds', 'periodSeconds', 'successThreshold', 'failureThreshold', 'httpGet', 'tcpSocket', 'exec'])
+/** WorkloadGroup's HTTPHealthCheckConfig fields. */
+const KNOWN_HTTP = new Set(['path', 'port', 'host', 'scheme', 'httpHeaders'])
 
 /** Parse an annotation value already decoded from JSON/YAML. Returns the config or an error message. */
 export function probeConfig (raw: unknown): { config: ProbeConfig } | { error: string } {
@@ -77,7 +82,13 @@ export function probeConfig (raw: unknown): { config: ProbeConfig } | { error: s
   const tcp = o.tcpSocket as Record<string, unknown> | undefined
   if (http !== undefined && tcp !== undefined) return { error: 'set one of httpGet and tcpSocket' }
   if (http !== undefined) {
+    for (const k of Object.keys(http)) if (!KNOWN_HTTP.has(k)) return { error: `unknown field "httpGet.${k}"` }
     cfg.kind = 'http'
+    if (http.scheme !== undefined) {
+      const scheme = typeof http.scheme === 'string' ? http.scheme.toUpperCase() : ''
+      if (scheme !== 'HTTP' && scheme !== 'HTTPS') return { error: '"httpGet.scheme" must be HTTP or HTTPS' }
+      cfg.scheme = scheme
+    }
     cfg.path = typeof http.path === 'string' && http.path.startsWith('/') ? http.path : '/'
     if (typeof http.port === 'number') cfg.port = http.port
     if (typeof http.host === 'string') cfg.host = http.host
@@ -90,17 +101,28 @@ export function probeConfig (raw: unknown): { config: ProbeConfig } | { error: s
   return { config: cfg }
 }
 
-/** What a probe speaks: a TCP connect, or an HTTP GET over HTTP/1.1, h2c or h2 (TLS, ALPN). */
-export type ProbeTransport = 'tcp' | 'http1' | 'h2c' | 'h2'
+/** What a probe speaks: a TCP connect, or an HTTP GET over HTTP/1.1 (cleartext or TLS), h2c or h2 (TLS, ALPN). */
+export type ProbeTransport = 'tcp' | 'http1' | 'https1' | 'h2c' | 'h2'
+
+/** A probe's transport, and whose TLS settings it uses: the cluster's, or none (unverified TLS, or cleartext). */
+export interface ProbePlan {
+  transport: ProbeTransport
+  clusterTls: boolean
+}
 
 /**
- * The transport of one endpoint's probe. An `httpGet` probe of the port the cluster serves
- * speaks the cluster's protocol (`upstream`: its compiled upstream protocol, absent for
- * HTTP/1.1): an HTTP/2-only or gRPC server would refuse an HTTP/1.1 request. A probe of another
- * port (`httpGet.port`), a separate health port as a kubelet probes it, speaks HTTP/1.1.
+ * How one endpoint is probed. An `httpGet` probe of the port the cluster serves speaks what the
+ * cluster's requests speak there: HTTP/2 when the cluster's upstream protocol is (an HTTP/2-only
+ * or gRPC server would refuse an HTTP/1.1 request), and TLS with the cluster's certificates when
+ * the cluster originates SIMPLE or MUTUAL TLS (the port takes nothing else). A probe of another
+ * port (`httpGet.port`), a separate health port as a kubelet probes it, speaks HTTP/1.1, over TLS
+ * when `httpGet.scheme` is HTTPS; so does `scheme: HTTPS` on a cleartext HTTP/1.1 cluster's port.
  */
-export function probeTransport (cfg: ProbeConfig, upstream: 'h2c' | 'h2' | undefined, endpointPort: number): ProbeTransport {
-  if (cfg.kind === 'tcp') return 'tcp'
-  if (upstream === undefined || (cfg.port !== undefined && cfg.port !== endpointPort)) return 'http1'
-  return upstream
+export function probeTransport (cfg: ProbeConfig, cluster: { http2: boolean; tls: boolean }, endpointPort: number): ProbePlan {
+  if (cfg.kind === 'tcp') return { transport: 'tcp', clusterTls: false }
+  if (cfg.port === undefined || cfg.port === endpointPort) {
+    if (cluster.http2) return { transport: cluster.tls ? 'h2' : 'h2c', clusterTls: cluster.tls }
+    if (cluster.tls) return { transport: 'https1', clusterTls: true }
+  }
+  return { transport: cfg.scheme === 'HTTPS' ? 'https1' : 'http1', clusterTls: false }
 }

@@ -2,7 +2,7 @@ import { type HostHealth, Flag } from './endpoint.js'
 
 import type { ProbeConfig } from './probe-config.js'
 
-export { DEFAULT_PROBE, PROBE_ANNOTATION, type ProbeConfig, type ProbeTransport, probeConfig, probeTransport } from './probe-config.js'
+export { DEFAULT_PROBE, PROBE_ANNOTATION, type ProbeConfig, type ProbePlan, type ProbeTransport, probeConfig, probeTransport } from './probe-config.js'
 
 /**
  * Apply one probe result to a host: `failureThreshold` consecutive failures set FailedProbe,

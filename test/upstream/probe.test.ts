@@ -21,6 +21,7 @@ t.test('defaults: TCP every 1 s, 1 s timeout, down after 2 failures, up after 1 
     enabled: true,
     kind: 'tcp',
     path: '/',
+    scheme: 'HTTP',
     headers: [],
     initialDelayMs: 0,
     periodMs: 1000,
@@ -54,6 +55,7 @@ t.test('WorkloadGroup httpGet probe', async t => {
     path: '/health',
     port: 8081,
     host: 'app.local',
+    scheme: 'HTTP',
     headers: [['x-probe', 'yes']],
     initialDelayMs: 2000,
     periodMs: 250,
@@ -77,16 +79,32 @@ t.test('WorkloadGroup tcpSocket probe', async t => {
   t.equal(config({ failureThreshold: 5 }).kind, 'tcp', 'timings only → TCP')
 })
 
-t.test('probeTransport: an httpGet probe of the serving port speaks the cluster\'s protocol', async t => {
+t.test('probeTransport: an httpGet probe of the serving port speaks the cluster\'s protocol and TLS', async t => {
   const http = config({ httpGet: { path: '/health' } })
-  t.equal(probeTransport(http, undefined, 9080), 'http1', 'HTTP/1.1 cluster')
-  t.equal(probeTransport(http, 'h2c', 9080), 'h2c', 'h2c cluster')
-  t.equal(probeTransport(http, 'h2', 9080), 'h2', 'h2 (TLS) cluster')
-  t.equal(probeTransport(config({ httpGet: { port: 9080 } }), 'h2c', 9080), 'h2c', 'the serving port named explicitly')
-  t.equal(probeTransport(config({ httpGet: { port: 8081 } }), 'h2c', 9080), 'http1', 'another port (a health port): HTTP/1.1')
-  t.equal(probeTransport(config({ httpGet: { port: 8081 } }), 'h2', 9080), 'http1')
-  t.equal(probeTransport(DEFAULT_PROBE, 'h2', 9080), 'tcp', 'the default TCP probe stays TCP')
-  t.equal(probeTransport(config({ tcpSocket: { port: 9000 } }), 'h2c', 9080), 'tcp')
+  const h1 = { http2: false, tls: false }
+  const h1tls = { http2: false, tls: true }
+  const h2c = { http2: true, tls: false }
+  const h2 = { http2: true, tls: true }
+  t.same(probeTransport(http, h1, 9080), { transport: 'http1', clusterTls: false }, 'HTTP/1.1 cluster')
+  t.same(probeTransport(http, h1tls, 9080), { transport: 'https1', clusterTls: true }, 'HTTP/1.1 over TLS: the cluster\'s certificates')
+  t.same(probeTransport(http, h2c, 9080), { transport: 'h2c', clusterTls: false }, 'h2c cluster')
+  t.same(probeTransport(http, h2, 9080), { transport: 'h2', clusterTls: true }, 'h2 (TLS) cluster')
+  t.same(probeTransport(config({ httpGet: { port: 9080 } }), h2c, 9080), { transport: 'h2c', clusterTls: false }, 'the serving port named explicitly')
+  t.same(probeTransport(config({ httpGet: { port: 8081 } }), h2c, 9080), { transport: 'http1', clusterTls: false }, 'another port (a health port): HTTP/1.1')
+  t.same(probeTransport(config({ httpGet: { port: 8081 } }), h2, 9080), { transport: 'http1', clusterTls: false })
+  t.same(probeTransport(config({ httpGet: { port: 8081 } }), h1tls, 9080), { transport: 'http1', clusterTls: false }, 'a TLS cluster\'s health port: cleartext unless scheme says HTTPS')
+  t.same(probeTransport(config({ httpGet: { port: 8081, scheme: 'HTTPS' } }), h1tls, 9080), { transport: 'https1', clusterTls: false }, 'scheme HTTPS on a health port: TLS, not the cluster\'s certificates')
+  t.same(probeTransport(config({ httpGet: { scheme: 'HTTPS' } }), h1, 9080), { transport: 'https1', clusterTls: false }, 'scheme HTTPS on a cleartext cluster\'s port')
+  t.same(probeTransport(DEFAULT_PROBE, h2, 9080), { transport: 'tcp', clusterTls: false }, 'the default TCP probe stays TCP')
+  t.same(probeTransport(config({ tcpSocket: { port: 9000 } }), h2c, 9080), { transport: 'tcp', clusterTls: false })
+})
+
+t.test('httpGet.scheme', async t => {
+  t.equal(config({ httpGet: {} }).scheme, 'HTTP', 'default HTTP')
+  t.equal(config({ httpGet: { scheme: 'HTTPS' } }).scheme, 'HTTPS')
+  t.equal(config({ httpGet: { scheme: 'https' } }).scheme, 'HTTPS', 'case does not matter')
+  t.equal(error({ httpGet: { scheme: 'FTP' } }), '"httpGet.scheme" must be HTTP or HTTPS')
+  t.equal(error({ httpGet: { pth: '/health' } }), 'unknown field "httpGet.pth"', 'a typo inside httpGet is caught')
 })
 
 t.test('errors', async t => {
