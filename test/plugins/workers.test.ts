@@ -1,29 +1,15 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { MESHGATE_CLI, TS_LOADER, requestOnce as get, startCli } from '../helpers/cli.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
 import { gateway, gatewayVs } from '../helpers/yaml.js'
 
 // The real CLI with --workers 2: the primary forks two workers running the TypeScript entry
 // point through tap's loader (cluster workers inherit the primary's execArgv).
 
-/** One request on its own connection (so the cluster hands it to the next worker). */
-function get (port: number, path = '/', method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method, agent: false, headers: { connection: 'close', ...headers } }, res => {
-      let body = ''
-      res.on('data', c => { body += String(c) })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
-    })
-    req.on('error', reject)
-    req.setTimeout(20_000, () => req.destroy(new Error('timeout')))
-    req.end()
-  })
-}
 
 function config (up: Record<string, number>, responseTag: string): string {
   const eps = Object.entries(up).map(([v, port]) => `
@@ -62,24 +48,9 @@ t.test('--workers 2: both workers serve, admin reloads reach both, a dead endpoi
   writeFileSync(file, config({ v1: a.port, v2: b.port }, 'one'))
   const port = await closedPort()
   const adminPort = await closedPort()
-  const script = fileURLToPath(new URL('../../bin/meshgate.ts', import.meta.url))
-  const tsLoader = process.execArgv.filter(x => x.includes('@tapjs/typescript'))
-  const child = spawn(process.execPath, [...tsLoader, script, '--config', dir, '--workers', '2', '--host', '127.0.0.1',
+  const { child, exited, lines } = await startCli(t, ['--config', dir, '--workers', '2', '--host', '127.0.0.1',
     '--port-map', `8080=${port}`, '--mesh-port', 'off', '--admin-port', String(adminPort), '--admin-token', 'secret-token',
-    '--access-log', join(dir, 'access.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  // 'close': the process exited and its stderr (shared with the workers) is fully read.
-  const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  const lines = (): Array<Record<string, unknown>> => stderr.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready in time: ${stderr}`)), 90_000)
-    child.stderr!.on('data', c => {
-      stderr += String(c)
-      if (stderr.includes('2 workers ready')) { clearTimeout(timer); resolve() }
-    })
-    child.on('exit', code => { clearTimeout(timer); reject(new Error(`exited early (${code}): ${stderr}`)) })
-  })
+    '--access-log', join(dir, 'access.log')], '2 workers ready')
   const waitForLine = async (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown> | undefined> => {
     for (let i = 0; i < 200; i++) {
       const hit = lines().find(pred)
@@ -151,9 +122,7 @@ t.test('--workers values', async t => {
   t.equal(parseWorkers('auto'), availableParallelism(), 'auto = one per core')
   for (const bad of ['0', '-1', '1.5', 'many', '257']) t.throws(() => parseWorkers(bad), /--workers/, `"${bad}" is refused`)
   // The CLI refuses a bad value before forking anything.
-  const script = fileURLToPath(new URL('../../bin/meshgate.ts', import.meta.url))
-  const tsLoader = process.execArgv.filter(x => x.includes('@tapjs/typescript'))
-  const child = spawn(process.execPath, [...tsLoader, script, '--config', 'nowhere.yaml', '--workers', 'zero'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [...TS_LOADER, MESHGATE_CLI, '--config', 'nowhere.yaml', '--workers', 'zero'], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr!.on('data', c => { stderr += String(c) })
   const code = await new Promise<number | null>(resolve => child.on('close', c => resolve(c)))
