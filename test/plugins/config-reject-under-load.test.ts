@@ -5,31 +5,24 @@
 import { Agent, request as httpRequest } from 'node:http'
 import t from 'tap'
 import { routeSetFixture } from '../helpers/route-sets.js'
+import { gateway, stampedRoute, virtualService } from '../helpers/yaml.js'
 
 const TOKEN = 'h2'
-const routes = (set: string, subset: string): string => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - headers: { response: { set: { x-route-set: ${set} } } }
-    route: [{ destination: { host: app, subset: ${subset} } }]
-`
+const routes = (set: string, subset: string): string => virtualService(stampedRoute('x-route-set', set, subset))
 
 let bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
 for (const [i, c] of [...'bcdefghi'].entries()) bomb += `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]\n`
 
 const INVALID: Array<[string, string]> = [
-  ['syntax error', routes('bad', 'b').replace('hosts: [app]', 'hosts: [app')],
+  ['syntax error', routes('bad', 'b').replace('hosts: ["app"]', 'hosts: ["app"')],
   ['tab indentation', routes('bad', 'b').replace('  hosts:', '\thosts:')],
   ['alias bomb', bomb],
-  ['duplicate key', routes('bad', 'b').replace('  hosts: [app]', '  hosts: [app]\n  hosts: [x]')],
-  ['unknown field', routes('bad', 'b').replace('  hosts: [app]', '  hostz: [app]')],
-  ['negative weight', routes('bad', 'b').replace('subset: b } }]', 'subset: b }, weight: -1 }, { destination: { host: app, subset: a } }]')],
+  ['duplicate key', routes('bad', 'b').replace('  hosts: ["app"]', '  hosts: ["app"]\n  hosts: [x]')],
+  ['unknown field', routes('bad', 'b').replace('  hosts: ["app"]', '  hostz: ["app"]')],
+  ['negative weight', routes('bad', 'b').replace('subset: b }\n', 'subset: b }\n      weight: -1\n    - destination: { host: app, subset: a }\n')],
   ['non-RE2 regex', routes('bad', 'b').replace('  - headers:', '  - match: [{ uri: { regex: "(?=x)" } }]\n    headers:')],
   ['CRLF header value', routes('"bad\\r\\nx-evil: 1"', 'b')],
-  ['new listener port', `apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: { name: g }\nspec:\n  servers: [{ port: { number: 18080, name: http, protocol: HTTP }, hosts: ["*"] }]\n---\n${routes('bad', 'b')}`]
+  ['new listener port', `${gateway({ name: 'g', port: 18080 })}---\n${routes('bad', 'b')}`]
 ]
 
 t.test('H2: invalid reloads under load: zero failed requests, old routes serve, every rejection counted', async t => {

@@ -12,7 +12,7 @@ import { MAX_CONFIG_FILE_BYTES } from '../../plugins/config-files.js'
 import { startAdmin } from '../../routes/admin.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { subsetService } from '../helpers/yaml.js'
+import { stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
 
 const TOKEN = 'reload-test-token'
 const auth = { authorization: `Bearer ${TOKEN}` }
@@ -20,18 +20,7 @@ const auth = { authorization: `Bearer ${TOKEN}` }
 const base = (p1: number, p2: number): string => subsetService('app', { v1: p1, v2: p2 })
 
 /** A VirtualService whose routes stamp `x-set: <tag>` on responses; `extra` routes go first. */
-const routes = (tag: string, subset = 'v1', extra = ''): string => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-${extra}  - headers:
-      response:
-        set: { x-set: ${tag} }
-    route:
-    - destination: { host: app, subset: ${subset} }
-`
+const routes = (tag: string, subset = 'v1', extra = ''): string => virtualService(extra + stampedRoute('x-set', tag, subset))
 
 async function setup (t: { teardown: (fn: () => Promise<void>) => void }, opts: { watch?: boolean } = {}): Promise<{
   gw: Awaited<ReturnType<typeof startGateway>>
@@ -87,11 +76,11 @@ t.test('F1/F2 through the admin API: each bad change is a 400 with located probl
   let bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
   for (let i = 1; i < levels.length; i++) bomb += `${levels[i]}: &${levels[i]} [${Array(9).fill(`*${levels[i - 1]}`).join(',')}]\n`
   const bad: Array<[string, string, RegExp]> = [
-    ['syntax error', routes('B').replace('hosts: [app]', 'hosts: [app'), /MG0001/],
-    ['tab indentation', routes('B').replace('  hosts: [app]', '\thosts: [app]'), /MG0001/],
+    ['syntax error', routes('B').replace('hosts: ["app"]', 'hosts: ["app"'), /MG0001/],
+    ['tab indentation', routes('B').replace('  hosts:', '\thosts:'), /MG0001/],
     ['truncated mid-write', routes('B').slice(0, routes('B').indexOf('set: { x-set') + 10), /MG0001|IST0106/],
     ['alias bomb', bomb, /MG0001/],
-    ['duplicate keys', routes('B').replace('  hosts: [app]', '  hosts: [app]\n  hosts: [other]'), /MG0001/],
+    ['duplicate keys', routes('B').replace('  hosts: ["app"]', '  hosts: ["app"]\n  hosts: [other]'), /MG0001/],
     ['CRLF in a header value', routes('"B\\r\\nx-evil: 1"'), /IST0106/]
   ]
   let expected = 0
@@ -122,7 +111,7 @@ t.test('F1/F2 through the admin API: each bad change is a 400 with located probl
 
 t.test('F1 through files: POST /config/reload and gateway.reload() reject a broken file; a huge file is refused unread', async t => {
   const { gw, admin, dir, get, failures } = await setup(t)
-  await writeFile(join(dir, 'routes.yaml'), routes('B').replace('  hosts: [app]', '\thosts: [app]'))
+  await writeFile(join(dir, 'routes.yaml'), routes('B').replace('  hosts:', '\thosts:'))
   let r = await rawRequest(admin.url, '/config/reload', { method: 'POST', headers: auth })
   t.equal(r.status, 400)
   t.match(JSON.parse(r.body).problems[0], { code: 'MG0001', file: join(dir, 'routes.yaml'), line: 5 })

@@ -5,7 +5,7 @@ import t from 'tap'
 import { startGateway } from '../../plugins/gateway.js'
 import { adminHostCheck, parseHostHeader, startAdmin } from '../../routes/admin.js'
 import { rawRequest, serviceEntry, startUpstream, waitForLogs } from '../helpers/upstream.js'
-import { stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
+import { routeTo, stampedRoute, subsetService, virtualService } from '../helpers/yaml.js'
 
 const TOKEN = 'test-token-123'
 
@@ -211,7 +211,7 @@ t.test('health and ejection state survive a reload of an unrelated VirtualServic
   const r = await rawRequest(admin.url, '/config?mode=merge', {
     method: 'PUT',
     headers: { ...auth, 'content-type': 'application/yaml' },
-    body: 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: other}\nspec: {hosts: [other.example.com], http: [{route: [{destination: {host: app}}]}]}'
+    body: virtualService(routeTo('app'), { name: 'other', hosts: ['other.example.com'] })
   })
   t.equal(r.status, 200)
   const after = gw.runtime.cluster(v1Cluster)!
@@ -223,7 +223,7 @@ t.test('health and ejection state survive a reload of an unrelated VirtualServic
 
 t.test('graceful shutdown: readiness false, a slow request in flight completes', async t => {
   const slow = await startUpstream('slow', (_req, res) => { setTimeout(() => res.end('done'), 1500) })
-  const gw = await startGateway({ config: { inputs: [{ file: 'x.yaml', text: `apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: s}\nspec: {hosts: [slow], http: [{route: [{destination: {host: slow}}]}]}\n---\n${serviceEntry('slow', { v1: slow.port })}` }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
+  const gw = await startGateway({ config: { inputs: [{ file: 'x.yaml', text: `${virtualService(routeTo('slow'), { name: 's', hosts: ['slow'] })}---\n${serviceEntry('slow', { v1: slow.port })}` }] }, host: '127.0.0.1', meshPort: 0, accessLog: 'off' })
   const admin = await startAdmin({ gateway: gw, port: 0, token: TOKEN })
   t.teardown(async () => { await admin.close(); await slow.close() })
   const mesh = gw.listeners[0].url
