@@ -262,6 +262,11 @@ export class SeriesIndex<P> {
     this.roots = new WeakMap()
   }
 
+  /** The combination's value when it was seen before (no allocation: the per-request path). */
+  find (source: WorkloadNames, cluster: string, endpoint: object, status: number, flags: string): P | undefined {
+    return this.roots.get(source)?.get(cluster)?.get(endpoint)?.get(status)?.get(flags)
+  }
+
   get (source: WorkloadNames, cluster: string, endpoint: object, status: number, flags: string, make: () => P): P {
     let byCluster = this.roots.get(source)
     if (byCluster === undefined) { byCluster = new Map(); this.roots.set(source, byCluster) }

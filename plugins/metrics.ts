@@ -180,7 +180,8 @@ export class Metrics {
   record (ctx: AccessLogContext, status: number, durationMs: number): void {
     const source = this.sourceOf(ctx.listener === 'mesh', ctx.downstreamAddress)
     const endpoint = ctx.upstreamLabels ?? NO_ENDPOINT
-    const pair = this.istio.index.get(source, ctx.upstreamCluster, endpoint, status, ctx.responseFlags, () => this.pair(source, ctx, status))
+    const pair = this.istio.index.find(source, ctx.upstreamCluster, endpoint, status, ctx.responseFlags) ??
+      this.istio.index.get(source, ctx.upstreamCluster, endpoint, status, ctx.responseFlags, () => this.pair(source, ctx, status))
     this.istio.record(pair.source, durationMs, ctx.bytesReceived, ctx.bytesSent)
     if (ctx.upstreamServiceTime >= 0 && endpoint !== NO_ENDPOINT) {
       pair.destination ??= this.series('destination', source, ctx, status)

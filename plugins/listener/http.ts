@@ -74,6 +74,7 @@ class ListenerState implements HealthView {
   readonly guard: OverloadGuard | undefined
   readonly pathPolicy: PathPolicy
   readonly security: SecurityEnv
+  private context: DecisionContext
 
   constructor (readonly o: ListenerPluginOptions) {
     this.mesh = o.kind === 'mesh'
@@ -82,11 +83,12 @@ class ListenerState implements HealthView {
     this.snapshot = o.store.current
     this.pathPolicy = { normalization: o.limits.pathNormalization, escapedSlashes: o.limits.escapedSlashes }
     this.spec = this.specOf(this.snapshot)
+    this.context = this.makeContext()
     this.security = { mesh: this.mesh, configPort: o.configPort, numTrustedProxies: o.limits.numTrustedProxies, verifier: o.verifier, stats: o.securityStats }
     this.env = { runtime: o.runtime, pools: o.pools, random: o.random, server: this.server, maxBodyBytes: o.limits.maxRequestBodyBytes, drain: o.drain }
     // Overload guard (Envoy overload manager): sampled on a timer, so a request reads one field.
     this.guard = o.limits.overload === false ? undefined : new OverloadGuard(o.limits.overload)
-    o.store.onSwap(next => { this.snapshot = next; this.spec = this.specOf(next) })
+    o.store.onSwap(next => { this.snapshot = next; this.spec = this.specOf(next); this.context = this.makeContext() })
   }
 
   specOf (snap: Snapshot): ListenerSpec | undefined {
@@ -97,9 +99,16 @@ class ListenerState implements HealthView {
     return this.o.runtime.cluster(name)?.hasHealthy() === true
   }
 
-  /** The decision context of a request: the snapshot it starts on, read once. */
+  /**
+   * The decision context of a request: the snapshot it starts on, read once. It changes only
+   * with the snapshot, so one object per snapshot serves every request (the decision only reads it).
+   */
   decisionContext (): DecisionContext {
-    return { listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy: this.pathPolicy, random: this.o.random }
+    return this.context
+  }
+
+  private makeContext (): DecisionContext {
+    return Object.freeze({ listener: this.spec, clusters: this.snapshot.clusters, health: this, pathPolicy: this.pathPolicy, random: this.o.random })
   }
 }
 
@@ -147,7 +156,8 @@ function handle (L: ListenerState, req: IncomingMessage, res: ScopedResponse): v
   const trace = o.tracing?.start(req.headers, ctx, L.mesh, o.scheme)
   const scope: Scope = { ctx, exchange: undefined, gone: false, logged: false, listener: L, trace }
   res[kScope] = scope
-  res.once('close', onResponseClose)
+  // 'close' is emitted once; `on` spares the wrapper `once` builds and removes per request.
+  res.on('close', onResponseClose)
   if (L.guard?.reason !== undefined) {
     ctx.upstreamTransportFailureReason = L.guard.reason
     return sendError(res, ctx, Errors.Overloaded, L.server)

@@ -25,8 +25,23 @@ export interface RequestFacts {
   queryParams?: Map<string, string>
 }
 
+/** A split authority; shared between requests with the same authority, so never changed. */
+export interface SplitAuthority { readonly host: string; readonly port: number | undefined }
+
+// Most requests of a listener carry the same authority: the last split is reused.
+let lastAuthority: string | undefined
+let lastSplit: SplitAuthority = { host: '', port: undefined }
+
 /** Split an authority into lowercase host and port (undefined when absent). Handles `[v6]:port`. */
-export function splitAuthority (authority: string): { host: string; port: number | undefined } {
+export function splitAuthority (authority: string): SplitAuthority {
+  if (authority === lastAuthority) return lastSplit
+  const split = Object.freeze(splitOnce(authority))
+  lastAuthority = authority
+  lastSplit = split
+  return split
+}
+
+function splitOnce (authority: string): { host: string; port: number | undefined } {
   let host = authority
   let port: number | undefined
   if (host.startsWith('[')) {

@@ -57,7 +57,11 @@ t.test('SeriesIndex: one pair per combination, cleared with the registry', async
   t.not(m.index.get(src, 'outbound|9080||reviews.default.svc.cluster.local', NO_ENDPOINT, 200, '-', make('200')), a, 'another endpoint')
   t.not(m.index.get(UNKNOWN_WORKLOAD, 'outbound|9080||reviews.default.svc.cluster.local', ep, 200, '-', make('200')), a, 'another source')
   t.equal(made, 4)
+  t.equal(m.index.find(src, 'outbound|9080||reviews.default.svc.cluster.local', ep, 200, '-'), a, 'find: the pair of a combination seen before')
+  t.equal(m.index.find(src, 'outbound|9080||reviews.default.svc.cluster.local', ep, 200, 'UF'), undefined, 'find: nothing for a combination not seen')
+  t.equal(made, 4, 'find makes nothing')
   reg.resetMetrics()
+  t.equal(m.index.find(src, 'outbound|9080||reviews.default.svc.cluster.local', ep, 200, '-'), undefined, 'find: nothing after a reset')
   t.not(m.index.get(src, 'outbound|9080||reviews.default.svc.cluster.local', ep, 200, '-', make('200')), a, 'a reset forgets the pairs with the series')
 })
 
