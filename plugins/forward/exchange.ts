@@ -8,6 +8,7 @@ import type { HeaderMap } from '../../src/routing/headers.js'
 import type { ClusterState } from '../../src/runtime/cluster-state.js'
 import type { RuntimeState } from '../../src/runtime/state.js'
 import { type EndpointState, Flag } from '../../src/upstream/endpoint.js'
+import type { Outcome } from '../../src/upstream/outlier.js'
 import { type AccessLogContext, logFallback } from '../access-log.js'
 import type { ClusterPools } from '../pools.js'
 import { sendError } from '../reply/local.js'
@@ -65,7 +66,9 @@ export class Exchange implements TryOwner, HealthView {
   private replayable = true
   private tooLarge = false
   private attempt = 0
+  /** Endpoints tried so far, once there was more than one try; the first try's is `firstTried`. */
   private tried: Set<EndpointState> | undefined = undefined
+  private firstTried: EndpointState | undefined = undefined
   private lastFailure: ErrorSpec | undefined = undefined
   private current: ForwardTry | undefined = undefined
   private cluster: ClusterState | undefined = undefined
@@ -157,12 +160,14 @@ export class Exchange implements TryOwner, HealthView {
       hashKey = h.key
       if (h.setCookie !== undefined) this.setCookie = h.setCookie
     }
+    // The set of tried hosts is built when a second try begins: most requests have one try.
+    if (this.firstTried !== undefined && this.tried === undefined) this.tried = new Set([this.firstTried])
     const choice = chooseEndpoint(cluster, this.env.random, hashKey, retry.ignorePreviousHosts ? this.tried : undefined, isRetry)
     if (choice.kind === 'overflow') return this.fail(Errors.Overflow)
     if (choice.kind === 'none') return this.lastFailure !== undefined ? this.fail(this.lastFailure, 'URX') : this.fail(Errors.NoHealthyUpstream)
     const ep = choice.ep
-    if (this.tried === undefined) this.tried = new Set()
-    this.tried.add(ep)
+    if (this.tried === undefined) this.firstTried = ep
+    else this.tried.add(ep)
     this.cluster = cluster
     this.ep = ep
     this.settle = choice.settle
@@ -217,7 +222,7 @@ export class Exchange implements TryOwner, HealthView {
     const { ctx, plan, res } = this.x
     ctx.upstreamServiceTime = Number((process.hrtime.bigint() - this.startedAt) / 1000000n)
     const cluster = this.cluster!
-    cluster.record(this.ep!, { kind: 'response', status })
+    cluster.record(this.ep!, responseOutcome(status))
     this.x.trace?.tryStatus(status)
     this.settle?.(status < 500)
     const retry = plan.retry
@@ -334,7 +339,8 @@ export class Exchange implements TryOwner, HealthView {
     // reached the upstream. A refused HTTP/2 stream is left to the policy (`refused-stream`).
     if (failure.kind === 'reset' && failure.refused !== true && !this.resetRetried && this.canReplay() && !this.routeTimedOut) {
       this.resetRetried = true
-      this.tried?.delete(ep)
+      if (this.tried === undefined) this.firstTried = undefined
+      else this.tried.delete(ep)
       this.next(undefined)
       return
     }
@@ -414,6 +420,17 @@ export class Exchange implements TryOwner, HealthView {
 }
 
 function onRouteTimeout (x: Exchange): void { x.routeTimeout() }
+
+/** One outcome object per status for outlier detection, which only reads it. */
+const OUTCOMES = new Map<number, Outcome>()
+function responseOutcome (status: number): Outcome {
+  let o = OUTCOMES.get(status)
+  if (o === undefined) {
+    o = Object.freeze({ kind: 'response', status })
+    if (OUTCOMES.size < 1000) OUTCOMES.set(status, o)
+  }
+  return o
+}
 function onPerTryTimeout (x: Exchange): void { x.perTryTimeout() }
 function onBackoff (x: Exchange): void { x.resumeAfterBackoff() }
 

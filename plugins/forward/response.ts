@@ -12,6 +12,9 @@ import { type HeaderMap, applyHeaderOps } from '../../src/routing/headers.js'
  * head stays a flat name/value list (no object built per response).
  */
 
+/** Upstream header names never copied downstream: hop-by-hop ones, and the two the gateway writes itself. */
+const NOT_COPIED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'server', 'x-envoy-upstream-service-time'])
+
 export interface HeadExtras {
   server: string
   serviceTimeMs: number
@@ -31,9 +34,9 @@ export function writeHead (res: ServerResponse, status: number, raw: Buffer[], p
   let contentLength = -1
   for (let i = 0; i < raw.length; i += 2) {
     const name = util.headerNameToString(raw[i])
-    if (HOP_BY_HOP.has(name) || name === 'server' || name === 'x-envoy-upstream-service-time') continue
+    if (NOT_COPIED.has(name)) continue
     const value = raw[i + 1].toString('latin1')
-    if (name === 'content-length') contentLength = Number(value)
+    if (name.length === 14 && name === 'content-length') contentLength = Number(value)
     flat.push(name, value)
   }
   flat.push('x-envoy-upstream-service-time', String(x.serviceTimeMs))

@@ -59,13 +59,8 @@ export class UpstreamTry implements ForwardTry {
 
   /** Start the try on `dispatcher`. */
   start (dispatcher: Dispatcher, req: TryRequest): void {
-    dispatcher.dispatch({
-      origin: req.origin,
-      path: req.path,
-      method: req.method as Dispatcher.HttpMethod,
-      headers: req.headers as Record<string, string>,
-      body: req.body
-    }, this as unknown as Dispatcher.DispatchHandler)
+    // The request has the fields of undici's dispatch options (undici reads them, never writes).
+    dispatcher.dispatch(req as Dispatcher.DispatchOptions, this as unknown as Dispatcher.DispatchHandler)
   }
 
   /** Abort the try (timeout, client gone, retry decided on the head); the owner hears the error. */
