@@ -134,12 +134,35 @@ function q (s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
 }
 
-// Many requests start in the same millisecond: the last ISO timestamp is reused.
-let isoMs = -1
-let isoText = ''
+/**
+ * Fields whose value is most often the same as on the previous line (the configuration's route,
+ * cluster and endpoint, the listener's address, the authority): the last quoted value is reused.
+ */
+const SAME_AS_LAST = { authority: 0, local: 1, route: 2, cluster: 3, host: 4 } as const
+const lastIn: string[] = ['', '', '', '', '']
+const lastOut: string[] = ['""', '""', '""', '""', '""']
+
+function qLast (s: string, slot: number): string {
+  if (s === lastIn[slot]) return lastOut[slot]
+  const quoted = q(s)
+  lastIn[slot] = s
+  lastOut[slot] = quoted
+  return quoted
+}
+
+// The ISO text of the current second is reused: only the milliseconds change within it.
+let isoSecond = NaN
+let isoPrefix = ''
 function isoTime (ms: number): string {
-  if (ms !== isoMs) { isoMs = ms; isoText = new Date(ms).toISOString() }
-  return isoText
+  if (!Number.isInteger(ms)) return new Date(ms).toISOString()
+  const second = Math.floor(ms / 1000)
+  if (second !== isoSecond) {
+    const text = new Date(second * 1000).toISOString()
+    isoSecond = second
+    isoPrefix = text.slice(0, text.length - 4) // without `000Z`
+  }
+  const r = ms - second * 1000
+  return isoPrefix + (r < 10 ? '00' : r < 100 ? '0' : '') + r + 'Z'
 }
 
 /**
@@ -147,10 +170,10 @@ function isoTime (ms: number): string {
  * intermediate object (the request path's cost is a few string concatenations).
  */
 export function accessLogLine (c: AccessLogContext, responseCode: number, durationMs: number): string {
-  return '{"authority":' + q(c.authority) +
+  return '{"authority":' + qLast(c.authority, SAME_AS_LAST.authority) +
     ',"bytes_received":"' + c.bytesReceived +
     '","bytes_sent":"' + c.bytesSent +
-    '","downstream_local_address":' + q(c.downstreamLocal) +
+    '","downstream_local_address":' + qLast(c.downstreamLocal, SAME_AS_LAST.local) +
     ',"downstream_remote_address":' + q(c.downstreamRemote) +
     ',"duration":"' + durationMs +
     '","fallback_final_cluster_name":' + q(c.fallbackFinalCluster) +
@@ -162,11 +185,11 @@ export function accessLogLine (c: AccessLogContext, responseCode: number, durati
     ',"request_id":' + q(c.requestId) +
     ',"response_code":"' + responseCode +
     (c.responseCodeDetails === '-' ? '","response_flags":' : '","response_code_details":' + q(c.responseCodeDetails) + ',"response_flags":') + q(c.responseFlags) +
-    ',"route_name":' + q(c.routeName) +
+    ',"route_name":' + qLast(c.routeName, SAME_AS_LAST.route) +
     ',"start_time":"' + isoTime(c.startTime) +
     '","trace_id":' + q(c.traceId) +
-    ',"upstream_cluster":' + q(c.upstreamCluster) +
-    ',"upstream_host":' + q(c.upstreamHost) +
+    ',"upstream_cluster":' + qLast(c.upstreamCluster, SAME_AS_LAST.cluster) +
+    ',"upstream_host":' + qLast(c.upstreamHost, SAME_AS_LAST.host) +
     ',"upstream_local_address":' + q(c.upstreamLocal) +
     ',"upstream_service_time":"' + (c.upstreamServiceTime < 0 ? '-' : c.upstreamServiceTime) +
     '","upstream_transport_failure_reason":' + q(c.upstreamTransportFailureReason) +

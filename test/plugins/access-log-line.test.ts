@@ -22,3 +22,21 @@ t.test('accessLogLine is JSON.stringify(accessLogRecord) for arbitrary field val
     }), { numRuns: 2000 })
   t.pass('2000 arbitrary contexts render identically')
 })
+
+// The builder reuses what it computed for the previous line (the ISO text of the second, the
+// quoted route, cluster, endpoint, local address and authority): lines that follow each other
+// must still each be the JSON of their own record.
+t.test('accessLogLine: consecutive lines, across seconds and with repeated and changed fields', async t => {
+  const base = { ...newAccessLogContext(), routeName: 'productpage', upstreamCluster: 'outbound|9080|v1|productpage.default.svc.cluster.local', upstreamHost: '127.0.0.1:9080', authority: 'shop', downstreamLocal: '127.0.0.1:8080' }
+  const steps: Array<Partial<AccessLogContext>> = [
+    { startTime: 1764578000998 }, { startTime: 1764578000999 }, { startTime: 1764578001000 }, { startTime: 1764578001007 },
+    { startTime: 1764578001042, routeName: 'a"b' }, { startTime: 1764578001042, routeName: 'a"b' }, { startTime: 1764578001043 },
+    { startTime: 1764578059999, upstreamCluster: 'c\\d', upstreamHost: '[::1]:80', authority: 'x\u0001y', downstreamLocal: '-' },
+    { startTime: 1764578060000 }, { startTime: -1 }, { startTime: 0 }, { startTime: 1764578001000.5 }, { startTime: 253402300800000 }
+  ]
+  for (const step of steps) {
+    const c: AccessLogContext = { ...base, ...step }
+    t.equal(accessLogLine(c, 200, 1), JSON.stringify(accessLogRecord(c, 200, 1)), JSON.stringify(step))
+  }
+  t.equal(JSON.parse(accessLogLine({ ...base, startTime: 1764578001007 }, 200, 1)).start_time, '2025-12-01T08:33:21.007Z')
+})
