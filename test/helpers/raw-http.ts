@@ -12,12 +12,13 @@ export interface SimpleResponse {
 
 /**
  * One HTTP/1.1 request with full control over the target and headers (fetch would normalise
- * the path and forbid Host). A fresh connection each time.
+ * the path and forbid Host). A fresh connection each time, from `localAddress` when given (the
+ * mesh listener tells callers apart by their address).
  */
 export function rawRequest (
   base: string,
   target: string,
-  opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer } = {}
+  opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; localAddress?: string } = {}
 ): Promise<SimpleResponse> {
   const u = new URL(base)
   return new Promise((resolve, reject) => {
@@ -27,6 +28,7 @@ export function rawRequest (
       method: opts.method ?? 'GET',
       path: target,
       headers: opts.headers,
+      localAddress: opts.localAddress,
       agent: false
     }, res => {
       const chunks: Buffer[] = []

@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { rawRequest, serviceEntry, startInlineGateway, startUpstream, waitForLogs } from '../helpers/upstream.js'
 import { authorizationPolicy, ingressToApp } from '../helpers/yaml.js'
@@ -7,20 +6,6 @@ import { authorizationPolicy, ingressToApp } from '../helpers/yaml.js'
 // workload behind it, and the mesh listener with callers identified by address.
 
 const GATEWAY = ingressToApp()
-
-/** A GET from a chosen local address (the mesh identifies callers by it). */
-function getFrom (base: string, path: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const u = new URL(base)
-  return new Promise((resolve, reject) => {
-    const r = httpRequest({ host: u.hostname, port: Number(u.port), path, localAddress, headers, agent: false }, res => {
-      let body = ''
-      res.on('data', c => { body += String(c) })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    r.on('error', reject)
-    r.end()
-  })
-}
 
 t.test('ingress: a DENY policy answers 403 "RBAC: access denied", flag -, and the matched policy in the log', async t => {
   const up = await startUpstream('app')
@@ -109,9 +94,9 @@ rules:
 - from:
   - source: { principals: ["cluster.local/ns/default/sa/bookinfo-productpage"] }`, 'default')}`, { gatewayPorts: [] })
   t.teardown(async () => { await gw.close(); await up.close() })
-  const asProductpage = await getFrom(gw.mesh, '/reviews/0', '127.0.0.2', { host: 'reviews:9080' })
+  const asProductpage = await rawRequest(gw.mesh, '/reviews/0', { localAddress: '127.0.0.2', headers: { host: 'reviews:9080' } })
   t.equal(asProductpage.status, 200)
-  const asStranger = await getFrom(gw.mesh, '/reviews/0', '127.0.0.3', { host: 'reviews:9080' })
+  const asStranger = await rawRequest(gw.mesh, '/reviews/0', { localAddress: '127.0.0.3', headers: { host: 'reviews:9080' } })
   t.equal(asStranger.status, 403)
   t.equal(asStranger.body, 'RBAC: access denied')
 })
