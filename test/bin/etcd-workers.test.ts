@@ -1,13 +1,11 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, request as httpRequest } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { MESHGATE_CLI, TS_LOADER, requestOnce as get, startCli } from '../helpers/cli.js'
 import { startEtcd } from '../helpers/etcd.js'
-import { startUpstream } from '../helpers/upstream.js'
+import { closedPort, startUpstream } from '../helpers/upstream.js'
 import { GATEWAY, gatewayVs, serviceEntry } from '../helpers/yaml.js'
 import { ctl } from '../../plugins/config-source/cli.js'
 
@@ -15,31 +13,6 @@ import { ctl } from '../../plugins/config-source/cli.js'
 // relays every revision to both workers; a change written with meshgate apply, and one written
 // through worker 1's admin API, reach both; SIGTERM drains and exits 0. And --watch with etcd is
 // refused with the reason.
-
-const script = fileURLToPath(new URL('../../bin/meshgate.ts', import.meta.url))
-const tsLoader = process.execArgv.filter(x => x.includes('@tapjs/typescript'))
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) })
-  })
-}
-
-/** One request on its own connection (so the cluster hands it to the next worker). */
-function get (port: number, path = '/', method = 'GET', headers: Record<string, string> = {}, body?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method, agent: false, headers: { connection: 'close', ...headers } }, res => {
-      let text = ''
-      res.on('data', c => { text += String(c) })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
-    })
-    req.on('error', reject)
-    req.setTimeout(20_000, () => req.destroy(new Error('timeout')))
-    req.end(body)
-  })
-}
 
 const vs = (rev: string): string => gatewayVs(`  - route:\n    - destination: { host: app }\n    headers: { response: { set: { x-rev: "${rev}" } } }\n`)
 
@@ -62,22 +35,11 @@ t.test('--workers 2 with etcd: one watch in the primary, every revision on both 
   }
   const r1 = await apply([GATEWAY, serviceEntry('app', { v1: up.port }), vs('one')].join('---\n'))
 
-  const port = await freePort()
-  const adminPort = await freePort()
-  const child = spawn(process.execPath, [...tsLoader, script, '--config', url, '--workers', '2', '--host', '127.0.0.1',
-    '--port-map', `8080=${port}`, '--mesh-port', 'off', '--admin-port', String(adminPort), '--admin-token', 'tok', '--access-log', 'off'], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  const lines = (): Array<Record<string, unknown>> => stderr.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready in time: ${stderr}`)), 90_000)
-    child.stderr!.on('data', c => {
-      stderr += String(c)
-      if (stderr.includes('2 workers ready')) { clearTimeout(timer); resolve() }
-    })
-    child.on('exit', code => { clearTimeout(timer); reject(new Error(`exited early (${code}): ${stderr}`)) })
-  })
+  const port = await closedPort()
+  const adminPort = await closedPort()
+  const cli = await startCli(t, ['--config', url, '--workers', '2', '--host', '127.0.0.1', '--port-map', `8080=${port}`, '--mesh-port', 'off',
+    '--admin-port', String(adminPort), '--admin-token', 'tok', '--access-log', 'off'], '2 workers ready')
+  const lines = cli.lines
   const pids = lines().find(l => l.msg === '2 workers ready')?.workers as number[]
   t.equal(pids.length, 2, 'two worker processes')
 
@@ -114,15 +76,15 @@ t.test('--workers 2 with etcd: one watch in the primary, every revision on both 
   t.ok((s3.revision as number) > r2)
   t.equal(put.headers.etag, `"${String(s3.revision)}"`, 'the ETag is the revision written')
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0, 'SIGTERM drains every worker and exits 0')
+  cli.child.kill('SIGTERM')
+  t.equal(await cli.exited, 0, 'SIGTERM drains every worker and exits 0')
   const stopped = lines().filter(l => l.msg === 'worker stopped')
   t.same(stopped.map(l => l.pid).sort(), [...pids].sort(), 'both workers stopped')
   for (const s of stopped) t.ok((s.requests as number) > 0, `worker ${String(s.pid)} served requests`)
 })
 
 t.test('--watch with etcd is refused, saying why and what to do', async t => {
-  const child = spawn(process.execPath, [...tsLoader, script, '--config', 'etcd://127.0.0.1:2379/x', '--watch'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [...TS_LOADER, MESHGATE_CLI, '--config', 'etcd://127.0.0.1:2379/x', '--watch'], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr!.on('data', c => { stderr += String(c) })
   t.equal(await new Promise<number | null>(resolve => child.on('close', c => resolve(c))), 2)
