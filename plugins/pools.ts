@@ -15,7 +15,7 @@ export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 300_000
  * 504 UT before headers, an aborted response after.
  */
 export class ClusterPools {
-  private readonly agents = new Map<string, { agent: Agent; key: string; limits?: PoolLimits; tls?: ClientTLSSettings }>()
+  private readonly agents = new Map<string, { agent: Agent; key: string }>()
   /** HTTP/2 sessions of the clusters whose upstream protocol is h2c or h2. */
   private readonly h2pools = new Map<string, { pool: H2ClusterPool; key: string }>()
 
@@ -38,12 +38,9 @@ export class ClusterPools {
   }
 
   get (cluster: string, limits: PoolLimits, tls?: ClientTLSSettings): Agent {
-    // Every request asks: the same settings objects as last time need no key.
-    const last = this.agents.get(cluster)
-    if (last !== undefined && last.limits === limits && last.tls === tls) return last.agent
     const key = `${limits.maxConnections}|${limits.connectTimeoutMs}|${limits.maxRequestsPerConnection}|${limits.idleTimeoutMs}|${tls === undefined ? '' : JSON.stringify(tls)}`
     const cur = this.agents.get(cluster)
-    if (cur !== undefined && cur.key === key) { cur.limits = limits; cur.tls = tls; return cur.agent }
+    if (cur !== undefined && cur.key === key) return cur.agent
     if (cur !== undefined) void cur.agent.close().catch(() => {})
     const tlsOpts = upstreamTlsOptions(tls)
     // undici derives SNI from the Host header; DestinationRule `tls.sni` must win when set.
@@ -60,7 +57,7 @@ export class ClusterPools {
       ...(limits.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: limits.maxRequestsPerConnection } : {}),
       pipelining: 1
     })
-    this.agents.set(cluster, { agent, key, limits, tls })
+    this.agents.set(cluster, { agent, key })
     return agent
   }
 
