@@ -1,5 +1,8 @@
+import type { TSchema } from '@sinclair/typebox'
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
-import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document } from 'yaml'
+import jsyaml from 'js-yaml'
+import { LineCounter, Schema as YamlSchema, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document } from 'yaml'
 import { ISTIO_GROUPS, KIND_VERSIONS, KINDS, SET_LISTS, SKIPPED_ISTIO_KINDS, type Kind, type Resource, type ResourceSet, emptySet, resourceId } from './model.js'
 import { type Problem, Codes, formatPath, sortProblems } from './problem.js'
 import { ObjectMeta, SPEC_SCHEMAS } from './schema.js'
@@ -92,8 +95,10 @@ export function tooDeep (text: string, max = MAX_NESTING): { line: number; colum
 
 type Path = ReadonlyArray<string | number>
 
+type Pos = { line: number; col: number }
+
 /** Position lookup in one YAML document: the node at a path, else its nearest ancestor. */
-function locator (doc: Document, lc: LineCounter, fallback: { line: number; col: number }) {
+function locator (doc: Document, pos: (offset: number) => Pos, fallback: Pos) {
   return (path: Path): { line: number; column: number } => {
     let node: unknown = doc.contents
     let best = fallback
@@ -109,7 +114,7 @@ function locator (doc: Document, lc: LineCounter, fallback: { line: number; col:
         next = node.items[k]
         keyRange = (next as { range?: [number, number, number] } | undefined)?.range
       } else break
-      if (keyRange !== undefined) { const p = lc.linePos(keyRange[0]); best = { line: p.line, col: p.col } }
+      if (keyRange !== undefined) best = pos(keyRange[0])
       if (next === undefined || next === null) break
       node = next
     }
@@ -117,8 +122,172 @@ function locator (doc: Document, lc: LineCounter, fallback: { line: number; col:
   }
 }
 
-/** Parse one file's multi-document YAML into resources with positions. Never throws. */
-export function parseDocuments (text: string, file: string): { resources: Resource[]; problems: Problem[] } {
+// logLevel 'error': yaml's warnings (e.g. a collection used as a map key) would otherwise go to
+// process.emitWarning, letting anyone who can send config write to stderr.
+const YAML_OPTIONS = { uniqueKeys: true, prettyErrors: false, logLevel: 'error' } as const
+
+/**
+ * The plain scalars of YAML 1.2's core schema (null, bool, int, float) for js-yaml, made of the
+ * `yaml` package's own tests and resolvers in its own order, so that both parsers give every
+ * plain scalar the same value. Only `!!str`, `!!seq` and `!!map` are known as explicit tags:
+ * any other tag makes js-yaml throw, and the document then goes through `yaml`, as before.
+ */
+const FAST_SCHEMA = jsyaml.FAILSAFE_SCHEMA.extend({
+  implicit: new YamlSchema({ schema: 'core' }).tags.flatMap((t, i) => {
+    const test = 'test' in t ? t.test : undefined
+    if (test === undefined || !('resolve' in t)) return []
+    const resolve = t.resolve as (s: string, onError: (m: string) => void, o: { intAsBigInt: boolean }) => unknown
+    return [new jsyaml.Type(`tag:meshgate,core:${i}`, {
+      kind: 'scalar',
+      resolve: (s: string | null) => s !== null && test.test(s),
+      construct: (s: string) => { const v = resolve(s, () => {}, { intAsBigInt: false }); return isScalar(v) ? v.value : v }
+    })]
+  })
+})
+
+/** A document js-yaml read: its value and where its content starts. */
+interface FastDoc { value: unknown; start: number }
+
+/**
+ * Texts the two parsers could read differently, which go through `yaml` alone: a byte-order
+ * mark or a lone CR (offsets and lines); a tab, a comment not after white space, text after
+ * `...` or right after `---`, white-space lines at the start of a block scalar, an empty list
+ * item (`yaml` refuses some uses of each where js-yaml does not); a tag or a directive; an
+ * explicit `?` key or a flow collection used as a key (key strings). Anchors are caught while
+ * parsing, null and over-long keys after it.
+ */
+const NOT_FAST = /^\uFEFF|\r(?!\n)|\t|(?:^|[\s[{,])!|["'[\]{},]#|(?:^|[\s[{,])\?(?:[ \t]|$)|[\]}][ \t]*:(?:[\s,\]}]|$)|^\.\.\. *[^\s#]|^(?:---|\.\.\.)\S|^ *(?:- +)*- *$|^%|[|>][-+0-9]* *(?:#[^\n]*)?\n(?: *\n)* +\n/m
+
+/**
+ * Whether a quoted scalar or a flow collection (`[…]`, `{…}`) goes on past the end of its line.
+ * `yaml` holds such continuation lines to indentation rules that js-yaml does not check, so
+ * such a text goes through `yaml`. A quote or bracket counts where a node may start (after
+ * indentation, the indicators `: `, `- ` and `? `, `,`, `[` or `{`); one inside a plain scalar (`it's`, `a[0]`) or a
+ * comment does not.
+ */
+function spansLines (text: string): boolean {
+  let quote = ''
+  let flow = 0
+  let start = true
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (quote !== '') {
+      if (c === '\n') return true
+      if (quote === '"' && c === '\\') i++
+      else if (c === quote) {
+        if (quote === "'" && text[i + 1] === "'") i++
+        else { quote = ''; start = false }
+      }
+    } else if (c === '#' && (i === 0 || text[i - 1] === ' ' || text[i - 1] === '\n')) {
+      const end = text.indexOf('\n', i)
+      if (end < 0) return false
+      i = end - 1
+    } else if (c === '\n') {
+      if (flow > 0) return true
+      start = true
+    } else if (c === '"' || c === "'") {
+      if (start) quote = c
+      start = false
+    } else if (c === '[' || c === '{') {
+      start = start || flow > 0
+      if (start) flow++
+    } else if (c === ']' || c === '}') {
+      if (flow > 0) flow--
+      start = false
+    } else if (c === ':' || c === '-' || c === '?') {
+      // `- ` and `? ` are indicators only where a node starts; `: ` anywhere.
+      start = (c === ':' || start) && (text[i + 1] === ' ' || text[i + 1] === '\n' || i + 1 === text.length)
+    }
+    else if (c === ',') start = flow > 0
+    else if (c !== ' ') start = false
+  }
+  return false
+}
+
+/**
+ * The documents of a text parsed by js-yaml, about ten times faster than `yaml` and with no
+ * syntax tree, or undefined when `yaml` has to read it: js-yaml refused it (its error is then
+ * reported by `yaml`, as before), or it uses a feature whose result the two could differ on
+ * (anchors and aliases, which `yaml` limits; `%YAML` and `%TAG` directives; see NOT_FAST).
+ */
+function fastParse (text: string): FastDoc[] | undefined {
+  if (NOT_FAST.test(text) || spansLines(text)) return undefined
+  const starts: number[] = []
+  let plain = true
+  let values: unknown[]
+  try {
+    values = jsyaml.loadAll(text, null, {
+      schema: FAST_SCHEMA,
+      listener (event, state) {
+        const st = state as typeof state & { depth: number; anchor: string | null; tagMap: object; version: string | null }
+        if (event === 'open') {
+          if (st.depth === 1) {
+            starts.push(st.position)
+            if (st.version !== null || Object.keys(st.tagMap).length > 0) plain = false
+          }
+        } else if (st.anchor !== null) plain = false
+      }
+    })
+  } catch {
+    return undefined
+  }
+  if (!plain || starts.length !== values.length || !values.every(plainKeys)) return undefined
+  // Resources are mappings at the start of a line. Anything else at the top of a document (a
+  // scalar, a list, content indented or on the `---` line) goes through `yaml`, which is
+  // stricter about what may follow it there.
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (v === null || v === undefined) continue
+    if (typeof v !== 'object' || Array.isArray(v) || (starts[i] > 0 && text[starts[i] - 1] !== '\n')) return undefined
+  }
+  return values.map((value, i) => ({ value, start: starts[i] }))
+}
+
+/** `yaml` reads a null key as "" (js-yaml: "null") and refuses implicit keys over 1024 characters. */
+function plainKeys (v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return true
+  if (Array.isArray(v)) return v.every(plainKeys)
+  for (const k in v) {
+    if (k === 'null' || k.length > 1024 || !plainKeys((v as Record<string, unknown>)[k])) return false
+  }
+  return true
+}
+
+/** Line and column of an offset, counting from a known line start. */
+function lineAt (text: string, offset: number, from: { offset: number; line: number }): Pos {
+  let line = from.line
+  let start = from.offset
+  for (let i = text.indexOf('\n', start); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) { line++; start = i + 1 }
+  from.offset = start
+  from.line = line
+  return { line, col: offset - start + 1 }
+}
+
+/**
+ * Positions inside one document js-yaml read, found when first asked: the document's lines
+ * (from the start of its first line to the next document's) are parsed by `yaml` then, and
+ * that tree is kept for later questions. Resources without problems never build one.
+ */
+function lazyLocator (text: string, from: number, to: number, firstLine: number, fallback: Pos) {
+  let locate: ((path: Path) => { line: number; column: number }) | undefined
+  return (path: Path): { line: number; column: number } => {
+    if (locate === undefined) {
+      const lc = new LineCounter()
+      const docs = parseAllDocuments(text.slice(from, to), { lineCounter: lc, ...YAML_OPTIONS })
+      const doc = Array.isArray(docs) ? docs[0] : docs
+      locate = doc === undefined
+        ? () => ({ line: fallback.line, column: fallback.col })
+        : locator(doc, o => { const p = lc.linePos(o); return { line: p.line + firstLine - 1, col: p.col } }, fallback)
+    }
+    return locate(path)
+  }
+}
+
+/**
+ * Parse one file's multi-document YAML into resources with positions. Never throws. `yamlOnly`
+ * skips the js-yaml fast path (the tests compare both paths).
+ */
+export function parseDocuments (text: string, file: string, yamlOnly = false): { resources: Resource[]; problems: Problem[] } {
   const resources: Resource[] = []
   const problems: Problem[] = []
   const push = (line: number, column: number, message: string, code: string = Codes.SchemaValidationError, extra: Partial<Problem> = {}): void => {
@@ -135,12 +304,24 @@ export function parseDocuments (text: string, file: string): { resources: Resour
     push(deep.line, deep.column, `YAML nested deeper than ${MAX_NESTING} levels; not parsed`, Codes.YamlSyntax)
     return { resources, problems }
   }
+  const add = (o: unknown, di: number, sp: Pos, locate: (path: Path) => { line: number; column: number }): void => {
+    documentResource(o, di, sp, locate, file, problems, resources)
+  }
+  const fast = yamlOnly ? undefined : fastParse(text)
+  if (fast !== undefined) {
+    const cursor = { offset: 0, line: 1 }
+    const lineStarts = fast.map(d => text.lastIndexOf('\n', d.start - 1) + 1)
+    fast.forEach((d, di) => {
+      const sp = lineAt(text, d.start, cursor)
+      if (d.value === null || d.value === undefined) return
+      add(d.value, di, sp, lazyLocator(text, lineStarts[di], lineStarts[di + 1] ?? text.length, sp.line, sp))
+    })
+    return { resources, problems }
+  }
   const lc = new LineCounter()
   let docs: Document.Parsed[]
   try {
-    // logLevel 'error': yaml's warnings (e.g. a collection used as a map key) would otherwise
-    // go to process.emitWarning, letting anyone who can send config write to stderr.
-    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false, logLevel: 'error' }) as Document.Parsed[]
+    docs = parseAllDocuments(text, { lineCounter: lc, ...YAML_OPTIONS }) as Document.Parsed[]
     if (!Array.isArray(docs)) docs = [docs]
   } catch (err) {
     push(1, 1, `YAML could not be parsed: ${(err as Error).message}`, Codes.YamlSyntax)
@@ -163,39 +344,43 @@ export function parseDocuments (text: string, file: string): { resources: Resour
     }
     if (o === null || o === undefined) return
     const sp = lc.linePos(doc.contents?.range?.[0] ?? doc.range[0])
-    const locate = locator(doc, lc, sp)
-    const at = (path: Path, message: string, extra: Partial<Problem> = {}): void => {
-      const { line, column } = locate(path)
-      push(line, column, message, Codes.SchemaValidationError, { path: formatPath(path), ...extra })
-    }
-    if (typeof o !== 'object' || Array.isArray(o)) { at([], 'a document must be a mapping with apiVersion, kind, metadata and spec'); return }
-    const r = o as Record<string, unknown>
-    if (typeof r.kind !== 'string') { at(['kind'], 'kind is required'); return }
-    if (!(KINDS as readonly string[]).includes(r.kind)) {
-      problems.push(unknownKind(r.kind, String(r.apiVersion ?? ''), file, sp.line, sp.col))
-      return
-    }
-    const meta = (r.metadata ?? {}) as Record<string, unknown>
-    const name = typeof meta.name === 'string' ? meta.name : '?'
-    const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default'
-    const resource = `${r.kind} ${namespace}/${name}`
-    const before = problems.length
-    const versions = KIND_VERSIONS[r.kind as Kind]
-    if (!versions.includes(String(r.apiVersion))) at(['apiVersion'], `apiVersion "${String(r.apiVersion)}" is not one of ${versions.join(', ')}`, { resource })
-    for (const k of Object.keys(r)) if (!TOP_LEVEL.has(k)) at([k], `unknown field "${k}"`, { resource })
-    if (r.metadata === undefined) at(['metadata'], 'metadata is required', { resource })
-    else schemaErrors(ObjectMeta, r.metadata, ['metadata'], at, resource)
-    if (typeof meta.name === 'string' && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(meta.name)) at(['metadata', 'name'], `name "${meta.name}" must be a lowercase DNS-1123 subdomain`, { resource })
-    if (r.spec === undefined || r.spec === null) at(['spec'], 'spec is required', { resource })
-    else schemaErrors(SPEC_SCHEMAS[r.kind], r.spec, ['spec'], at, resource)
-    // Unknown fields leave the known ones well typed, so the resource is still cross-checked and
-    // every problem is reported at once; any other schema error stops it here.
-    if (problems.slice(before).some(p => !p.message.startsWith('unknown field'))) return
-    ;(r.metadata as Record<string, unknown>).namespace = namespace
-    delete r.status
-    resources.push({ ...(r as object), source: { file, doc: di, line: sp.line, column: sp.col }, locate } as unknown as Resource)
+    add(o, di, sp, locator(doc, o => lc.linePos(o), sp))
   })
   return { resources, problems }
+}
+
+/** One parsed document's resource (schema-checked), or its problems. */
+function documentResource (o: unknown, di: number, sp: Pos, locate: (path: Path) => { line: number; column: number }, file: string, problems: Problem[], resources: Resource[]): void {
+  const at = (path: Path, message: string, extra: Partial<Problem> = {}): void => {
+    const { line, column } = locate(path)
+    problems.push({ severity: 'Error', code: Codes.SchemaValidationError, message, file, line, column, path: formatPath(path), ...extra })
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) { at([], 'a document must be a mapping with apiVersion, kind, metadata and spec'); return }
+  const r = o as Record<string, unknown>
+  if (typeof r.kind !== 'string') { at(['kind'], 'kind is required'); return }
+  if (!(KINDS as readonly string[]).includes(r.kind)) {
+    problems.push(unknownKind(r.kind, String(r.apiVersion ?? ''), file, sp.line, sp.col))
+    return
+  }
+  const meta = (r.metadata ?? {}) as Record<string, unknown>
+  const name = typeof meta.name === 'string' ? meta.name : '?'
+  const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default'
+  const resource = `${r.kind} ${namespace}/${name}`
+  const before = problems.length
+  const versions = KIND_VERSIONS[r.kind as Kind]
+  if (!versions.includes(String(r.apiVersion))) at(['apiVersion'], `apiVersion "${String(r.apiVersion)}" is not one of ${versions.join(', ')}`, { resource })
+  for (const k of Object.keys(r)) if (!TOP_LEVEL.has(k)) at([k], `unknown field "${k}"`, { resource })
+  if (r.metadata === undefined) at(['metadata'], 'metadata is required', { resource })
+  else schemaErrors(ObjectMeta, r.metadata, ['metadata'], at, resource)
+  if (typeof meta.name === 'string' && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(meta.name)) at(['metadata', 'name'], `name "${meta.name}" must be a lowercase DNS-1123 subdomain`, { resource })
+  if (r.spec === undefined || r.spec === null) at(['spec'], 'spec is required', { resource })
+  else schemaErrors(SPEC_SCHEMAS[r.kind], r.spec, ['spec'], at, resource)
+  // Unknown fields leave the known ones well typed, so the resource is still cross-checked and
+  // every problem is reported at once; any other schema error stops it here.
+  if (problems.slice(before).some(p => !p.message.startsWith('unknown field'))) return
+  ;(r.metadata as Record<string, unknown>).namespace = namespace
+  delete r.status
+  resources.push({ ...(r as object), source: { file, doc: di, line: sp.line, column: sp.col }, locate } as unknown as Resource)
 }
 
 /**
@@ -221,13 +406,20 @@ function unknownKind (kind: string, apiVersion: string, file: string, line: numb
   }
 }
 
+/** Compiled checks of the schemas, made on first use: a valid value is checked in one call. */
+const checks = new Map<TSchema, TypeCheck<TSchema>>()
+
 function schemaErrors (
-  schema: Parameters<typeof Value.Errors>[0],
+  schema: TSchema,
   value: unknown,
   base: Path,
   at: (path: Path, message: string, extra?: Partial<Problem>) => void,
   resource: string
 ): void {
+  let check = checks.get(schema)
+  if (check === undefined) { check = TypeCompiler.Compile(schema); checks.set(schema, check) }
+  // Value.Errors walks the value again, slowly; it runs only for a value that has errors.
+  if (check.Check(value)) return
   const seen = new Set<string>()
   for (const e of Value.Errors(schema, value)) {
     const rel = e.path === '' ? [] : e.path.slice(1).split('/').map(s => s.replace(/~1/g, '/').replace(/~0/g, '~')).map(s => (/^\d+$/.test(s) ? Number(s) : s))
