@@ -6,6 +6,7 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { compile } from '../src/compile/compile.js'
+import type { Snapshot } from '../src/compile/snapshot.js'
 import { loadConfig } from '../src/config/load.js'
 import { buildFacts } from '../src/routing/facts.js'
 import { firstMatchLinear, selectRoute } from '../src/routing/select.js'
@@ -120,11 +121,13 @@ export function measureSize (n: number, layout: 'many-hosts' | 'one-host'): Rout
   let loaded: ReturnType<typeof loadConfig> | undefined = loadConfig([{ file: 'routes.yaml', text: yaml }])
   const errors = loaded.problems.filter(p => p.severity === 'Error')
   if (errors.length > 0) throw new Error(`route table does not load: ${errors[0].message}`)
-  const firstSnapshot = compile(loaded.set, { generation: 1 }).snapshot
+  let firstSnapshot: Snapshot | undefined = compile(loaded.set, { generation: 1 }).snapshot
   const compileMs = performance.now() - t0
   const store = new SnapshotStore(firstSnapshot)
   const rt = new RuntimeState(firstSnapshot)
   store.onSwap(next => rt.reconcile(next))
+  // From here on only the store holds the first snapshot, until the swap replaces it.
+  firstSnapshot = undefined
   // A changed table (other prefixes), parsed, compiled and swapped in as a reload does; the
   // parse (YAML + validation, src/config/load.ts) is timed apart from compile + swap.
   const yaml2 = routeTableYaml(n, hosts, 1)
