@@ -1,3 +1,5 @@
+import { connect as h2connect, constants, createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { gatewayFor } from '../../helpers/gateway.js'
 import { closedPort } from '../../helpers/upstream.js'
@@ -169,12 +171,43 @@ t.test('a deadline: grpc-timeout bounds the request as a route timeout', async t
   const gw = await gatewayFor(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }), { overload: false })
   const client = echoClient(target(gw.ingress), AUTH)
   t.teardown(() => client.close())
+  // Three timers end this call at about the same moment: the client's, the gateway's and the
+  // grpc-js server's (it reads the forwarded grpc-timeout too). Which one the log shows is a race;
+  // the test below, with an upstream that ignores deadlines, shows the gateway's own.
   const err = await unary(client, { text: 'sleep:2000', count: 0 }, { deadlineMs: 300 }).then(() => undefined, (e: grpc.ServiceError) => e)
   t.equal(err?.code, grpc.status.DEADLINE_EXCEEDED, 'the client sees its deadline')
-  await waitForLogs(gw.logs, 1, 3000)
-  t.equal(gw.logs[0].response_flags, 'UT', 'the gateway timed the request out too (504 UT, not left running)')
   const fast = await unary(client, { text: 'sleep:10', count: 0 }, { deadlineMs: 2000 })
   t.equal(fast.msg.text, 'v1:sleep:10', 'a call inside its deadline succeeds')
+})
+
+t.test('grpc-timeout: the gateway times the call out itself (UT) and resets the upstream stream', async t => {
+  // An HTTP/2 upstream that never answers and ignores grpc-timeout; the client sends the header
+  // and sets no deadline of its own, so only the gateway can end the call.
+  const server = createH2Server()
+  const streams: ServerHttp2Stream[] = []
+  server.on('stream', stream => { streams.push(stream); stream.on('error', () => {}) })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { for (const s of streams) s.destroy(); server.close(() => resolve()) }))
+  const gw = await gatewayFor(t, config({ v1: (server.address() as AddressInfo).port }, { retries: '{ attempts: 0 }' }), { overload: false })
+  const session = h2connect(gw.ingress)
+  t.teardown(() => session.destroy())
+  const started = Date.now()
+  const head = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': '/echo.Echo/Unary', ':authority': AUTH, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '200m' })
+    req.on('response', resolve)
+    req.on('error', reject)
+    req.end(Buffer.from([0, 0, 0, 0, 0]))
+    req.resume()
+  })
+  const ms = Date.now() - started
+  t.equal(head['grpc-status'], '14', 'a trailers-only gRPC answer: 504 as UNAVAILABLE, as Envoy maps it')
+  t.equal(head['grpc-message'], 'upstream request timeout')
+  t.ok(ms >= 180 && ms < 5000, `after the 200 ms in grpc-timeout (${ms} ms)`)
+  await waitForLogs(gw.logs, 1, 5000)
+  t.equal(gw.logs[0].response_flags, 'UT', 'logged as an upstream request timeout')
+  t.equal(gw.logs[0].response_code, '200', 'the trailers-only answer\'s :status, as Envoy logs a gRPC local reply')
+  await until('the upstream stream is reset, not left running', () => streams.length === 1 && streams[0].closed, 5000)
+  t.equal(streams[0].rstCode, constants.NGHTTP2_CANCEL, 'RST_STREAM CANCEL upstream')
 })
 
 t.test('retryOn unavailable: a trailers-only UNAVAILABLE is retried on another endpoint', async t => {
