@@ -1,8 +1,10 @@
 // Clients that send exactly what a test writes: `rawRequest` (one HTTP/1.1 request with any
-// target and headers, a fresh connection each time) and `rawExchange` (raw bytes over TCP, for
-// framing tests that must not go through a client that fixes them).
+// target and headers, a fresh connection each time; `appRequest` and `loggedRequest` are two
+// common uses of it) and `rawExchange` (raw bytes over TCP, for framing tests that must not go
+// through a client that fixes them).
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
+import { waitForLogs } from './wait.js'
 
 export interface SimpleResponse {
   status: number
@@ -40,6 +42,26 @@ export function rawRequest (
     if (opts.body !== undefined) req.end(opts.body)
     else req.end()
   })
+}
+
+/**
+ * A request to the mesh listener for the service `app`: Host `app` unless `opts.headers` names
+ * another, `/x` unless another path is given.
+ */
+export function appRequest (gw: { mesh: string }, path = '/x', opts: Parameters<typeof rawRequest>[2] = {}): Promise<SimpleResponse> {
+  return rawRequest(gw.mesh, path, { ...opts, headers: { host: 'app', ...opts.headers } })
+}
+
+/** A GET to the ingress listener, with the access-log line it was logged with. */
+export async function loggedRequest (
+  gw: { ingress: string; logs: Array<Record<string, string>> },
+  path: string,
+  headers: Record<string, string>
+): Promise<SimpleResponse & { log: Record<string, string> }> {
+  const before = gw.logs.length
+  const res = await rawRequest(gw.ingress, path, { headers })
+  await waitForLogs(gw.logs, before + 1, 5000)
+  return { ...res, log: gw.logs[before] }
 }
 
 /** The request the upstream saw, as the helper upstream (`startUpstream`) echoes it. */

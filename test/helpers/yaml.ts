@@ -6,11 +6,14 @@ const list = (items: string[]): string => `[${items.map(i => JSON.stringify(i)).
 /**
  * A Gateway (`gw` unless named, in the default namespace unless given, with an optional
  * workload `selector`) with one server: HTTP on 8080 for every host by default, HTTPS
- * on 8443 with a SIMPLE TLS certificate when `tls` is given.
+ * on 8443 with a SIMPLE TLS certificate when `tls` is given, or another `protocol` (`GRPC`,
+ * `HTTP2`) on 8080; the port is named after its protocol.
  */
-export function gateway (opts: { name?: string; namespace?: string; selector?: Record<string, string>; port?: number; hosts?: string[]; tls?: { cert: string; key: string } } = {}): string {
+export function gateway (opts: {
+  name?: string; namespace?: string; selector?: Record<string, string>; port?: number; hosts?: string[]; tls?: { cert: string; key: string }; protocol?: string
+} = {}): string {
   const port = opts.port ?? (opts.tls !== undefined ? 8443 : 8080)
-  const protocol = opts.tls !== undefined ? 'HTTPS' : 'HTTP'
+  const protocol = opts.protocol ?? (opts.tls !== undefined ? 'HTTPS' : 'HTTP')
   const tls = opts.tls !== undefined ? `    tls: { mode: SIMPLE, serverCertificate: ${opts.tls.cert}, privateKey: ${opts.tls.key} }\n` : ''
   const namespace = opts.namespace !== undefined ? `, namespace: ${opts.namespace}` : ''
   const selector = opts.selector !== undefined ? `  selector: { ${Object.entries(opts.selector).map(([k, v]) => `${k}: ${v}`).join(', ')} }\n` : ''
@@ -53,6 +56,16 @@ ${gateways}  http:
 ${http}`
 }
 
+/**
+ * The usual ingress set-up as one text: `GATEWAY`, `gatewayVs(http)`, the `more` documents when
+ * given (a DestinationRule, another ServiceEntry; joined with `---`), and `serviceEntry('app',
+ * endpoints)`.
+ */
+export function gatewayApp (http: string, endpoints: Record<string, number>, more = ''): string {
+  const extra = more !== '' ? `${more.trimEnd()}\n---\n` : ''
+  return `${GATEWAY}---\n${gatewayVs(http).trimEnd()}\n---\n${extra}${serviceEntry('app', endpoints)}`
+}
+
 /** A gateway-bound VirtualService for `*` with the given `http:` list (indented YAML). */
 export function gatewayVs (http: string, name = 'app'): string {
   return virtualService(http, { name, hosts: ['*'], gateways: ['gw'] })
@@ -69,11 +82,15 @@ export function meshRoute (host = 'app', subset?: string): string {
   return virtualService(routeTo(host, subset), { hosts: [host] })
 }
 
-/** A DestinationRule for `host`; `spec` is the YAML under `spec:` after `host:` (trafficPolicy, subsets), indented. */
-export function destinationRule (host: string, spec: string, name = host): string {
+/**
+ * A DestinationRule for `host`; `spec` is the YAML under `spec:` after `host:` (trafficPolicy,
+ * subsets), indented. `annotations` go under `metadata` (each value written as a quoted string).
+ */
+export function destinationRule (host: string, spec: string, name = host, annotations?: Record<string, string>): string {
+  const notes = annotations !== undefined ? `, annotations: { ${Object.entries(annotations).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} }` : ''
   return `apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: { name: ${name} }
+metadata: { name: ${name}${notes} }
 spec:
   host: ${host}
 ${spec}`
@@ -84,9 +101,9 @@ ${spec}`
  * endpoints whose `version` label is that name (as `serviceEntry` labels them).
  * `trafficPolicy`, when given, is the YAML under `trafficPolicy:`, indented.
  */
-export function versionSubsets (host: string, versions: string[], trafficPolicy?: string): string {
+export function versionSubsets (host: string, versions: string[], trafficPolicy?: string, annotations?: Record<string, string>): string {
   const policy = trafficPolicy !== undefined ? `  trafficPolicy:\n${trafficPolicy}` : ''
-  return destinationRule(host, `${policy}  subsets:\n${versions.map(v => `  - { name: ${v}, labels: { version: ${v} } }\n`).join('')}`)
+  return destinationRule(host, `${policy}  subsets:\n${versions.map(v => `  - { name: ${v}, labels: { version: ${v} } }\n`).join('')}`, host, annotations)
 }
 
 /** Subsets v1, v2, v3 of `app` by the `version` label. */
@@ -134,6 +151,35 @@ ${opts.namespace !== undefined ? `  namespace: ${opts.namespace}\n` : ''}spec:
   - number: ${opts.servicePort ?? 9080}
     name: http
     protocol: HTTP
+  resolution: STATIC
+  endpoints:${eps.length > 0 ? eps : ' []'}
+`
+}
+
+/** The port `serviceEntry` declares: 9080, named `http`, protocol HTTP. */
+export const HTTP_9080 = { number: 9080, name: 'http', protocol: 'HTTP' }
+
+/**
+ * A ServiceEntry for `host` (MESH_INTERNAL, STATIC) with one `port` (without `protocol`, Istio
+ * takes it from the port's name) and loopback endpoints on it: a list of ports (no labels), of
+ * `[version, port]` pairs (several endpoints may share a version), or `{ version: port }`. An
+ * endpoint with a version is labelled `version: <version>`.
+ */
+export function portService (host: string, port: { number: number; name: string; protocol?: string }, endpoints: Array<number | [string, number]> | Record<string, number>): string {
+  const list = Array.isArray(endpoints) ? endpoints : Object.entries(endpoints)
+  const eps = list.map(e => {
+    const [version, p] = typeof e === 'number' ? [undefined, e] : e
+    return `\n  - { address: 127.0.0.1, ports: { ${port.name}: ${p} }${version !== undefined ? `, labels: { version: ${version} }` : ''} }`
+  }).join('')
+  const protocol = port.protocol !== undefined ? `, protocol: ${port.protocol}` : ''
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${host} }
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  ports:
+  - { number: ${port.number}, name: ${port.name}${protocol} }
   resolution: STATIC
   endpoints:${eps.length > 0 ? eps : ' []'}
 `

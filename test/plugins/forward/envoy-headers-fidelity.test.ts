@@ -2,16 +2,16 @@
 // observe: repeated-header matching, x-forwarded-for, server, x-envoy-* request headers, local
 // reply headers and bodies, and the access-log fields of local replies (P1–P16 of the audit).
 import t from 'tap'
-import { startInlineGateway } from '../../helpers/gateway.js'
-import { echoed, rawRequest } from '../../helpers/raw-http.js'
-import { closedPort, startUpstream } from '../../helpers/upstream.js'
+import { gatewayFor } from '../../helpers/gateway.js'
+import { overflowThird } from '../../helpers/pool-overflow.js'
+import { echoed, loggedRequest, rawRequest } from '../../helpers/raw-http.js'
+import { closedPort, upstreamFor } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
+import { gateway, gatewayApp, serviceEntry, virtualService } from '../../helpers/yaml.js'
 
 t.test('Envoy request/response headers', async t => {
-  const up = await startUpstream('v1')
-  const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - name: hdr
+  const up = await upstreamFor(t, 'v1')
+  const gw = await gatewayFor(t, gatewayApp(`  - name: hdr
     match: [{ headers: { x-multi: { exact: "a,b" } } }]
     route: [{ destination: { host: app } }]
   - name: rw
@@ -19,10 +19,7 @@ ${gatewayVs(`  - name: hdr
     rewrite: { uri: /x/ }
     timeout: 2s
     route: [{ destination: { host: app } }]
-  - route: [{ destination: { host: app } }]`)}
----
-${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
+  - route: [{ destination: { host: app } }]`, { v1: up.port }))
 
   // P1 Envoy joins repeated header values with "," (no space) before matching
   // (HeaderUtility::getAllOfHeaderAsString); Node joins them with ", ".
@@ -52,24 +49,10 @@ ${serviceEntry('app', { v1: up.port })}`)
 })
 
 t.test('local replies and their access-log fields', async t => {
-  const up = await startUpstream('v1')
+  const up = await upstreamFor(t, 'v1')
   const dead = await closedPort()
-  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["shop.example.com"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: shop }
-spec:
-  hosts: [shop.example.com]
-  gateways: [gw]
-  http:
-  - name: nc
+  const gw = await gatewayFor(t, `${gateway({ hosts: ['shop.example.com'] })}---
+${virtualService(`  - name: nc
     match: [{ uri: { prefix: /nc } }]
     route: [{ destination: { host: nowhere.example } }]
   - name: fi
@@ -79,21 +62,15 @@ spec:
   - name: uf
     match: [{ uri: { prefix: /uf } }]
     route: [{ destination: { host: dead } }]
----
+`, { name: 'shop', hosts: ['shop.example.com'], gateways: ['gw'] })}---
 ${serviceEntry('app', { v1: up.port })}
 ---
 ${serviceEntry('dead', { v1: dead })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
   const host = { host: 'shop.example.com', 'x-forwarded-for': '203.0.113.7' }
-  const send = async (path: string): Promise<{ r: Awaited<ReturnType<typeof rawRequest>>; log: Record<string, string> }> => {
-    const before = gw.logs.length
-    const r = await rawRequest(gw.ingress, path, { headers: host })
-    await waitForLogs(gw.logs, before + 1, 5000)
-    return { r, log: gw.logs[before] }
-  }
+  const send = (path: string): ReturnType<typeof loggedRequest> => loggedRequest(gw, path, host)
   const nr = await send('/none')
-  t.equal(nr.r.status, 404)
-  t.equal(nr.r.headers['content-type'], undefined, 'P7 Envoy sends no content-type on an empty local reply')
+  t.equal(nr.status, 404)
+  t.equal(nr.headers['content-type'], undefined, 'P7 Envoy sends no content-type on an empty local reply')
   // P8 The HCM appends x-forwarded-for before routing, so NR/FI lines log it too.
   t.equal(nr.log.x_forwarded_for, '203.0.113.7,127.0.0.1', 'P8 x_forwarded_for logged on NR')
 
@@ -114,42 +91,20 @@ ${serviceEntry('dead', { v1: dead })}`)
   // failure reason: delayed connect error: …".
   const uf = await send('/uf')
   t.equal(uf.log.response_flags, 'UF,URX')
-  t.match(uf.r.body, /^upstream connect error or disconnect\/reset before headers\. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: (111|Connection refused)$/, 'P11 UF body after retries')
+  t.match(uf.body, /^upstream connect error or disconnect\/reset before headers\. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: (111|Connection refused)$/, 'P11 UF body after retries')
 })
 
 t.test('UO carries x-envoy-overloaded', async t => {
-  const hold: Array<() => void> = []
-  const up = await startUpstream('v1', (_req, res) => { hold.push(() => { res.writeHead(200); res.end('ok') }) })
-  const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - route: [{ destination: { host: app } }]`)}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-    connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }
----
-${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
-  const first = rawRequest(gw.ingress, '/a')
-  const second = rawRequest(gw.ingress, '/b')
-  const start = Date.now()
-  while (hold.length < 1 && Date.now() - start < 5000) await new Promise(resolve => setTimeout(resolve, 10))
-  const third = await rawRequest(gw.ingress, '/c')
+  const { third, admitted } = await overflowThird(t, '{ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }')
   t.equal(third.status, 503)
   // P12 router.cc onUpstreamAbort: a dropped (overflow) request gets x-envoy-overloaded: true.
   t.equal(third.headers['x-envoy-overloaded'], 'true', 'P12 x-envoy-overloaded')
-  let settled = false
-  void Promise.all([first, second]).finally(() => { settled = true })
-  while (!settled && Date.now() - start < 10_000) { for (const f of hold.splice(0)) f(); await new Promise(resolve => setTimeout(resolve, 10)) }
+  await admitted()
 })
 
 t.test('mesh listener (sidecar outbound) headers', async t => {
-  const up = await startUpstream('v1')
-  const gw = await startInlineGateway(serviceEntry('app', { v1: up.port }))
-  t.teardown(async () => { await gw.close(); await up.close() })
+  const up = await upstreamFor(t, 'v1')
+  const gw = await gatewayFor(t, serviceEntry('app', { v1: up.port }))
   const r = await rawRequest(gw.mesh, '/x', { headers: { host: 'app:9080' } })
   t.equal(r.status, 200)
   // P13 Sidecar outbound HCMs do not use the remote address: x-forwarded-for is not appended.
@@ -159,13 +114,9 @@ t.test('mesh listener (sidecar outbound) headers', async t => {
 })
 
 t.test('the access log sees the request headers as the router left them', async t => {
-  const up = await startUpstream('v1')
-  const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - rewrite: { authority: rewritten.example }
-    route: [{ destination: { host: app } }]`)}
----
-${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
+  const up = await upstreamFor(t, 'v1')
+  const gw = await gatewayFor(t, gatewayApp(`  - rewrite: { authority: rewritten.example }
+    route: [{ destination: { host: app } }]`, { v1: up.port }))
   t.equal((await rawRequest(gw.ingress, '/a', { headers: { host: 'shop.example.com' } })).status, 200)
   await waitForLogs(gw.logs, 1, 5000)
   // P15 %REQ(:AUTHORITY)% reads the header map the router rewrote in place (finalizeRequestHeaders
@@ -174,17 +125,13 @@ ${serviceEntry('app', { v1: up.port })}`)
 })
 
 t.test('a weighted destination\'s set.host rewrites the authority', async t => {
-  const up = await startUpstream('v1')
-  const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - route:
+  const up = await upstreamFor(t, 'v1')
+  const gw = await gatewayFor(t, gatewayApp(`  - route:
     - destination: { host: app }
       weight: 100
       headers: { request: { set: { host: weighted.example } } }
     - destination: { host: app }
-      weight: 0`)}
----
-${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
+      weight: 0`, { v1: up.port }))
   // P16 route.go processWeightedDestination: ClusterWeight.HostRewriteLiteral (applied unless
   // the route itself rewrites the authority, Envoy WeightedClusterEntry::finalizeRequestHeaders).
   const r = await rawRequest(gw.ingress, '/a', { headers: { host: 'shop.example.com' } })

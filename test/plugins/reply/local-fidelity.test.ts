@@ -1,9 +1,10 @@
 import t from 'tap'
-import { startInlineGateway } from '../../helpers/gateway.js'
-import { rawRequest } from '../../helpers/raw-http.js'
-import { closedPort, startUpstream } from '../../helpers/upstream.js'
+import { gatewayFor } from '../../helpers/gateway.js'
+import { overflowThird } from '../../helpers/pool-overflow.js'
+import { loggedRequest } from '../../helpers/raw-http.js'
+import { closedPort, upstreamFor } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
-import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
+import { APP_SUBSETS, gateway, serviceEntry, virtualService } from '../../helpers/yaml.js'
 
 // Envoy's local replies (status, body, response flag, details) and the access-log fields that go
 // with them, observed from a real meshgate. Bodies are Envoy's (source/common/router/router.cc:
@@ -12,28 +13,14 @@ import { APP_SUBSETS, GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yam
 // cluster not found send an empty body; fault filter "fault filter abort").
 
 t.test('NR, NC, UH, UF, UT, FI: status, body, flags, upstream cluster and host', async t => {
-  const slow = await startUpstream('v1', (req, res) => {
+  const slow = await upstreamFor(t, 'v1', (req, res) => {
     const wait = req.url?.startsWith('/slow') === true ? 1500 : 0
     setTimeout(() => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok') }, wait)
   })
   const deadA = await closedPort()
   const deadB = await closedPort()
-  const gw = await startInlineGateway(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["shop.example.com"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: shop }
-spec:
-  hosts: [shop.example.com]
-  gateways: [gw]
-  http:
-  - name: nc
+  const gw = await gatewayFor(t, `${gateway({ hosts: ['shop.example.com'] })}---
+${virtualService(`  - name: nc
     match: [{ uri: { prefix: /nc }, name: m1 }]
     route: [{ destination: { host: nowhere.example } }]
   - name: uh
@@ -54,7 +41,7 @@ spec:
     match: [{ uri: { prefix: /fi } }]
     fault: { abort: { httpStatus: 418, percentage: { value: 100 } } }
     route: [{ destination: { host: app, subset: v1 } }]
----
+`, { name: 'shop', hosts: ['shop.example.com'], gateways: ['gw'] })}---
 ${APP_SUBSETS}
 ---
 ${serviceEntry('app', { v1: slow.port })}
@@ -62,14 +49,8 @@ ${serviceEntry('app', { v1: slow.port })}
 ${serviceEntry('dead-a', { v1: deadA })}
 ---
 ${serviceEntry('dead-b', { v1: deadB })}`)
-  t.teardown(async () => { await gw.close(); await slow.close() })
   const host = { host: 'shop.example.com' }
-  const send = async (path: string, headers: Record<string, string> = host): Promise<{ status: number; body: string; log: Record<string, string> }> => {
-    const before = gw.logs.length
-    const r = await rawRequest(gw.ingress, path, { headers })
-    await waitForLogs(gw.logs, before + 1, 5000)
-    return { status: r.status, body: r.body, log: gw.logs[before] }
-  }
+  const send = (path: string, headers: Record<string, string> = host): ReturnType<typeof loggedRequest> => loggedRequest(gw, path, headers)
 
   // 404 NR: no virtual host for the Host (gateway.go: no vhost → 404) and no route in a vhost.
   for (const [path, headers] of [['/x', { host: 'other.example.com' }], ['/none', host]] as const) {
@@ -132,40 +113,12 @@ ${serviceEntry('dead-b', { v1: deadB })}`)
 })
 
 t.test('503 UO: connection-pool overflow answers Envoy\'s overflow body', async t => {
-  const hold: Array<() => void> = []
-  const up = await startUpstream('v1', (_req, res) => { hold.push(() => { res.writeHead(200); res.end('ok') }) })
-  const gw = await startInlineGateway(`${GATEWAY}---
-${gatewayVs(`  - route:
-    - destination: { host: app }`)}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-    connectionPool:
-      tcp: { maxConnections: 1 }
-      http: { http1MaxPendingRequests: 1 }
----
-${serviceEntry('app', { v1: up.port })}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
   // Two requests fill the connection and the pending queue; the third overflows at once.
-  const first = rawRequest(gw.ingress, '/a')
-  const second = rawRequest(gw.ingress, '/b')
-  const start = Date.now()
-  while (hold.length < 1 && Date.now() - start < 5000) await new Promise(resolve => setTimeout(resolve, 10))
-  const third = await rawRequest(gw.ingress, '/c')
+  const { gw, third, admitted } = await overflowThird(t, '{ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }')
   t.equal(third.status, 503)
   t.equal(third.body, 'upstream connect error or disconnect/reset before headers. reset reason: overflow')
   // Release the held upstream answers until both admitted requests have completed.
-  let settled = false
-  void Promise.all([first, second]).finally(() => { settled = true })
-  while (!settled && Date.now() - start < 10_000) {
-    for (const f of hold.splice(0)) f()
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-  const done = await Promise.all([first, second])
+  const done = await admitted()
   t.same(done.map(r => r.status), [200, 200], 'the admitted requests complete')
   await waitForLogs(gw.logs, 3, 5000)
   const uo = gw.logs.find(l => l.path === '/c')
