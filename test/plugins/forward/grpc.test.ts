@@ -1,9 +1,10 @@
-import { connect as h2connect, constants, createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
-import type { AddressInfo } from 'node:net'
+import { connect as h2connect, constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import t from 'tap'
 import { gatewayFor } from '../../helpers/gateway.js'
+import { startH2Upstream } from '../../helpers/h2-upstream.js'
 import { closedPort } from '../../helpers/upstream.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
+import { gateway, portService, versionSubsets, virtualService } from '../../helpers/yaml.js'
 import { type Msg, echoClient, grpc, startEchoServer, unary } from '../../fixtures/grpc/echo.js'
 
 // gRPC through meshgate end to end: a grpc-js client on an h2c Gateway port, grpc-js servers as
@@ -14,48 +15,12 @@ import { type Msg, echoClient, grpc, startEchoServer, unary } from '../../fixtur
 const AUTH = 'echo.example.com'
 
 function config (endpoints: Record<string, number>, opts: { retries?: string; route?: string } = {}): string {
-  const eps = Object.entries(endpoints).map(([version, port]) => `
-  - address: 127.0.0.1
-    ports: { grpc-echo: ${port} }
-    labels: { version: ${version} }`).join('')
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: grpc, protocol: GRPC }
-    hosts: ['*']
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo }
-spec:
-  hosts: [${AUTH}]
-  gateways: [gw]
-  http:
-  - ${opts.retries !== undefined ? `retries: ${opts.retries}\n    ` : ''}route:
+  return `${gateway({ protocol: 'GRPC' })}---
+${virtualService(`  - ${opts.retries !== undefined ? `retries: ${opts.retries}\n    ` : ''}route:
 ${opts.route ?? '    - destination: { host: echo }'}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo }
-spec:
-  hosts: [echo]
-  location: MESH_INTERNAL
-  ports:
-  - { number: 50051, name: grpc-echo, protocol: GRPC }
-  resolution: STATIC
-  endpoints:${eps}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: echo }
-spec:
-  host: echo
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
-`
+`, { name: 'echo', hosts: [AUTH], gateways: ['gw'] })}---
+${portService('echo', { number: 50051, name: 'grpc-echo', protocol: 'GRPC' }, endpoints)}---
+${versionSubsets('echo', ['v1', 'v2'])}`
 }
 
 function target (url: string): string {
@@ -183,12 +148,10 @@ t.test('a deadline: grpc-timeout bounds the request as a route timeout', async t
 t.test('grpc-timeout: the gateway times the call out itself (UT) and resets the upstream stream', async t => {
   // An HTTP/2 upstream that never answers and ignores grpc-timeout; the client sends the header
   // and sets no deadline of its own, so only the gateway can end the call.
-  const server = createH2Server()
   const streams: ServerHttp2Stream[] = []
-  server.on('stream', stream => { streams.push(stream); stream.on('error', () => {}) })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>(resolve => { for (const s of streams) s.destroy(); server.close(() => resolve()) }))
-  const gw = await gatewayFor(t, config({ v1: (server.address() as AddressInfo).port }, { retries: '{ attempts: 0 }' }), { overload: false })
+  const up = await startH2Upstream(stream => { streams.push(stream) })
+  t.teardown(() => up.close())
+  const gw = await gatewayFor(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }), { overload: false })
   const session = h2connect(gw.ingress)
   t.teardown(() => session.destroy())
   const started = Date.now()

@@ -1,10 +1,10 @@
-import { connect, constants, createServer, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
-import type { AddressInfo } from 'node:net'
+import { connect, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import t from 'tap'
 import { gatewayFor, type InlineGateway, type Teardown } from '../../helpers/gateway.js'
+import { startH2Upstream, type H2Upstream } from '../../helpers/h2-upstream.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, gatewayVs } from '../../helpers/yaml.js'
+import { GATEWAY, gateway, gatewayVs, portService, routeTo } from '../../helpers/yaml.js'
 import { echoClient, startEchoServer, unary } from '../../fixtures/grpc/echo.js'
 
 // `retryOn: refused-stream` against a real h2c upstream (node:http2) that refuses streams with
@@ -15,12 +15,7 @@ import { echoClient, startEchoServer, unary } from '../../fixtures/grpc/echo.js'
 /** What the upstream does with the n-th stream it receives (0-based). */
 type Act = 'refuse' | 'hold' | 'goaway' | 'internal-error' | 'answer'
 
-interface Upstream { port: number; seen: IncomingHttpHeaders[]; sessions: Set<unknown>; close: () => Promise<void> }
-
-async function upstream (act: (n: number) => Act): Promise<Upstream> {
-  const server = createServer()
-  const seen: IncomingHttpHeaders[] = []
-  const sessions = new Set<unknown>()
+async function upstream (act: (n: number) => Act): Promise<H2Upstream> {
   let held: { stream: ServerHttp2Stream; headers: IncomingHttpHeaders } | undefined
   const answer = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
     let body = ''
@@ -31,11 +26,8 @@ async function upstream (act: (n: number) => Act): Promise<Upstream> {
       stream.end(`${String(headers[':method'])} ${body}`)
     })
   }
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    const what = act(seen.length)
-    seen.push(headers)
-    sessions.add(stream.session)
-    stream.on('error', () => {}) // the refused ones
+  return startH2Upstream((stream, headers, n) => {
+    const what = act(n)
     if (what === 'refuse') { stream.close(constants.NGHTTP2_REFUSED_STREAM); return }
     if (what === 'internal-error') { stream.close(constants.NGHTTP2_INTERNAL_ERROR); return }
     if (what === 'hold') { held = { stream, headers }; return }
@@ -47,13 +39,6 @@ async function upstream (act: (n: number) => Act): Promise<Upstream> {
     }
     answer(stream, headers)
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    sessions,
-    close: () => new Promise(resolve => { server.close(() => resolve()); for (const s of sessions) (s as { destroy: () => void }).destroy() })
-  }
 }
 
 const CLUSTER = 'outbound|9080||app'
@@ -63,21 +48,10 @@ function config (port: number, retries: string | undefined): string {
 ${gatewayVs(`  - ${retries !== undefined ? `retries: ${retries}\n    ` : ''}route:
     - destination: { host: app }
 `)}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: app }
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports:
-  - { number: 9080, name: http2-web, protocol: HTTP2 }
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { http2-web: ${port} } }
-`
+${portService('app', { number: 9080, name: 'http2-web', protocol: 'HTTP2' }, [port])}`
 }
 
-async function setup (t: Teardown, act: (n: number) => Act, retries: string | undefined): Promise<{ up: Upstream; gw: InlineGateway; retries: () => number }> {
+async function setup (t: Teardown, act: (n: number) => Act, retries: string | undefined): Promise<{ up: H2Upstream; gw: InlineGateway; retries: () => number }> {
   const up = await upstream(act)
   t.teardown(() => up.close())
   const gw = await gatewayFor(t, config(up.port, retries), { overload: false })
@@ -165,13 +139,8 @@ async function refusingGrpc (refuse: number): Promise<{ port: number; streams: (
   const echo = await startEchoServer({ name: 'echo' })
   const backend = connect(`http://127.0.0.1:${echo.port}`)
   backend.on('error', () => {})
-  const front = createServer()
-  const sessions = new Set<{ destroy: () => void }>()
-  let n = 0
-  front.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    sessions.add(stream.session!)
-    stream.on('error', () => {})
-    if (n++ < refuse) {
+  const front = await startH2Upstream((stream, headers, n) => {
+    if (n < refuse) {
       stream.resume()
       stream.on('end', () => stream.close(constants.NGHTTP2_REFUSED_STREAM))
       return
@@ -190,13 +159,11 @@ async function refusingGrpc (refuse: number): Promise<{ port: number; streams: (
     stream.pipe(up)
     up.pipe(stream)
   })
-  await new Promise<void>(resolve => front.listen(0, '127.0.0.1', resolve))
   return {
-    port: (front.address() as AddressInfo).port,
-    streams: () => n,
+    port: front.port,
+    streams: () => front.seen.length,
     close: async () => {
-      for (const s of sessions) s.destroy()
-      await new Promise(resolve => front.close(resolve))
+      await front.close()
       backend.destroy()
       await echo.close()
     }
@@ -206,27 +173,9 @@ async function refusingGrpc (refuse: number): Promise<{ port: number; streams: (
 t.test('a grpc-js unary call whose stream is refused succeeds under the default policy', async t => {
   const up = await refusingGrpc(1)
   t.teardown(() => up.close())
-  const gw = await gatewayFor(t, `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: grpc, protocol: GRPC }
-    hosts: ['*']
----
-${gatewayVs('  - route:\n    - destination: { host: echo }\n')}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo }
-spec:
-  hosts: [echo]
-  location: MESH_INTERNAL
-  ports:
-  - { number: 50051, name: grpc-echo, protocol: GRPC }
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { grpc-echo: ${up.port} } }
-`, { overload: false })
+  const gw = await gatewayFor(t, `${gateway({ protocol: 'GRPC' })}---
+${gatewayVs(routeTo('echo'))}---
+${portService('echo', { number: 50051, name: 'grpc-echo', protocol: 'GRPC' }, [up.port])}`, { overload: false })
   const client = echoClient(new URL(gw.ingress).host, 'echo.example.com')
   t.teardown(() => client.close())
   const r = await unary(client, { text: 'hi', count: 1 })

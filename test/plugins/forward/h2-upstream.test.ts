@@ -1,26 +1,20 @@
-import { connect, createSecureServer, createServer, type Http2Server, type Http2SecureServer, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2'
-import type { AddressInfo } from 'node:net'
+import { connect, createSecureServer, createServer, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders } from 'node:http2'
 import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
 import { gatewayFor } from '../../helpers/gateway.js'
+import { startH2Upstream, type H2Upstream } from '../../helpers/h2-upstream.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, gatewayVs } from '../../helpers/yaml.js'
+import { GATEWAY, gateway, gatewayVs, portService, routeTo } from '../../helpers/yaml.js'
 
 // HTTP/2 to upstreams that are plain HTTP/2 servers (node:http2, which refuse HTTP/1.1):
 // h2UpgradePolicy UPGRADE on an HTTP port gives h2c with prior knowledge; an HTTP2 port with TLS
 // origination (SIMPLE) gives h2 by ALPN; HTTP/1.1 clients are served through either; sessions
 // are multiplexed and reused.
 
-interface H2Upstream { port: number; sessions: () => number; seen: IncomingHttpHeaders[]; close: () => Promise<void> }
-
-async function h2Upstream (server: Http2Server | Http2SecureServer): Promise<H2Upstream> {
-  const seen: IncomingHttpHeaders[] = []
-  // Sessions that carried a stream (the gateway's TCP health probes open bare connections too).
-  const sessions = new Set<unknown>()
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    sessions.add(stream.session)
-    seen.push(headers)
+/** An HTTP/2 upstream answering JSON (what it got) with a trailer, `/slow…` paths 150 ms late. */
+function h2Upstream (server: Http2Server | Http2SecureServer): Promise<H2Upstream> {
+  return startH2Upstream((stream, headers) => {
     let body = ''
     stream.setEncoding('utf8')
     stream.on('data', c => { body += c })
@@ -30,33 +24,13 @@ async function h2Upstream (server: Http2Server | Http2SecureServer): Promise<H2U
       stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': String(body.length) }))
       stream.end(JSON.stringify({ path: headers[':path'], authority: headers[':authority'], scheme: headers[':scheme'], body }))
     }, String(headers[':path']).startsWith('/slow') ? 150 : 0))
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as AddressInfo).port,
-    sessions: () => sessions.size,
-    seen,
-    close: () => new Promise(resolve => server.close(() => resolve()))
-  }
+  }, server)
 }
 
-function config (port: number, portSpec: string, dr: string): string {
-  return `${GATEWAY}---
-${gatewayVs(`  - route:
-    - destination: { host: app }
-`)}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: app }
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports:
-  - ${portSpec}
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { ${/name: ([\w-]+)/.exec(portSpec)![1]}: ${port} } }
----
+function config (port: number, servicePort: { number: number; name: string; protocol?: string }, dr: string, opts: { http?: string; gateway?: string } = {}): string {
+  return `${opts.gateway ?? GATEWAY}---
+${gatewayVs(opts.http ?? routeTo())}---
+${portService('app', servicePort, [port])}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: app }
@@ -69,7 +43,7 @@ ${dr}`
 t.test('h2UpgradePolicy UPGRADE: h2c with prior knowledge to an HTTP/2-only server', async t => {
   const up = await h2Upstream(createServer())
   t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config(up.port, '{ number: 9080, name: web, protocol: HTTP }', '    connectionPool: { http: { h2UpgradePolicy: UPGRADE } }'), { overload: false })
+  const gw = await gatewayFor(t, config(up.port, { number: 9080, name: 'web', protocol: 'HTTP' }, '    connectionPool: { http: { h2UpgradePolicy: UPGRADE } }'), { overload: false })
   const results = await Promise.all(Array.from({ length: 8 }, (_, i) => rawRequest(gw.ingress, `/p/${i}`, { headers: { host: 'app.example.com' } })))
   for (const [i, r] of results.entries()) {
     t.equal(r.status, 200, `request ${i} served`)
@@ -79,7 +53,7 @@ t.test('h2UpgradePolicy UPGRADE: h2c with prior knowledge to an HTTP/2-only serv
   t.equal(results[0].headers['x-proto'], 'h2')
   const post = await rawRequest(gw.ingress, '/post', { method: 'POST', headers: { host: 'app.example.com', 'content-type': 'text/plain' }, body: 'hello h2' })
   t.equal(JSON.parse(post.body).body, 'hello h2', 'request body sent on the stream')
-  t.equal(up.sessions(), 1, 'one multiplexed session carried every request')
+  t.equal(up.sessions.size, 1, 'one multiplexed session carried every request')
   t.notOk(up.seen.some(h => h.connection !== undefined || h['transfer-encoding'] !== undefined || h.host !== undefined), 'no HTTP/1.1 connection headers upstream')
   await waitForLogs(gw.logs, 9)
   t.ok(gw.logs.every(l => l.response_code === '200'))
@@ -90,7 +64,7 @@ t.test('an HTTP2 port with TLS origination: h2 by ALPN, the CA verified', async 
   const srv = pki.server('app.internal')
   const up = await h2Upstream(createSecureServer({ cert: pki.read(srv.cert), key: pki.read(srv.key) }))
   t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config(up.port, '{ number: 9443, name: web, protocol: HTTP2 }',
+  const gw = await gatewayFor(t, config(up.port, { number: 9443, name: 'web', protocol: 'HTTP2' },
     `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
   const r = await rawRequest(gw.ingress, '/secure', { headers: { host: 'app.example.com' } })
   t.equal(r.status, 200)
@@ -102,7 +76,7 @@ t.test('an HTTP2 port with TLS origination: h2 by ALPN, the CA verified', async 
   const osrv = other.server('app.internal')
   const rogue = await h2Upstream(createSecureServer({ cert: other.read(osrv.cert), key: other.read(osrv.key) }))
   t.teardown(() => rogue.close())
-  const gw2 = await gatewayFor(t, config(rogue.port, '{ number: 9443, name: web, protocol: HTTP2 }',
+  const gw2 = await gatewayFor(t, config(rogue.port, { number: 9443, name: 'web', protocol: 'HTTP2' },
     `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
   const bad = await rawRequest(gw2.ingress, '/secure', { headers: { host: 'app.example.com' } })
   t.equal(bad.status, 503, 'unverified upstream refused')
@@ -113,8 +87,8 @@ t.test('an HTTP2 port with TLS origination: h2 by ALPN, the CA verified', async 
 t.test('trailers reach an HTTP/2 client; maxConcurrentStreams opens more sessions', async t => {
   const up = await h2Upstream(createServer())
   t.teardown(() => up.close())
-  const yaml = config(up.port, '{ number: 9080, name: http2-web }', '    connectionPool: { http: { maxConcurrentStreams: 2 } }')
-    .replace('protocol: HTTP }', 'protocol: HTTP2 }')
+  // An HTTP2 Gateway port; the service port's protocol comes from its name.
+  const yaml = config(up.port, { number: 9080, name: 'http2-web' }, '    connectionPool: { http: { maxConcurrentStreams: 2 } }', { gateway: gateway({ protocol: 'HTTP2' }) })
   const gw = await gatewayFor(t, yaml, { overload: false })
   const session = connect(gw.ingress)
   t.teardown(() => session.close())
@@ -137,26 +111,17 @@ t.test('trailers reach an HTTP/2 client; maxConcurrentStreams opens more session
   t.equal(r.trailers['x-checksum'], '4', 'the upstream trailer passed through')
   const all = await Promise.all(Array.from({ length: 6 }, (_, i) => call(`/slow/${i}`, 'x')))
   t.ok(all.every(a => a.status === 200 && a.trailers['x-checksum'] === '1'))
-  t.ok(up.sessions() >= 3, `six concurrent streams at two per session need three sessions (${up.sessions()})`)
+  t.ok(up.sessions.size >= 3, `six concurrent streams at two per session need three sessions (${up.sessions.size})`)
 })
 
 t.test('a mirror to an HTTP/2 cluster is sent over HTTP/2', async t => {
   const main = await h2Upstream(createServer())
   const shadow = await h2Upstream(createServer())
   t.teardown(async () => { await main.close(); await shadow.close() })
-  const yaml = config(main.port, '{ number: 9080, name: grpc-web }', '    connectionPool: { http: { maxConcurrentStreams: 100 } }')
-    .replace('    - destination: { host: app }\n', '    - destination: { host: app }\n    mirror: { host: shadow }\n') + `
+  const yaml = `${config(main.port, { number: 9080, name: 'grpc-web' }, '    connectionPool: { http: { maxConcurrentStreams: 100 } }',
+    { http: `${routeTo()}    mirror: { host: shadow }\n` })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: shadow }
-spec:
-  hosts: [shadow]
-  location: MESH_INTERNAL
-  ports: [{ number: 9080, name: http2 }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { http2: ${shadow.port} } }]
-`
+${portService('shadow', { number: 9080, name: 'http2' }, [shadow.port])}`
   const gw = await gatewayFor(t, yaml, { overload: false })
   const r = await rawRequest(gw.ingress, '/m', { method: 'POST', headers: { host: 'app.example.com', 'content-length': '3' }, body: 'abc' })
   t.equal(r.status, 200)
