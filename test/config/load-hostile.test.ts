@@ -5,30 +5,15 @@ import { compile } from '../../src/compile/compile.js'
 import { MAX_ALIASES, MAX_TEXT_BYTES, MAX_TOTAL_BYTES, loadConfig } from '../../src/config/load.js'
 import { type Problem } from '../../src/config/problem.js'
 import { MAX_REGEX_LENGTH } from '../../src/config/validate.js'
-import { serviceEntry } from '../helpers/yaml.js'
+import { subsetService, virtualService } from '../helpers/yaml.js'
 
 const load = (text: string, strict = false): ReturnType<typeof loadConfig> => loadConfig([{ file: 'f.yaml', text }], { strict })
 const errors = (ps: Problem[]): Problem[] => ps.filter(p => p.severity === 'Error')
 const warnings = (ps: Problem[]): Problem[] => ps.filter(p => p.severity === 'Warning')
 
-const DR = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: reviews }
-spec:
-  host: reviews
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
----
-${serviceEntry('reviews', { v1: 1, v2: 2 })}---
+const DR = `${subsetService('reviews', { v1: 1, v2: 2 })}---
 `
-const vs = (http: string): string => `${DR}apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: reviews }
-spec:
-  hosts: [reviews]
-  http:
-${http}`
+const vs = (http: string): string => `${DR}${virtualService(http, { hosts: ['reviews'] })}`
 
 t.test('the base configuration used below is valid and warning-free', async t => {
   const r = load(vs('  - route: [{ destination: { host: reviews, subset: v1 } }]\n'))

@@ -1,16 +1,15 @@
 import t from 'tap'
-import { gatewayFor, startInlineGateway } from '../../helpers/gateway.js'
+import { gatewayFor } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream, upstreamFor, upstreamsFor } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, gatewayVs, serviceEntry } from '../../helpers/yaml.js'
+import { APP_SUBSETS, gateway, gatewayApp, serviceEntry, subsetService, virtualService } from '../../helpers/yaml.js'
 
 // Plugin tests: meshgate with real upstream HTTP servers on loopback (port 0).
 
 t.test('routes by path, header and query to the right upstream', async t => {
   const [v1, v2, v3] = await upstreamsFor(t, 'v1', 'v2', 'v3')
-  const gw = await gatewayFor(t, `${GATEWAY}---
-${gatewayVs(`  - name: by-header
+  const gw = await gatewayFor(t, gatewayApp(`  - name: by-header
     match:
     - headers: { end-user: { exact: jason } }
     route:
@@ -31,19 +30,7 @@ ${gatewayVs(`  - name: by-header
     - uri: { exact: /productpage }
     route:
     - destination: { host: app, subset: v1 }
-`)}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
-  - { name: v3, labels: { version: v3 } }
----
-${serviceEntry('app', { v1: v1.port, v2: v2.port, v3: v3.port })}`)
+`, { v1: v1.port, v2: v2.port, v3: v3.port }, APP_SUBSETS))
 
   const cases: Array<{ name: string; target: string; headers?: Record<string, string>; want: string | number }> = [
     { name: 'exact path', target: '/productpage', want: 'v1' },
@@ -77,8 +64,7 @@ ${serviceEntry('app', { v1: v1.port, v2: v2.port, v3: v3.port })}`)
 
 t.test('forwarding: Host kept, rewrites, header operations, forwarding headers', async t => {
   const up = await upstreamFor(t, 'up')
-  const gw = await gatewayFor(t, `${GATEWAY}---
-${gatewayVs(`  - match:
+  const gw = await gatewayFor(t, gatewayApp(`  - match:
     - uri: { prefix: /api/ }
     rewrite: { uri: /v2/ }
     route:
@@ -113,9 +99,7 @@ ${gatewayVs(`  - match:
           add: { x-resp-dest: dest }
   - route:
     - destination: { host: app }
-`)}
----
-${serviceEntry('app', { v1: up.port })}`)
+`, { v1: up.port }))
 
   let res = await rawRequest(gw.ingress, '/api/items?x=1', { headers: { host: 'shop.example.com:8080' } })
   let echo = JSON.parse(res.body)
@@ -162,26 +146,11 @@ ${serviceEntry('app', { v1: up.port })}`)
 })
 
 t.test('error statuses and flags', async t => {
-  const up = await startUpstream('up')
+  const up = await upstreamFor(t, 'up')
   const closed = await startUpstream('closed')
   await closed.close()
-  const gw = await startInlineGateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: http, protocol: HTTP }
-    hosts: ["bookinfo.example.com"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: ["bookinfo.example.com"]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { prefix: /nc } }]
+  const gw = await gatewayFor(t, `${gateway({ hosts: ['bookinfo.example.com'] })}---
+${virtualService(`  - match: [{ uri: { prefix: /nc } }]
     route:
     - destination: { host: app, subset: v9 }
   - match: [{ uri: { prefix: /nohost } }]
@@ -196,13 +165,12 @@ spec:
   - match: [{ uri: { prefix: /ok } }]
     route:
     - destination: { host: app }
----
+`, { name: 'app', hosts: ['bookinfo.example.com'], gateways: ['gw'] })}---
 ${serviceEntry('app', { v1: up.port })}
 ---
 ${serviceEntry('dead', { v1: closed.port })}
 ---
 ${serviceEntry('empty', {})}`)
-  t.teardown(async () => { await gw.close(); await up.close() })
   t.ok(gw.problems.some(p => p.message.includes('v9')), 'undefined subset is a load warning')
   const h = { host: 'bookinfo.example.com' }
   const cases = [
@@ -234,13 +202,10 @@ ${serviceEntry('empty', {})}`)
 
 t.test('access log: one JSON line per request with exactly the documented fields', async t => {
   const up = await upstreamFor(t, 'up')
-  const gw = await gatewayFor(t, `${GATEWAY}---
-${gatewayVs(`  - name: main
+  const gw = await gatewayFor(t, gatewayApp(`  - name: main
     route:
     - destination: { host: app }
-`)}
----
-${serviceEntry('app', { v1: up.port })}`)
+`, { v1: up.port }))
   const res = await rawRequest(gw.ingress, '/reviews/0?x=1', {
     method: 'POST',
     body: 'hello',
@@ -284,30 +249,14 @@ ${serviceEntry('app', { v1: up.port })}`)
 
 t.test('mesh listener: Host and absolute-form targets select the service', async t => {
   const [v1, v2] = await upstreamsFor(t, 'v1', 'v2')
-  const gw = await gatewayFor(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: reviews }
-spec:
-  hosts: [reviews]
-  http:
-  - match:
+  const gw = await gatewayFor(t, `${virtualService(`  - match:
     - headers: { end-user: { exact: jason } }
     route:
     - destination: { host: reviews, subset: v2 }
   - route:
     - destination: { host: reviews, subset: v1 }
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: reviews }
-spec:
-  host: reviews
-  subsets:
-  - { name: v1, labels: { version: v1 } }
-  - { name: v2, labels: { version: v2 } }
----
-${serviceEntry('reviews', { v1: v1.port, v2: v2.port })}`, { gatewayPorts: [] })
+`, { hosts: ['reviews'] })}---
+${subsetService('reviews', { v1: v1.port, v2: v2.port })}`, { gatewayPorts: [] })
   const spellings = ['reviews:9080', 'reviews', 'reviews.default:9080', 'reviews.default.svc', 'reviews.default.svc.cluster.local:9080']
   for (const host of spellings) {
     const res = await rawRequest(gw.mesh, '/reviews/0', { headers: { host } })
