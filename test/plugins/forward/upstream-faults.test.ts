@@ -4,10 +4,10 @@ import { connect, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
 import { startInlineGateway } from '../../helpers/gateway.js'
-import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { appRequest, rawExchange } from '../../helpers/raw-http.js'
 import { closedPort, countingUpstream, startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
-import { meshRoute, serviceEntry } from '../../helpers/yaml.js'
+import { destinationRule, meshRoute, serviceEntry, virtualService } from '../../helpers/yaml.js'
 import type { GatewayOptions } from '../../../plugins/gateway.js'
 
 // docs/testing.md#d-upstream-faults, table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
@@ -15,38 +15,23 @@ import type { GatewayOptions } from '../../../plugins/gateway.js'
 // status and flag the client sees, what the upstream saw, and that nothing leaks or retries wrongly.
 
 function appYaml (ports: Record<string, number>, route = '', dr = ''): string {
-  return `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app]
-  http:
-  - ${route}route:
+  return `${virtualService(`  - ${route}route:
     - destination: { host: app }
----
+`)}---
 ${serviceEntry('app', ports)}${dr === '' ? '' : `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-${dr}`}`
+${destinationRule('app', `  trafficPolicy:\n${dr}`)}`}`
 }
 
 async function gateway (yaml: string, opts: Partial<GatewayOptions> = {}): Promise<Awaited<ReturnType<typeof startInlineGateway>>> {
   return startInlineGateway(yaml, { gatewayPorts: [], overload: false, ...opts })
 }
 
-const get = (gw: { mesh: string }, path = '/x', opts: Parameters<typeof rawRequest>[2] = {}): ReturnType<typeof rawRequest> =>
-  rawRequest(gw.mesh, path, { ...opts, headers: { host: 'app', ...opts.headers } })
-
 t.test('D1: connection refused → 503 UF at once; retried on a different endpoint', async t => {
   const dead = await closedPort()
   const gw = await gateway(appYaml({ v1: dead }))
   t.teardown(() => gw.close())
   const started = Date.now()
-  const r = await get(gw)
+  const r = await appRequest(gw)
   t.equal(r.status, 503)
   t.match(r.body, /connection failure/)
   await waitForLogs(gw.logs, 1)
@@ -56,7 +41,7 @@ t.test('D1: connection refused → 503 UF at once; retried on a different endpoi
   const live = await countingUpstream('live')
   const two = await gateway(appYaml({ a: dead, b: live.port }))
   t.teardown(async () => { await two.close(); await live.close() })
-  const codes = await Promise.all(Array.from({ length: 6 }, () => get(two).then(x => x.status)))
+  const codes = await Promise.all(Array.from({ length: 6 }, () => appRequest(two).then(x => x.status)))
   t.same(codes, [200, 200, 200, 200, 200, 200], 'every GET ends on the live endpoint (retry avoids the refused host)')
 })
 
@@ -83,12 +68,12 @@ ${meshRoute()}
   t.teardown(() => gw.close())
   await sleep(300)
   const before = lookups
-  const results = await Promise.all(Array.from({ length: 50 }, () => get(gw)))
+  const results = await Promise.all(Array.from({ length: 50 }, () => appRequest(gw)))
   t.ok(results.every(r => r.status === 503), '50 requests: all 503')
   await waitForLogs(gw.logs, 50)
   t.ok(gw.logs.every(l => /^(UH|UF)/.test(l.response_flags)), `flags ${[...new Set(gw.logs.map(l => l.response_flags))].join(',')}`)
   t.ok(lookups - before <= 2, `no lookup storm: ${lookups - before} lookups for 50 requests`)
-  t.equal((await get(gw)).status, 503, 'still serving 503s, the process is fine')
+  t.equal((await appRequest(gw)).status, 503, 'still serving 503s, the process is fine')
 })
 
 t.test('D3: hang before headers → 504 UT at the route timeout, the upstream request aborted', async t => {
@@ -97,7 +82,7 @@ t.test('D3: hang before headers → 504 UT at the route timeout, the upstream re
   const gw = await gateway(appYaml({ v1: hang.port }, 'timeout: 0.5s\n    '))
   t.teardown(async () => { await gw.close(); await hang.close() })
   const started = Date.now()
-  const r = await get(gw)
+  const r = await appRequest(gw)
   const ms = Date.now() - started
   t.equal(r.status, 504)
   t.equal(r.body, 'upstream request timeout')
@@ -111,7 +96,7 @@ t.test('D3: hang before headers → 504 UT at the route timeout, the upstream re
   const idle = await gateway(appYaml({ v1: hang.port }), { upstreamIdleTimeoutMs: 700 })
   t.teardown(() => idle.close())
   const s2 = Date.now()
-  const r2 = await get(idle)
+  const r2 = await appRequest(idle)
   t.equal(r2.status, 504, `upstream idle timeout → 504 after ${Date.now() - s2} ms`)
   await waitForLogs(idle.logs, 1)
   t.equal(idle.logs[0].response_flags, 'UT')
@@ -123,7 +108,7 @@ t.test('D4: reset before headers → 503 UC; a GET is retried on another endpoin
   const good = await startUpstream('good', (_req, res) => { res.end('second try') })
   const gw = await gateway(appYaml({ a: flaky.port }, 'retries: { attempts: 0 }\n    '))
   t.teardown(async () => { await gw.close(); await flaky.close(); await good.close() })
-  const r = await get(gw, '/once')
+  const r = await appRequest(gw, '/once')
   t.equal(r.status, 503, 'reset before headers → 503')
   t.match(r.body, /reset reason: connection termination/)
   await waitForLogs(gw.logs, 1)
@@ -131,7 +116,7 @@ t.test('D4: reset before headers → 503 UC; a GET is retried on another endpoin
   const two = await gateway(appYaml({ a: flaky.port, b: good.port }))
   t.teardown(() => two.close())
   resets = 0
-  const results = await Promise.all(Array.from({ length: 4 }, () => get(two, '/retry')))
+  const results = await Promise.all(Array.from({ length: 4 }, () => appRequest(two, '/retry')))
   t.ok(results.every(x => x.status === 200 && x.body === 'second try'), 'GETs retried onto the other endpoint')
   t.ok(resets <= 4, `each reset at most once per request (${resets})`)
 
@@ -169,7 +154,7 @@ t.test('D5: reset mid-response → the client response is aborted, never complet
   await waitForLogs(gw.logs, 2)
   t.ok(gw.logs.every(l => /UC|UPE/.test(l.response_flags)), `logged ${gw.logs.map(l => l.response_flags).join(', ')}`)
   t.equal(attempts, 2, 'no retry once the response had started')
-  t.equal((await get(gw, '/ok')).body, 'ok', 'the endpoint is not marked down; the next request is fine')
+  t.equal((await appRequest(gw, '/ok')).body, 'ok', 'the endpoint is not marked down; the next request is fine')
 })
 
 t.test('D6: an upstream dripping its body is aborted at the idle timeout', async t => {
@@ -197,17 +182,17 @@ t.test('D7: 503 on GET: retried only as configured, at most the configured attem
   const up = await startUpstream('busy', (_req, res) => { n++; res.writeHead(503); res.end('busy') })
   const dflt = await gateway(appYaml({ v1: up.port }))
   t.teardown(async () => { await dflt.close(); await up.close() })
-  t.equal((await get(dflt)).status, 503)
+  t.equal((await appRequest(dflt)).status, 503)
   t.equal(n, 3, 'Istio default (retriable-status-codes 503, 2 attempts): three tries in all, never ten')
   n = 0
   const conf = await gateway(appYaml({ v1: up.port }, 'retries: { attempts: 1, retryOn: 5xx }\n    '))
   t.teardown(() => conf.close())
-  t.equal((await get(conf)).status, 503)
+  t.equal((await appRequest(conf)).status, 503)
   t.equal(n, 2, 'attempts 1: two tries')
   n = 0
   const off = await gateway(appYaml({ v1: up.port }, 'retries: { attempts: 0 }\n    '))
   t.teardown(() => off.close())
-  t.equal((await get(off)).status, 503)
+  t.equal((await appRequest(off)).status, 503)
   t.equal(n, 1, 'attempts 0: no retry')
 })
 
@@ -244,7 +229,7 @@ t.test('D9: an upstream certificate that fails verification → 503 UF, no reque
   const port = (server.address() as AddressInfo).port
   const gw = await gateway(appYaml({ v1: port }, '', '    tls: { mode: SIMPLE, sni: localhost }\n'))
   t.teardown(async () => { await gw.close(); server.close() })
-  const r = await get(gw)
+  const r = await appRequest(gw)
   t.equal(r.status, 503)
   await waitForLogs(gw.logs, 1)
   t.match(gw.logs[0].response_flags, /^UF/, `flag ${gw.logs[0].response_flags} (${gw.logs[0].upstream_transport_failure_reason})`)
@@ -264,7 +249,7 @@ t.test('D10: an upstream that never accepts (full backlog) → 503 UF at the con
   const gw = await gateway(appYaml({ v1: port }, 'retries: { attempts: 0 }\n    ', '    connectionPool: { tcp: { connectTimeout: 400ms } }\n'))
   t.teardown(() => gw.close())
   const started = Date.now()
-  const r = await get(gw)
+  const r = await appRequest(gw)
   const ms = Date.now() - started
   t.equal(r.status, 503)
   t.ok(ms >= 300 && ms < 5000, `answered at the connect timeout (${ms} ms)`)
