@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
-import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
+import { appRequest, rawExchange, rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, serviceEntry } from '../../helpers/yaml.js'
+import { GATEWAY, destinationRule, routeTo, serviceEntry, virtualService } from '../../helpers/yaml.js'
 
 // Hardening, round 2: upgrade smuggling, Expect: 100-continue, one bad exchange never takes an
 // endpoint out, breakers only with outlierDetection, Connection nominations, clean drains,
@@ -19,21 +19,18 @@ import { GATEWAY, serviceEntry } from '../../helpers/yaml.js'
 
 const CLUSTER = 'outbound|9080||app.default.svc.cluster.local'
 
-function yaml (port: number, extra = ''): string {
+/**
+ * `app` (one endpoint on `port`) for the gateway and the mesh: `/denied` answered 403 locally, the
+ * rest routed to `app` with `route` appended to that route (indented YAML), and a DestinationRule
+ * with `trafficPolicy` (indented YAML) when given.
+ */
+function yaml (port: number, opts: { route?: string; trafficPolicy?: string } = {}): string {
+  const dr = opts.trafficPolicy !== undefined ? `${destinationRule('app', `  trafficPolicy:\n${opts.trafficPolicy}`)}---\n` : ''
   return `${GATEWAY}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app, app.example.com]
-  gateways: [gw, mesh]
-  http:
-  - match: [{ uri: { prefix: /denied } }]
+${virtualService(`  - match: [{ uri: { prefix: /denied } }]
     directResponse: { status: 403, body: { string: denied } }
-  - route:
-    - destination: { host: app }
-${extra}---
-${serviceEntry('app', { v1: port })}`
+${routeTo()}${opts.route ?? ''}`, { name: 'app', hosts: ['app', 'app.example.com'], gateways: ['gw', 'mesh'] })}---
+${dr}${serviceEntry('app', { v1: port })}`
 }
 
 t.test('1. upgrades cannot smuggle requests', async t => {
@@ -150,7 +147,7 @@ t.test('2. Expect: 100-continue, as curl sends it on a large upload', async t =>
   t.equal(up.seen[0].body.length, 2 * 1024 * 1024, 'the whole body arrived')
   t.equal(up.seen[0].headers.expect, undefined, 'the expectation is not forwarded (answered by the gateway)')
   t.equal(gw.runtime.cluster(CLUSTER)!.healthy.length, 1, 'the endpoint stays healthy')
-  t.equal((await rawRequest(gw.mesh, '/after', { headers: { host: 'app' } })).status, 200, 'other clients are served')
+  t.equal((await appRequest(gw, '/after')).status, 200, 'other clients are served')
 })
 
 /** A TCP upstream that misbehaves on its first `bad` connections, then serves HTTP. */
@@ -177,10 +174,10 @@ t.test('3. one bad exchange never takes an endpoint out', async t => {
   for (const [name, behave] of cases) {
     const up = await flakyUpstream(behave)
     const gw = await startInlineGateway(yaml(up.port))
-    const first = await rawRequest(gw.mesh, '/one', { headers: { host: 'app' } })
+    const first = await appRequest(gw, '/one')
     t.ok(first.status < 500 || first.status === 502 || first.status === 503, `${name}: first request answered (${first.status})`)
     t.equal(gw.runtime.cluster(CLUSTER)!.healthy.length, 1, `${name}: the endpoint is still healthy`)
-    const next = await rawRequest(gw.mesh, '/two', { headers: { host: 'app' } })
+    const next = await appRequest(gw, '/two')
     t.equal(next.status, 200, `${name}: the next request is served at once`)
     await gw.close()
     await up.close()
@@ -199,9 +196,9 @@ t.test('3. one bad exchange never takes an endpoint out', async t => {
     })
     return true
   })
-  const noRetries = yaml(racy.port).replace('  - route:\n    - destination: { host: app }\n', '  - route:\n    - destination: { host: app }\n    retries: { attempts: 0 }\n')
+  const noRetries = yaml(racy.port, { route: '    retries: { attempts: 0 }\n' })
   const rgw = await startInlineGateway(noRetries)
-  for (let i = 0; i < 6; i++) t.equal((await rawRequest(rgw.mesh, `/race-${i}`, { headers: { host: 'app' } })).status, 200, `keep-alive race ${i + 1}: served`)
+  for (let i = 0; i < 6; i++) t.equal((await appRequest(rgw, `/race-${i}`)).status, 200, `keep-alive race ${i + 1}: served`)
   t.equal(rgw.runtime.cluster(CLUSTER)!.healthy.length, 1, 'keep-alive race: the endpoint stays healthy')
   await rgw.close()
   await racy.close()
@@ -209,10 +206,10 @@ t.test('3. one bad exchange never takes an endpoint out', async t => {
   const up = await flakyUpstream(() => false)
   const gw = await startInlineGateway(yaml(up.port))
   t.teardown(async () => { await gw.close(); await up.close() })
-  t.equal((await rawRequest(gw.mesh, '/warm', { headers: { host: 'app' } })).status, 200)
+  t.equal((await appRequest(gw, '/warm')).status, 200)
   // A refused connection is different: that is evidence the host is gone.
   await up.close()
-  const down = await rawRequest(gw.mesh, '/gone', { headers: { host: 'app' } })
+  const down = await appRequest(gw, '/gone')
   t.equal(down.status, 503, 'upstream gone: 503')
   t.equal(gw.runtime.cluster(CLUSTER)!.healthy.length, 0, 'a refused connection marks the host down at once')
 })
@@ -222,25 +219,17 @@ t.test('3. no ejection without outlierDetection; the breaker follows the Destina
   const gw = await startInlineGateway(yaml(up.port))
   t.teardown(async () => { await gw.close(); await up.close() })
   const codes = new Set<number>()
-  for (let i = 0; i < 40; i++) codes.add((await rawRequest(gw.mesh, '/x', { headers: { host: 'app' } })).status)
+  for (let i = 0; i < 40; i++) codes.add((await appRequest(gw, '/x')).status)
   t.same([...codes], [500], 'without outlierDetection every request gets the application\'s 500')
   t.equal(gw.runtime.cluster(CLUSTER)!.healthy.length, 1, 'and the endpoint is never taken out')
 
   const up2 = await startUpstream('app', (_req, res) => { res.writeHead(500); res.end('app error') })
-  const withOd = await startInlineGateway(yaml(up2.port, '').replace('---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry', `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-    outlierDetection: { consecutive5xxErrors: 1000, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100 }
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry`))
+  const withOd = await startInlineGateway(yaml(up2.port, {
+    trafficPolicy: '    outlierDetection: { consecutive5xxErrors: 1000, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100 }\n'
+  }))
   t.teardown(async () => { await withOd.close(); await up2.close() })
   const seen: number[] = []
-  for (let i = 0; i < 40; i++) seen.push((await rawRequest(withOd.mesh, '/x', { headers: { host: 'app' } })).status)
+  for (let i = 0; i < 40; i++) seen.push((await appRequest(withOd, '/x')).status)
   t.ok(seen.slice(0, 20).every(s => s === 500), 'with outlierDetection: 500s pass until the breaker has its volume')
   t.equal(seen.at(-1), 503, 'then the breaker opens and the endpoint is out: 503')
 })

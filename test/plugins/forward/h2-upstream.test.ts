@@ -5,7 +5,7 @@ import { gatewayFor } from '../../helpers/gateway.js'
 import { startH2Upstream, type H2Upstream } from '../../helpers/h2-upstream.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
-import { GATEWAY, gateway, gatewayVs, portService, routeTo } from '../../helpers/yaml.js'
+import { GATEWAY, destinationRule, gateway, gatewayVs, portService, routeTo } from '../../helpers/yaml.js'
 
 // HTTP/2 to upstreams that are plain HTTP/2 servers (node:http2, which refuse HTTP/1.1):
 // h2UpgradePolicy UPGRADE on an HTTP port gives h2c with prior knowledge; an HTTP2 port with TLS
@@ -31,13 +31,7 @@ function config (port: number, servicePort: { number: number; name: string; prot
   return `${opts.gateway ?? GATEWAY}---
 ${gatewayVs(opts.http ?? routeTo())}---
 ${portService('app', servicePort, [port])}---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-${dr}`
+${destinationRule('app', `  trafficPolicy:\n${dr}`)}`
 }
 
 t.test('h2UpgradePolicy UPGRADE: h2c with prior knowledge to an HTTP/2-only server', async t => {
