@@ -6,32 +6,18 @@ import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawExchange, rawRequest } from '../../helpers/raw-http.js'
 import { startUpstream } from '../../helpers/upstream.js'
 import { waitForLogs } from '../../helpers/wait.js'
-import { serviceEntry } from '../../helpers/yaml.js'
+import { gateway, serviceEntry, virtualService } from '../../helpers/yaml.js'
 
 // HTTP/2 cleartext (h2c, prior knowledge) on Gateway ports declared HTTP2 or GRPC (issue #4
 // item 9): the same port takes HTTP/1.1 and h2c, forwards to HTTP/1.1 upstreams, and caps
 // concurrent streams at 100.
 
 function yaml (protocol: string, upPort: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw }
-spec:
-  servers:
-  - port: { number: 8080, name: grpc, protocol: ${protocol} }
-    hosts: ['*']
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.com]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { prefix: /public/ } }]
+  return `${gateway({ protocol })}---
+${virtualService(`  - match: [{ uri: { prefix: /public/ } }]
     route:
     - destination: { host: app }
----
+`, { name: 'app', hosts: ['app.example.com'], gateways: ['gw'] })}---
 ${serviceEntry('app', { v1: upPort })}`
 }
 

@@ -5,7 +5,7 @@ import t from 'tap'
 import { startAdmin } from '../../../routes/admin.js'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { rawRequest } from '../../helpers/raw-http.js'
-import { GATEWAY } from '../../helpers/yaml.js'
+import { GATEWAY, versionSubsets, virtualService } from '../../helpers/yaml.js'
 
 // One decision for every entry point: ordinary requests, upgrades and GET /routes/explain pick
 // the same route and cluster for the same request (a property over generated requests), and
@@ -55,23 +55,9 @@ spec:
 ---
 ${se('beta')}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: alpha }
-spec:
-  host: alpha
-  subsets:
-${subsets.split(', ').map(s => `  - { name: ${s}, labels: { version: ${s} } }`).join('\n')}
----
+${versionSubsets('alpha', subsets.split(', '))}---
 ${GATEWAY}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: alpha }
-spec:
-  hosts: [alpha, shop.example.com]
-  gateways: [gw, mesh]
-  http:
-  - name: jason
+${virtualService(`  - name: jason
     match: [{ headers: { end-user: { exact: jason } }, uri: { prefix: /api } }]
     route: [{ destination: { host: alpha, subset: v2 } }]
   - name: api
@@ -87,7 +73,7 @@ spec:
   - name: teapot
     match: [{ uri: { prefix: /teapot } }]
     directResponse: { status: 418, body: { string: short and stout } }
-`
+`, { name: 'alpha', hosts: ['alpha', 'shop.example.com'], gateways: ['gw', 'mesh'] })}`
 }
 
 interface Seen { route: string; cluster: string; status: string }
