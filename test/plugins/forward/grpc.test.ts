@@ -1,10 +1,10 @@
 import { connect as h2connect, constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import t from 'tap'
-import { gatewayFor } from '../../helpers/gateway.js'
+import { gatewayFor, type InlineGateway, type Teardown } from '../../helpers/gateway.js'
 import { startH2Upstream } from '../../helpers/h2-upstream.js'
 import { closedPort } from '../../helpers/upstream.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
-import { gateway, portService, versionSubsets, virtualService } from '../../helpers/yaml.js'
+import { gateway, portService, routeTo, versionSubsets, virtualService } from '../../helpers/yaml.js'
 import { type Msg, echoClient, grpc, startEchoServer, unary } from '../../fixtures/grpc/echo.js'
 
 // gRPC through meshgate end to end: a grpc-js client on an h2c Gateway port, grpc-js servers as
@@ -27,14 +27,29 @@ function target (url: string): string {
   return new URL(url).host
 }
 
+/** `startEchoServer`, closed when the test ends. */
+async function echoServerFor (t: Teardown, opts: Parameters<typeof startEchoServer>[0]): Promise<Awaited<ReturnType<typeof startEchoServer>>> {
+  const up = await startEchoServer(opts)
+  t.teardown(() => up.close())
+  return up
+}
+
+/**
+ * meshgate with `yaml`, and a grpc-js client on its ingress (its mesh listener with `mesh`) for
+ * `authority` (the VirtualService's host unless given); both closed when the test ends.
+ */
+async function callThrough (t: Teardown, yaml: string, opts: { authority?: string; mesh?: boolean } = {}): Promise<{ gw: InlineGateway; client: ReturnType<typeof echoClient> }> {
+  const gw = await gatewayFor(t, yaml, { overload: false })
+  const client = echoClient(target(opts.mesh === true ? gw.mesh : gw.ingress), opts.authority ?? AUTH)
+  t.teardown(() => client.close())
+  return { gw, client }
+}
+
 type Call = Record<string, (...args: unknown[]) => grpc.ClientReadableStream<Msg> & grpc.ClientWritableStream<Msg> & grpc.ClientDuplexStream<Msg, Msg>>
 
 t.test('unary, streaming both ways and bidi, with metadata and trailers', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { gw, client } = await callThrough(t, config({ v1: up.port }))
 
   const r = await unary(client, { text: 'hi', count: 41 }, { metadata: { 'x-echo': 'md' } })
   t.same(r.msg, { text: 'v1:hi:md', count: 42 }, 'unary answer, request metadata reached the server')
@@ -80,11 +95,8 @@ t.test('unary, streaming both ways and bidi, with metadata and trailers', async 
 })
 
 t.test('large messages both ways (flow control and backpressure across the gateway)', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }))
   const big = 'x'.repeat(1024 * 1024)
   const r = await unary(client, { text: big, count: 1 })
   t.equal(r.msg.text.length, big.length + 3, 'a 1 MiB request and answer')
@@ -101,11 +113,8 @@ t.test('large messages both ways (flow control and backpressure across the gatew
 })
 
 t.test('a client that cancels a bidi call cancels it upstream', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }))
   const bidi = (client as unknown as Call).Bidi()
   bidi.on('error', () => {})
   const first = new Promise<Msg>(resolve => bidi.once('data', resolve))
@@ -117,11 +126,8 @@ t.test('a client that cancels a bidi call cancels it upstream', async t => {
 })
 
 t.test('gRPC status codes and messages from the upstream reach the client', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }))
   for (const code of [grpc.status.NOT_FOUND, grpc.status.INVALID_ARGUMENT, grpc.status.UNAVAILABLE, grpc.status.PERMISSION_DENIED]) {
     const err = await unary(client, { text: `status:${code}`, count: 0 }).then(() => undefined, (e: grpc.ServiceError) => e)
     t.equal(err?.code, code, `status ${code}`)
@@ -131,11 +137,8 @@ t.test('gRPC status codes and messages from the upstream reach the client', asyn
 })
 
 t.test('a deadline: grpc-timeout bounds the request as a route timeout', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }, { retries: '{ attempts: 0 }' }))
   // Three timers end this call at about the same moment: the client's, the gateway's and the
   // grpc-js server's (it reads the forwarded grpc-timeout too). Which one the log shows is a race;
   // the test below, with an upstream that ignores deadlines, shows the gateway's own.
@@ -179,9 +182,7 @@ t.test('retryOn unavailable: a trailers-only UNAVAILABLE is retried on another e
   const good = await startEchoServer({ name: 'good' })
   t.teardown(async () => { await bad.close(); await good.close() })
   // Both endpoints in one subset; the bad one answers UNAVAILABLE to everything.
-  const gw = await gatewayFor(t, config({ v1: bad.port, v2: good.port }, { retries: '{ attempts: 2, retryOn: unavailable }' }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const { gw, client } = await callThrough(t, config({ v1: bad.port, v2: good.port }, { retries: '{ attempts: 2, retryOn: unavailable }' }))
   for (let i = 0; i < 6; i++) {
     const r = await unary(client, { text: 'status:14', count: 0 }).then(() => 'ok', (e: grpc.ServiceError) => e.code)
     if (r === grpc.status.UNAVAILABLE) failed++
@@ -199,20 +200,15 @@ t.test('retryOn unavailable: an endpoint that answers UNAVAILABLE is retried awa
   const bad = await startEchoServer({ name: 'bad', failWith: grpc.status.UNAVAILABLE })
   const good = await startEchoServer({ name: 'good' })
   t.teardown(async () => { await bad.close(); await good.close() })
-  const gw = await gatewayFor(t, config({ v1: bad.port, v2: good.port }, { retries: '{ attempts: 2, retryOn: "cancelled,unavailable" }' }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const { client } = await callThrough(t, config({ v1: bad.port, v2: good.port }, { retries: '{ attempts: 2, retryOn: "cancelled,unavailable" }' }))
   for (let i = 0; i < 6; i++) t.equal((await unary(client, { text: `c${i}`, count: 0 })).msg.text, `good:c${i}`, `call ${i} succeeds`)
   t.ok((bad.calls.Unary ?? 0) > 0, 'the failing endpoint was tried, and the call retried on the other')
   t.equal(good.calls.Unary, 6)
 })
 
 t.test('retryOn without a gRPC condition: UNAVAILABLE is not retried', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }, { retries: '{ attempts: 2, retryOn: 5xx }' }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }, { retries: '{ attempts: 2, retryOn: 5xx }' }))
   const code = await unary(client, { text: 'status:14', count: 0 }).then(() => 0, (e: grpc.ServiceError) => e.code)
   t.equal(code, grpc.status.UNAVAILABLE)
   t.equal(up.calls.Unary, 1, 'one try: HTTP 200 is no 5xx')
@@ -220,15 +216,12 @@ t.test('retryOn without a gRPC condition: UNAVAILABLE is not retried', async t =
 
 t.test('fallback: the primary subset is down, the fallback subset serves the gRPC call', async t => {
   const down = await closedPort()
-  const up = await startEchoServer({ name: 'v2' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: down, v2: up.port }, {
+  const up = await echoServerFor(t, { name: 'v2' })
+  const { gw, client } = await callThrough(t, config({ v1: down, v2: up.port }, {
     route: `    - destination: { host: echo, subset: v1 }
       fallback:
         target: { host: echo, subset: v2 }`
-  }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  }))
   const r = await unary(client, { text: 'fb', count: 0 })
   t.equal(r.msg.text, 'v2:fb', 'served by the fallback subset')
   const again = await unary(client, { text: 'fb2', count: 0 })
@@ -240,9 +233,7 @@ t.test('fallback: the primary subset is down, the fallback subset serves the gRP
 
 t.test('no healthy upstream: a gRPC local reply, UNAVAILABLE with the reason', async t => {
   const down = await closedPort()
-  const gw = await gatewayFor(t, config({ v1: down }), { overload: false })
-  const client = echoClient(target(gw.ingress), AUTH)
-  t.teardown(() => client.close())
+  const { gw, client } = await callThrough(t, config({ v1: down }))
   const first = await unary(client, { text: 'x', count: 0 }).then(() => undefined, (e: grpc.ServiceError) => e)
   t.equal(first?.code, grpc.status.UNAVAILABLE, 'connect failure (UF) is UNAVAILABLE')
   t.match(first?.details, /upstream connect error/)
@@ -255,11 +246,8 @@ t.test('no healthy upstream: a gRPC local reply, UNAVAILABLE with the reason', a
 })
 
 t.test('no route: UNIMPLEMENTED', async t => {
-  const up = await startEchoServer({ name: 'v1' })
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config({ v1: up.port }), { overload: false })
-  const client = echoClient(target(gw.ingress), 'other.example.com')
-  t.teardown(() => client.close())
+  const up = await echoServerFor(t, { name: 'v1' })
+  const { client } = await callThrough(t, config({ v1: up.port }), { authority: 'other.example.com' })
   const err = await unary(client, { text: 'x', count: 0 }).then(() => undefined, (e: grpc.ServiceError) => e)
   t.equal(err?.code, grpc.status.UNIMPLEMENTED, '404 NR maps to UNIMPLEMENTED')
 })
@@ -268,20 +256,8 @@ t.test('a workload calls through the mesh listener: h2c by prior knowledge, the 
   const v1 = await startEchoServer({ name: 'v1' })
   const v2 = await startEchoServer({ name: 'v2' })
   t.teardown(() => { v1.close(); v2.close() })
-  const meshRoute = `
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo-mesh }
-spec:
-  hosts: [echo]
-  http:
-  - route:
-    - destination: { host: echo, subset: v2 }
-`
-  const gw = await gatewayFor(t, config({ v1: v1.port, v2: v2.port }) + meshRoute, { overload: false })
-  const client = echoClient(target(gw.mesh), 'echo:50051')
-  t.teardown(() => client.close())
+  const meshRoute = virtualService(routeTo('echo', 'v2'), { name: 'echo-mesh', hosts: ['echo'] })
+  const { gw, client } = await callThrough(t, `${config({ v1: v1.port, v2: v2.port })}---\n${meshRoute}`, { authority: 'echo:50051', mesh: true })
   const r = await unary(client, { text: 'm', count: 1 })
   t.same(r.msg, { text: 'v2:m', count: 2 }, 'the mesh VirtualService sent the call to v2')
   t.equal(r.status.code, grpc.status.OK)
