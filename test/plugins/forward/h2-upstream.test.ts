@@ -1,7 +1,7 @@
 import { connect, createSecureServer, createServer, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders } from 'node:http2'
 import t from 'tap'
 import { makePki } from '../../helpers/certs.js'
-import { gatewayFor } from '../../helpers/gateway.js'
+import { gatewayFor, type InlineGateway } from '../../helpers/gateway.js'
 import { startH2Upstream, type H2Upstream } from '../../helpers/h2-upstream.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
@@ -55,23 +55,22 @@ t.test('h2UpgradePolicy UPGRADE: h2c with prior knowledge to an HTTP/2-only serv
 
 t.test('an HTTP2 port with TLS origination: h2 by ALPN, the CA verified', async t => {
   const pki = makePki(['app.internal'])
-  const srv = pki.server('app.internal')
-  const up = await h2Upstream(createSecureServer({ cert: pki.read(srv.cert), key: pki.read(srv.key) }))
-  t.teardown(() => up.close())
-  const gw = await gatewayFor(t, config(up.port, { number: 9443, name: 'web', protocol: 'HTTP2' },
-    `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  // meshgate originating TLS to an HTTP/2 upstream whose certificate `signer` issued, trusting pki's CA.
+  const behindTls = async (signer: ReturnType<typeof makePki>): Promise<InlineGateway> => {
+    const srv = signer.server('app.internal')
+    const up = await h2Upstream(createSecureServer({ cert: signer.read(srv.cert), key: signer.read(srv.key) }))
+    t.teardown(() => up.close())
+    return gatewayFor(t, config(up.port, { number: 9443, name: 'web', protocol: 'HTTP2' },
+      `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  }
+  const gw = await behindTls(pki)
   const r = await rawRequest(gw.ingress, '/secure', { headers: { host: 'app.example.com' } })
   t.equal(r.status, 200)
   t.same(JSON.parse(r.body).scheme, 'https', 'over TLS')
   t.equal(r.headers['x-proto'], 'h2')
 
   // A server whose certificate the CA did not sign: a connect failure, 503 UF.
-  const other = makePki(['app.internal'])
-  const osrv = other.server('app.internal')
-  const rogue = await h2Upstream(createSecureServer({ cert: other.read(osrv.cert), key: other.read(osrv.key) }))
-  t.teardown(() => rogue.close())
-  const gw2 = await gatewayFor(t, config(rogue.port, { number: 9443, name: 'web', protocol: 'HTTP2' },
-    `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  const gw2 = await behindTls(makePki(['app.internal']))
   const bad = await rawRequest(gw2.ingress, '/secure', { headers: { host: 'app.example.com' } })
   t.equal(bad.status, 503, 'unverified upstream refused')
   await waitForLogs(gw2.logs, 1)
