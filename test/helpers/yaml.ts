@@ -160,16 +160,22 @@ ${opts.namespace !== undefined ? `  namespace: ${opts.namespace}\n` : ''}spec:
 export const HTTP_9080 = { number: 9080, name: 'http', protocol: 'HTTP' }
 
 /**
- * A ServiceEntry for `host` (MESH_INTERNAL, STATIC) with one `port` (without `protocol`, Istio
- * takes it from the port's name) and loopback endpoints on it: a list of ports (no labels), of
- * `[version, port]` pairs (several endpoints may share a version), or `{ version: port }`. An
- * endpoint with a version is labelled `version: <version>`.
+ * A ServiceEntry for `host` (MESH_INTERNAL) with one `port` (without `protocol`, Istio takes it
+ * from the port's name) and endpoints on it at `address` (127.0.0.1 unless given): a list of
+ * ports (no labels), of `[version, port]` pairs (several endpoints may share a version), or
+ * `{ version: port }`. An endpoint with a version is labelled `version: <version>`. The
+ * resolution is STATIC unless given (DNS, for an `address` that is a name).
  */
-export function portService (host: string, port: { number: number; name: string; protocol?: string }, endpoints: Array<number | [string, number]> | Record<string, number>): string {
+export function portService (
+  host: string,
+  port: { number: number; name: string; protocol?: string },
+  endpoints: Array<number | [string, number]> | Record<string, number>,
+  opts: { address?: string; resolution?: string } = {}
+): string {
   const list = Array.isArray(endpoints) ? endpoints : Object.entries(endpoints)
   const eps = list.map(e => {
     const [version, p] = typeof e === 'number' ? [undefined, e] : e
-    return `\n  - { address: 127.0.0.1, ports: { ${port.name}: ${p} }${version !== undefined ? `, labels: { version: ${version} }` : ''} }`
+    return `\n  - { address: ${opts.address ?? '127.0.0.1'}, ports: { ${port.name}: ${p} }${version !== undefined ? `, labels: { version: ${version} }` : ''} }`
   }).join('')
   const protocol = port.protocol !== undefined ? `, protocol: ${port.protocol}` : ''
   return `apiVersion: networking.istio.io/v1
@@ -180,7 +186,7 @@ spec:
   location: MESH_INTERNAL
   ports:
   - { number: ${port.number}, name: ${port.name}${protocol} }
-  resolution: STATIC
+  resolution: ${opts.resolution ?? 'STATIC'}
   endpoints:${eps.length > 0 ? eps : ' []'}
 `
 }

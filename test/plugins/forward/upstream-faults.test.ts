@@ -7,7 +7,7 @@ import { startInlineGateway } from '../../helpers/gateway.js'
 import { appRequest, rawExchange } from '../../helpers/raw-http.js'
 import { closedPort, countingUpstream, startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
-import { destinationRule, meshRoute, serviceEntry, virtualService } from '../../helpers/yaml.js'
+import { HTTP_9080, destinationRule, meshRoute, portService, serviceEntry, virtualService } from '../../helpers/yaml.js'
 import type { GatewayOptions } from '../../../plugins/gateway.js'
 
 // docs/testing.md#d-upstream-faults, table D: scripted fake upstreams that refuse, fail DNS, hang, reset before or
@@ -51,18 +51,7 @@ t.test('D2: a name that never resolves → 503, no crash, lookups paced by the r
     lookups++
     throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND' })
   }
-  const gw = await gateway(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: app }
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports: [{ number: 9080, name: http, protocol: HTTP }]
-  resolution: DNS
-  endpoints:
-  - address: localhost
-    ports: { http: 9 }
----
+  const gw = await gateway(`${portService('app', HTTP_9080, [9], { resolution: 'DNS', address: 'localhost' })}---
 ${meshRoute()}
 `, { dnsLookup: lookup, dnsRefreshMs: 500 })
   t.teardown(() => gw.close())
