@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startInlineGateway } from '../../helpers/gateway.js'
 import { appRequest, rawExchange, rawRequest } from '../../helpers/raw-http.js'
-import { startUpstream } from '../../helpers/upstream.js'
+import { closedPort, startUpstream } from '../../helpers/upstream.js'
 import { sleep, waitForLogs } from '../../helpers/wait.js'
 import { GATEWAY, destinationRule, routeTo, serviceEntry, virtualService } from '../../helpers/yaml.js'
 
@@ -77,7 +77,7 @@ t.test('1. upgrades cannot smuggle requests', async t => {
 /** nginx as a strict, request-by-request upstream; its access log lists every request it parsed. */
 async function startNginx (): Promise<{ port: number; requests: () => Promise<string[]>; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'meshgate-nginx-'))
-  const port = await new Promise<number>(resolve => { const s = createTcpServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
+  const port = await closedPort()
   const conf = join(dir, 'nginx.conf')
   await writeFile(conf, `worker_processes 1;
 daemon off;
