@@ -67,3 +67,11 @@ export async function gatewayChildFor (t: Teardown, yaml: string): Promise<Gatew
   })
   return { mesh: new URL(started.mesh), rss: started.rss, peak: () => ask('peak') }
 }
+
+/** The gateway's runtime cluster whose name starts with `prefix` (e.g. `outbound|9080||app`). */
+export function clusterOf (gw: RunningGateway, prefix: string): NonNullable<ReturnType<RunningGateway['runtime']['cluster']>> {
+  const name = [...gw.runtime.allClusters()].map(c => c.spec.name).find(n => n.startsWith(prefix))
+  const cluster = name !== undefined ? gw.runtime.cluster(name) : undefined
+  if (cluster === undefined) throw new Error(`no cluster ${prefix}`)
+  return cluster
+}

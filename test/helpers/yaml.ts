@@ -164,13 +164,14 @@ export const HTTP_9080 = { number: 9080, name: 'http', protocol: 'HTTP' }
  * from the port's name) and endpoints on it at `address` (127.0.0.1 unless given): a list of
  * ports (no labels), of `[version, port]` pairs (several endpoints may share a version), or
  * `{ version: port }`. An endpoint with a version is labelled `version: <version>`. The
- * resolution is STATIC unless given (DNS, for an `address` that is a name).
+ * resolution is STATIC unless given (DNS, for an `address` that is a name); `annotations`
+ * (such as `meshgate.io/probe`) go on its metadata.
  */
 export function portService (
   host: string,
   port: { number: number; name: string; protocol?: string },
   endpoints: Array<number | [string, number]> | Record<string, number>,
-  opts: { address?: string; resolution?: string } = {}
+  opts: { address?: string; resolution?: string; annotations?: Record<string, string> } = {}
 ): string {
   const list = Array.isArray(endpoints) ? endpoints : Object.entries(endpoints)
   const eps = list.map(e => {
@@ -178,9 +179,10 @@ export function portService (
     return `\n  - { address: ${opts.address ?? '127.0.0.1'}, ports: { ${port.name}: ${p} }${version !== undefined ? `, labels: { version: ${version} }` : ''} }`
   }).join('')
   const protocol = port.protocol !== undefined ? `, protocol: ${port.protocol}` : ''
+  const notes = opts.annotations !== undefined ? `, annotations: { ${Object.entries(opts.annotations).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} }` : ''
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: { name: ${host} }
+metadata: { name: ${host}${notes} }
 spec:
   hosts: [${host}]
   location: MESH_INTERNAL
@@ -223,4 +225,15 @@ kind: AuthorizationPolicy
 metadata: { name: ${name}, namespace: ${namespace} }
 spec:${body}
 `
+}
+
+/**
+ * The set-up of the health-probe tests: `GATEWAY`, every request to `app`, `app` with one
+ * `port` and one endpoint on `endpointPort` probed per `probe` (the `meshgate.io/probe` JSON),
+ * and, when `tls` is given (a YAML value), a DestinationRule originating that TLS.
+ */
+export function probedApp (port: { number: number; name: string; protocol?: string }, endpointPort: number, probe: string, tls?: string): string {
+  const docs = [GATEWAY, gatewayVs(routeTo()), portService('app', port, [endpointPort], { annotations: { 'meshgate.io/probe': probe } })]
+  if (tls !== undefined) docs.push(destinationRule('app', `  trafficPolicy:\n    tls: ${tls}\n`))
+  return docs.join('---\n')
 }

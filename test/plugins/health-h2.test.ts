@@ -3,10 +3,10 @@ import { createSecureServer, createServer, type Http2SecureServer, type Http2Ser
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { gatewayFor, type InlineGateway } from '../helpers/gateway.js'
+import { clusterOf, gatewayFor, type InlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { until, waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs } from '../helpers/yaml.js'
+import { probedApp } from '../helpers/yaml.js'
 
 // `httpGet` probes of HTTP/2 clusters speak the cluster's protocol: h2c with prior knowledge,
 // or h2 over TLS with the cluster's CA and SNI. The endpoints are HTTP/2-only node:http2 servers
@@ -39,39 +39,12 @@ async function h2Endpoint (server: Http2Server | Http2SecureServer): Promise<H2E
   }
 }
 
-function config (port: number, opts: { probe: string; dr?: string }): string {
-  return `${GATEWAY}---
-${gatewayVs('  - route:\n    - destination: { host: app }\n')}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: app
-  annotations:
-    meshgate.io/probe: '${opts.probe}'
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports:
-  - { number: 9080, name: http2-web, protocol: HTTP2 }
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { http2-web: ${port} } }
-${opts.dr !== undefined ? `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-${opts.dr}` : ''}`
-}
+const HTTP2_PORT = { number: 9080, name: 'http2-web', protocol: 'HTTP2' }
 
 const PROBE = '{"httpGet": {"path": "/healthz", "host": "app.health", "httpHeaders": [{"name": "X-Probe", "value": "h2"}, {"name": "Connection", "value": "close"}, {"name": "Host", "value": "not.this"}]}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}'
+const PLAIN_PROBE = '{"httpGet": {"path": "/healthz"}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}'
 
-function cluster (gw: InlineGateway): NonNullable<ReturnType<InlineGateway['runtime']['cluster']>> {
-  const name = [...gw.runtime.allClusters()].map(c => c.spec.name).find(n => n.startsWith('outbound|9080||app'))!
-  return gw.runtime.cluster(name)!
-}
+const cluster = (gw: InlineGateway): ReturnType<typeof clusterOf> => clusterOf(gw, 'outbound|9080||app')
 
 const get = (gw: InlineGateway): ReturnType<typeof rawRequest> => rawRequest(gw.ingress, '/page', { headers: { host: 'app.example.com' } })
 
@@ -106,7 +79,7 @@ t.test('h2c: an HTTP/2-only endpoint is probed over h2c', async t => {
   const ep = await h2Endpoint(createServer())
   t.teardown(() => ep.close())
   await t.rejects(rawRequest(`http://127.0.0.1:${ep.port}`, '/healthz'), 'the endpoint refuses HTTP/1.1')
-  const gw = await gatewayFor(t, config(ep.port, { probe: PROBE }), { overload: false })
+  const gw = await gatewayFor(t, probedApp(HTTP2_PORT, ep.port, PROBE), { overload: false })
   await inAndOut(t, gw, ep)
   const p = ep.probes[0]
   t.same([p[':method'], p[':scheme'], p[':authority'], p['user-agent'], p['x-probe']], ['GET', 'http', 'app.health', 'meshgate-probe', 'h2'],
@@ -119,20 +92,14 @@ t.test('h2 over TLS: the probe uses the cluster\'s CA and SNI, ALPN h2', async t
   const srv = pki.server('app.internal')
   const ep = await h2Endpoint(createSecureServer({ cert: pki.read(srv.cert), key: pki.read(srv.key) }))
   t.teardown(() => ep.close())
-  const gw = await gatewayFor(t, config(ep.port, {
-    probe: '{"httpGet": {"path": "/healthz"}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}',
-    dr: `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }\n`
-  }), { overload: false })
+  const gw = await gatewayFor(t, probedApp(HTTP2_PORT, ep.port, PLAIN_PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
   await inAndOut(t, gw, ep)
   t.equal(ep.probes[0][':scheme'], 'https')
   t.equal(ep.probes[0][':authority'], `127.0.0.1:${ep.port}`, 'without httpGet.host: the endpoint address')
 
   // A CA that did not sign the server's certificate: the probe fails like a request would.
   const other = makePki(['app.internal'])
-  const gw2 = await gatewayFor(t, config(ep.port, {
-    probe: '{"httpGet": {"path": "/healthz"}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}',
-    dr: `    tls: { mode: SIMPLE, sni: app.internal, caCertificates: ${other.ca} }\n`
-  }), { overload: false })
+  const gw2 = await gatewayFor(t, probedApp(HTTP2_PORT, ep.port, PLAIN_PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${other.ca} }`), { overload: false })
   await until('the unverified endpoint is out', () => !cluster(gw2).hasHealthy(), 15000)
   t.match(cluster(gw2).endpoints[0].host.lastProbeError, /CERT|SIGNATURE|certificate/i)
 })
@@ -149,9 +116,7 @@ t.test('a probe of another port speaks HTTP/1.1 (a separate health server)', asy
   await new Promise<void>(resolve => health.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise(resolve => health.close(resolve)))
   const port = (health.address() as AddressInfo).port
-  const gw = await gatewayFor(t, config(ep.port, {
-    probe: `{"httpGet": {"path": "/healthz", "port": ${port}}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}`
-  }), { overload: false })
+  const gw = await gatewayFor(t, probedApp(HTTP2_PORT, ep.port, `{"httpGet": {"path": "/healthz", "port": ${port}}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}`), { overload: false })
   await until('probes on the health port', () => seen.length >= 2, 15000)
   t.equal(seen[0].version, '1.1')
   t.equal(ep.probes.length, 0, 'the HTTP/2 port is not probed')

@@ -2,10 +2,10 @@ import { createServer as createHttpsServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { makePki } from '../helpers/certs.js'
-import { gatewayFor, type InlineGateway } from '../helpers/gateway.js'
+import { clusterOf, gatewayFor, type InlineGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { until, waitForLogs } from '../helpers/wait.js'
-import { GATEWAY, gatewayVs } from '../helpers/yaml.js'
+import { HTTP_9080, probedApp } from '../helpers/yaml.js'
 
 // `httpGet` probes of HTTP/1.1 endpoints that speak only TLS. A probe of the port a cluster
 // originates TLS to (DestinationRule `tls.mode: SIMPLE`/`MUTUAL`) goes over TLS with the
@@ -35,41 +35,7 @@ async function tlsEndpoint (server: Server): Promise<TlsEndpoint> {
   }
 }
 
-function config (port: number, probe: string, tls?: string): string {
-  return `${GATEWAY}---
-${gatewayVs('  - route:\n    - destination: { host: app }\n')}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: app
-  annotations:
-    meshgate.io/probe: '${probe}'
-spec:
-  hosts: [app]
-  location: MESH_INTERNAL
-  ports:
-  - { number: 9080, name: http, protocol: HTTP }
-  resolution: STATIC
-  endpoints:
-  - { address: 127.0.0.1, ports: { http: ${port} } }
-${tls !== undefined
-? `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: app }
-spec:
-  host: app
-  trafficPolicy:
-    tls: ${tls}
-`
-: ''}`
-}
-
-function cluster (gw: InlineGateway): NonNullable<ReturnType<InlineGateway['runtime']['cluster']>> {
-  const name = [...gw.runtime.allClusters()].map(c => c.spec.name).find(n => n.startsWith('outbound|9080||app'))!
-  return gw.runtime.cluster(name)!
-}
-
+const cluster = (gw: InlineGateway): ReturnType<typeof clusterOf> => clusterOf(gw, 'outbound|9080||app')
 const get = (gw: InlineGateway): ReturnType<typeof rawRequest> => rawRequest(gw.ingress, '/page', { headers: { host: 'app.example.com' } })
 const PROBE = '{"httpGet": {"path": "/healthz"}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}'
 
@@ -78,7 +44,7 @@ t.test('a TLS cluster\'s serving port is probed over TLS with the cluster\'s CA 
   const srv = pki.server('app.internal')
   const ep = await tlsEndpoint(createHttpsServer({ cert: pki.read(srv.cert), key: pki.read(srv.key) }))
   t.teardown(() => ep.close())
-  const gw = await gatewayFor(t, config(ep.port, PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  const gw = await gatewayFor(t, probedApp(HTTP_9080, ep.port, PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${pki.ca} }`), { overload: false })
   const c = cluster(gw)
   await until('two probes over TLS', () => ep.probes.length >= 2, 15000)
   t.equal(c.endpoints[0].host.lastProbeError, '', 'the probe passed')
@@ -101,7 +67,7 @@ t.test('a TLS cluster\'s serving port is probed over TLS with the cluster\'s CA 
 
   // A CA that did not sign the endpoint's certificate: the probe fails as a request would.
   const other = makePki(['app.internal'])
-  const gw2 = await gatewayFor(t, config(ep.port, PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${other.ca} }`), { overload: false })
+  const gw2 = await gatewayFor(t, probedApp(HTTP_9080, ep.port, PROBE, `{ mode: SIMPLE, sni: app.internal, caCertificates: ${other.ca} }`), { overload: false })
   await until('the unverified endpoint is out', () => !cluster(gw2).hasHealthy(), 15000)
   t.match(cluster(gw2).endpoints[0].host.lastProbeError, /CERT|SIGNATURE|certificate/i)
 })
@@ -115,7 +81,7 @@ t.test('httpGet.scheme HTTPS: a health port probed over TLS without verifying it
   const upstream = await tlsEndpoint(createHttpsServer({ cert: pki.read(srv.cert), key: pki.read(srv.key) }))
   t.teardown(() => upstream.close())
   const probe = (scheme: string): string => `{"httpGet": {"path": "/healthz", "port": ${health.port}${scheme}}, "periodSeconds": 0.1, "timeoutSeconds": 0.5, "failureThreshold": 1}`
-  const gw = await gatewayFor(t, config(upstream.port, probe(', "scheme": "HTTPS"'), `{ mode: SIMPLE, sni: health.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  const gw = await gatewayFor(t, probedApp(HTTP_9080, upstream.port, probe(', "scheme": "HTTPS"'), `{ mode: SIMPLE, sni: health.internal, caCertificates: ${pki.ca} }`), { overload: false })
   const c = cluster(gw)
   await until('probes over TLS on the health port', () => health.probes.length >= 2, 15000)
   t.equal(c.endpoints[0].host.lastProbeError, '', 'TLS without verification: the probe passed')
@@ -126,7 +92,7 @@ t.test('httpGet.scheme HTTPS: a health port probed over TLS without verifying it
 
   // Without the scheme the same health port is probed in cleartext, which a TLS server refuses.
   health.status.code = 200
-  const gw2 = await gatewayFor(t, config(upstream.port, probe(''), `{ mode: SIMPLE, sni: health.internal, caCertificates: ${pki.ca} }`), { overload: false })
+  const gw2 = await gatewayFor(t, probedApp(HTTP_9080, upstream.port, probe(''), `{ mode: SIMPLE, sni: health.internal, caCertificates: ${pki.ca} }`), { overload: false })
   await until('a cleartext probe of a TLS port fails', () => cluster(gw2).endpoints[0].host.lastProbeError !== '', 15000)
   t.equal(cluster(gw2).hasHealthy(), false, 'scheme HTTP (the default) on a TLS health port: out')
 })

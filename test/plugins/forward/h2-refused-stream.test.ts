@@ -1,6 +1,6 @@
 import { connect, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import t from 'tap'
-import { gatewayFor, type InlineGateway, type Teardown } from '../../helpers/gateway.js'
+import { clusterOf, gatewayFor, type InlineGateway, type Teardown } from '../../helpers/gateway.js'
 import { startH2Upstream, type H2Upstream } from '../../helpers/h2-upstream.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 import { until, waitForLogs } from '../../helpers/wait.js'
@@ -55,8 +55,8 @@ async function setup (t: Teardown, act: (n: number) => Act, retries: string | un
   const up = await upstream(act)
   t.teardown(() => up.close())
   const gw = await gatewayFor(t, config(up.port, retries), { overload: false })
-  const name = [...gw.runtime.allClusters()].map(c => c.spec.name).find(n => n.startsWith(CLUSTER))!
-  return { up, gw, retries: () => gw.runtime.cluster(name)!.stats.retries }
+  const cluster = clusterOf(gw, CLUSTER)
+  return { up, gw, retries: () => cluster.stats.retries }
 }
 
 const post = (gw: InlineGateway): ReturnType<typeof rawRequest> =>
